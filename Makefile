@@ -1,0 +1,86 @@
+# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`.
+CC      ?= cc
+PKGS    := libpq inih
+HAVE_SYSTEMD := $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1)
+ifeq ($(HAVE_SYSTEMD),1)
+PKGS    += libsystemd
+CPPFLAGS += -DHAVE_LIBSYSTEMD
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+VERSION := 0.1.0
+CPPFLAGS += -D_GNU_SOURCE -DPGLEASE_VERSION='"$(VERSION)"' -Idaemon -Ipool -Iconf $(PKG_CFLAGS)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -MMD -MP
+LDLIBS  := $(PKG_LIBS) -lev -lpthread
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRCS     := $(wildcard daemon/*.c pool/*.c conf/*.c)
+LIB_SRCS := $(filter-out daemon/main.c,$(SRCS))
+UNIT_SRCS := $(wildcard tests/conf/*.c tests/daemon/*.c tests/pool/*.c)
+
+OBJS      := $(SRCS:%.c=build/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=build/%.o)
+SAN_OBJS  := $(SRCS:%.c=build/asan/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/%.c=build/tests/%)
+
+PY := /usr/bin/python3
+
+.PHONY: all deps run test unit integration integration-asan bench clean
+all: pglease
+
+pglease: $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build/pglease-asan: $(SAN_OBJS)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+build/libpglease.a: $(LIB_OBJS)
+	ar rcs $@ $^
+
+build/tests/%: tests/%.c build/libpglease.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libpglease.a $(LDLIBS) -lcriterion
+
+deps:
+	@tests/lib/deps.sh build
+
+run:
+	@tests/lib/deps.sh run
+	@$(MAKE) --no-print-directory pglease
+	@tests/lib/run-local.sh
+
+test:
+	@tests/lib/deps.sh test
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory integration-asan
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: pglease
+	PGLEASE_BIN=$(CURDIR)/pglease $(PY) -m pytest -q tests/integration
+
+integration-asan: build/pglease-asan
+	PGLEASE_BIN=$(CURDIR)/build/pglease-asan $(PY) -m pytest -q tests/integration
+
+bench:
+	@tests/lib/deps.sh bench
+	@$(MAKE) --no-print-directory pglease
+	@tests/bench/bench.sh
+
+clean:
+	rm -rf build pglease
+
+-include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)

@@ -1,0 +1,63 @@
+/*
+ * config.h — pglease's configuration: an INI file read with inih.
+ *
+ * Interface routines:
+ *   config_load()     parse and validate a file; NULL plus error text on failure
+ *   config_free()     release a loaded config
+ *   config_find_db()  the [databases] entry for a client-visible name ("*" fallback)
+ *
+ * A loaded config is immutable. Reload builds a new one and swaps it in only
+ * when it loaded without error, so a bad file never replaces a good one.
+ */
+#ifndef PGLEASE_CONFIG_H
+#define PGLEASE_CONFIG_H
+
+enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
+enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
+enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+/* One [databases] entry. */
+struct db_config {
+	char *name;          /* client-visible database name, or "*" */
+	char *conninfo;      /* libpq conninfo, pglease's own keys taken out */
+	int pool_size;       /* from pool_size= in the conninfo; -1: default_pool_size */
+	int pool_mode;       /* enum pool_mode from pool_mode=; -1: the global pool_mode */
+	int line;            /* where it was defined */
+};
+
+struct config {
+	char *path;                  /* the file it was loaded from */
+	int listen_port;             /* 6432 */
+	char *unix_socket_dir;       /* "/tmp" */
+	int unix_socket_mode;        /* 0777 */
+	enum auth_type auth_type;    /* peer */
+	enum pool_mode pool_mode;    /* transaction */
+	int default_pool_size;       /* 20 */
+	int min_pool_size;           /* 0 */
+	int max_client_conn;         /* 100 */
+	/* Durations in seconds; 0 disables where the reference says so. */
+	double query_wait_timeout;   /* 120 */
+	double server_connect_timeout; /* 15 */
+	double client_login_timeout; /* 60 */
+	double server_check_delay;   /* 30 */
+	double server_idle_timeout;  /* 600 */
+	double server_lifetime;      /* 3600 */
+	double server_drain_timeout; /* 5: per step while cleaning a lease's backend */
+	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
+	char *server_check_query;    /* "select 1"; "" sends an empty query */
+	enum log_level log_level;    /* info */
+	struct db_config *dbs;
+	int db_count;
+};
+
+/*
+ * Load and validate path. On success returns the config and sets *errors to
+ * NULL. On failure returns NULL and sets *errors to a malloc'd text, one
+ * error per line, each "FILE:LINE: [section] key: message" (caller frees).
+ */
+struct config *config_load(const char *path, char **errors);
+void config_free(struct config *cfg);
+const struct db_config *config_find_db(const struct config *cfg, const char *name);
+const char *pool_mode_name(enum pool_mode mode);
+
+#endif
