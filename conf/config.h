@@ -5,6 +5,7 @@
  *   config_load()     parse and validate a file; NULL plus error text on failure
  *   config_free()     release a loaded config
  *   config_find_db()  the [databases] entry for a client-visible name ("*" fallback)
+ *   pool_mode_name()  "transaction" or "session", as written in the file
  *
  * A loaded config is immutable. Reload builds a new one and swaps it in only
  * when it loaded without error, so a bad file never replaces a good one.
@@ -53,7 +54,9 @@ struct config {
 /*
  * Load and validate path. On success returns the config and sets *errors to
  * NULL. On failure returns NULL and sets *errors to a malloc'd text, one
- * error per line, each "FILE:LINE: [section] key: message" (caller frees).
+ * error per line, each "FILE:LINE: [section] key: message" and ending in a
+ * newline, in file order (caller frees; errors may be NULL). Problems with
+ * the file as a whole have no LINE: "FILE: cannot open: reason".
  */
 struct config *config_load(const char *path, char **errors);
 void config_free(struct config *cfg);

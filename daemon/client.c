@@ -1,0 +1,633 @@
+/*
+ * client.c — one client connection: login, then relaying under leases.
+ *
+ * The hot path is client_relay_to_server() and client_relay_from_server():
+ * one recv() into the client's buffer, framing of the new bytes (only
+ * headers are looked at, plus the 'Z' status byte), one send(). A
+ * watcher is started only when a peer would block, so a transaction
+ * normally costs no epoll_ctl. Buffers exist only while bytes are in
+ * flight: an idle client owns none.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include "cancel.h"
+#include "client.h"
+#include "daemon.h"
+#include "lease.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "server.h"
+#include "startup.h"
+
+struct list login_clients = { { &login_clients.head, &login_clients.head }, 0 };
+static struct list closed_clients = { { &closed_clients.head, &closed_clients.head }, 0 };
+int client_count;
+static uint32_t next_client_id = 1;
+
+static void on_readable(struct ev_loop *l, ev_io *w, int revents);
+static void on_writable(struct ev_loop *l, ev_io *w, int revents);
+static void dispatch_input(struct client *c);
+
+/* ---- state and lists ---- */
+
+static struct list *state_list(struct client *c, enum client_state state)
+{
+	switch (state) {
+	case CLIENT_LOGIN: return &login_clients;
+	case CLIENT_LOGIN_WAIT: return &c->pool->login_wait;
+	case CLIENT_IDLE: return &c->pool->clients;
+	case CLIENT_WAITING: return &c->pool->waiting;
+	case CLIENT_ACTIVE: return &c->pool->active;
+	case CLIENT_CLOSED: return &closed_clients;
+	}
+	return NULL;
+}
+
+void client_set_state(struct client *c, enum client_state state)
+{
+	list_remove(state_list(c, c->state), &c->node);
+	c->state = state;
+	c->state_since = ev_now(loop);
+	list_push_tail(state_list(c, state), &c->node);
+}
+
+static void want_read(struct client *c, bool on)
+{
+	if (on && !ev_is_active(&c->rio))
+		ev_io_start(loop, &c->rio);
+	else if (!on && ev_is_active(&c->rio))
+		ev_io_stop(loop, &c->rio);
+}
+
+static void want_write(struct client *c, bool on)
+{
+	if (on && !ev_is_active(&c->wio))
+		ev_io_start(loop, &c->wio);
+	else if (!on && ev_is_active(&c->wio))
+		ev_io_stop(loop, &c->wio);
+}
+
+/* ---- accept and close ---- */
+
+void client_accept(int fd)
+{
+	struct client *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->id = next_client_id++;
+	if (getrandom(&c->cancel_key, sizeof(c->cancel_key), GRND_NONBLOCK) != sizeof(c->cancel_key))
+		c->cancel_key = (uint32_t)random();
+	c->state = CLIENT_LOGIN;
+	c->exit_why = EXIT_CLIENT_GONE;
+	c->state_since = ev_now(loop);
+	list_push_tail(&login_clients, &c->node);
+	ev_io_init(&c->rio, on_readable, fd, EV_READ);
+	ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+	c->rio.data = c->wio.data = c;
+	client_count++;
+	want_read(c, true);
+}
+
+static void drop_buffers(struct client *c)
+{
+	iobuf_put(c->in);
+	iobuf_put(c->out);
+	c->in = c->out = NULL;
+}
+
+void client_close(struct client *c, const char *reason_fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	if (c->state == CLIENT_CLOSED)
+		return;
+	va_start(ap, reason_fmt);
+	vsnprintf(reason, sizeof(reason), reason_fmt, ap);
+	va_end(ap);
+	log_info("client %u (%s/%s) closed: %s", c->id, c->pool ? c->pool->dbname : "-",
+		 c->pool ? c->pool->user : "-", reason);
+	if (c->server)
+		lease_exit(c, c->exit_why);
+	want_read(c, false);
+	want_write(c, false);
+	close(c->fd);
+	drop_buffers(c);
+	client_set_state(c, CLIENT_CLOSED);
+	client_count--;
+}
+
+void client_reap(void)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &closed_clients) {
+		struct client *c = list_entry(pos, struct client, node);
+		list_remove(&closed_clients, pos);
+		params_free(&c->params);
+		free(c);
+	}
+}
+
+/* ---- sending what pglease itself says ---- */
+
+static struct iobuf *out_buffer(struct client *c)
+{
+	if (!c->out)
+		c->out = iobuf_get();
+	else if (c->out->start > 0 && iobuf_room(c->out) < IOBUF_SIZE / 2)
+		iobuf_compact(c->out);
+	return c->out;
+}
+
+/* Send out[start, scanned); returns -1 when the client is gone. */
+static int flush_out(struct client *c)
+{
+	struct iobuf *out = c->out;
+
+	while (out && iobuf_unsent(out)) {
+		ssize_t n = send(c->fd, out->data + out->start, iobuf_unsent(out), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		out->start += (uint32_t)n;
+	}
+	want_write(c, out && iobuf_unsent(out));
+	if (out && iobuf_is_empty(out)) {
+		iobuf_put(out);
+		c->out = NULL;
+	}
+	return 0;
+}
+
+static void send_bytes(struct client *c, const uint8_t *data, size_t len)
+{
+	struct iobuf *out = out_buffer(c);
+
+	if (!out || len > iobuf_room(out)) {
+		client_close(c, "cannot buffer %zu bytes for the client", len);
+		return;
+	}
+	memcpy(out->data + out->end, data, len);
+	out->end += (uint32_t)len;
+	out->scanned = out->end;
+	if (flush_out(c) < 0)
+		client_close(c, "client went away while being written to");
+}
+
+void client_error(struct client *c, const char *severity, const char *sqlstate,
+		  const char *message, const char *detail, const char *hint)
+{
+	uint8_t buf[2048];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_error(&w, severity, sqlstate, message, detail, hint);
+	if (!w.overflow)
+		send_bytes(c, buf, w.len);
+}
+
+void client_fatal(struct client *c, const char *sqlstate, const char *message, const char *detail)
+{
+	if (c->state == CLIENT_CLOSED)
+		return;
+	if (c->server)
+		lease_exit(c, c->exit_why);
+	if (!c->mid_message)
+		client_error(c, "FATAL", sqlstate, message, detail, NULL);
+	client_close(c, "%s (SQLSTATE %s)", message, sqlstate);
+}
+
+/* ---- login ---- */
+
+static int read_into(struct client *c, struct iobuf **bufp)
+{
+	if (!*bufp && !(*bufp = iobuf_get()))
+		return -1;
+	struct iobuf *buf = *bufp;
+	if (iobuf_room(buf) < IOBUF_SIZE / 4 && buf->start > 0)
+		iobuf_compact(buf);
+	if (iobuf_room(buf) == 0)
+		return 1;
+	ssize_t n = recv(c->fd, buf->data + buf->end, iobuf_room(buf), 0);
+	if (n > 0)
+		buf->end += (uint32_t)n;
+	if (n == 0)
+		return 0;
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return 0;
+	return 1;
+}
+
+static bool peer_allowed(struct client *c, const char *user)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	/* A local /etc/passwd lookup; NSS services that block are not supported. */
+	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &found) != 0 || !found)
+		return false;
+	return strcmp(found->pw_name, user) == 0;
+}
+
+static void send_negotiate(struct client *c, const struct startup *st)
+{
+	uint8_t buf[1024];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_negotiate(&w, 0, (const char *const *)st->pq_options, st->pq_option_count);
+	if (!w.overflow)
+		send_bytes(c, buf, w.len);
+}
+
+static void login(struct client *c, struct startup *st)
+{
+	char msg[256];
+	const struct db_config *db = config_find_db(cfg, st->database);
+
+	if (client_count > cfg->max_client_conn)
+		return client_fatal(c, "53300", "no more connections allowed (max_client_conn)", NULL);
+	if (!db) {
+		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
+		return client_fatal(c, "3D000", msg, NULL);
+	}
+	if (cfg->auth_type == AUTH_PEER && !peer_allowed(c, st->user)) {
+		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", st->user);
+		return client_fatal(c, "28000", msg, NULL);
+	}
+	struct pool *p = pool_find_or_create(db, st->database, st->user);
+	if (!p)
+		return client_fatal(c, "53200", "out of memory creating the pool", NULL);
+	c->pool = p;
+	c->params = st->params;
+	st->params = PARAMS_EMPTY;
+	if (st->minor > 0 || st->pq_option_count)
+		send_negotiate(c, st);
+	if (p->have_base)
+		return client_welcome(c);
+	if (p->last_error && ev_now(loop) < p->retry_after && pool_server_count(p) == 0)
+		return client_fatal(c, p->last_sqlstate, p->last_error, NULL);
+	client_set_state(c, CLIENT_LOGIN_WAIT);
+	pool_want_servers(p);
+}
+
+static void handle_cancel(struct client *c, const struct startup *st)
+{
+	struct client *target = client_find_by_key(st->cancel_pid, st->cancel_key);
+
+	if (target && target->server && target->server->phase == PHASE_RAW)
+		cancel_submit(target->server);
+	client_close(c, "cancel request handled");
+}
+
+static void reply_no_encryption(struct client *c)
+{
+	if (c->in->end != c->in->start) {
+		client_fatal(c, "08P01", "received unencrypted data after SSL request", NULL);
+		return;
+	}
+	send_bytes(c, (const uint8_t *)"N", 1);
+}
+
+/* One startup-phase packet; returns true when another may follow. */
+static bool login_packet(struct client *c)
+{
+	struct iobuf *in = c->in;
+	struct startup st;
+
+	startup_parse(in->data + in->start, in->end - in->start, &st);
+	if (st.kind != STARTUP_INCOMPLETE && st.kind != STARTUP_BAD)
+		in->start += st.packet_len;
+	switch (st.kind) {
+	case STARTUP_INCOMPLETE:
+		break;
+	case STARTUP_BAD:
+		client_fatal(c, st.sqlstate, st.message, NULL);
+		break;
+	case STARTUP_SSL:
+	case STARTUP_GSSENC:
+		reply_no_encryption(c);
+		startup_free(&st);
+		return c->state == CLIENT_LOGIN;
+	case STARTUP_CANCEL:
+		handle_cancel(c, &st);
+		break;
+	case STARTUP_V3:
+		login(c, &st);
+		break;
+	}
+	startup_free(&st);
+	return false;
+}
+
+static void login_read(struct client *c)
+{
+	if (read_into(c, &c->in) <= 0) {
+		client_close(c, "client closed the connection during login");
+		return;
+	}
+	while (c->state == CLIENT_LOGIN && c->in && !iobuf_is_empty(c->in) && login_packet(c))
+		;
+}
+
+void client_welcome(struct client *c)
+{
+	uint8_t buf[4096];
+	struct wbuf w;
+	int count;
+	const char *const *names = pool_reported_params(&count);
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_auth_ok(&w);
+	for (int i = 0; i < count; i++) {
+		const char *value = params_get(&c->params, names[i]);
+		if (!value)
+			value = params_get(&c->pool->base, names[i]);
+		if (value)
+			proto_param_status(&w, names[i], value);
+	}
+	proto_backend_key(&w, c->id, c->cancel_key);
+	proto_ready(&w, 'I');
+	client_set_state(c, CLIENT_IDLE);
+	send_bytes(c, buf, w.len);
+	if (c->state == CLIENT_IDLE)
+		dispatch_input(c);
+}
+
+/* ---- between leases ---- */
+
+/* An idle client spoke: end the session on Terminate, else lease a backend. */
+static void dispatch_input(struct client *c)
+{
+	struct iobuf *in = c->in;
+
+	if (!in || iobuf_is_empty(in)) {
+		iobuf_put(in);
+		c->in = NULL;
+		return;
+	}
+	if (in->data[in->start] == 'X') {
+		client_close(c, "client sent Terminate");
+		return;
+	}
+	lease_enter(c);
+}
+
+void client_leased(struct client *c)
+{
+	if (c->in && !iobuf_is_empty(c->in))
+		client_relay_to_server(c->server);
+}
+
+/* ---- the relay: client to backend ---- */
+
+static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
+{
+	struct client *c = arg;
+
+	if (m->type == 'X') {
+		c->terminating = true;
+		return FRAME_STOP_BEFORE;
+	}
+	return stream_client_msg(&c->server->stream, m);
+}
+
+static void protocol_violation(struct client *c)
+{
+	const uint8_t *p = c->in->data + c->in->scanned;
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "invalid frontend message type %d or length", p[0]);
+	c->exit_why = EXIT_CLIENT_PROTOCOL;
+	client_fatal(c, "08P01", msg, NULL);
+}
+
+/* Send in[start, scanned) to the backend; stop reading the client while it blocks. */
+static int send_to_server(struct client *c, struct server *s)
+{
+	struct iobuf *in = c->in;
+
+	if (iobuf_unsent(in)) {
+		ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
+		if (n < 0) {
+			server_close(s, "lost while sending to the backend");
+			return -1;
+		}
+		in->start += (uint32_t)n;
+	}
+	bool blocked = iobuf_unsent(in) > 0;
+	server_want_write(s, blocked);
+	want_read(c, !blocked && iobuf_room(in) > 0);
+	return 0;
+}
+
+void client_relay_to_server(struct server *s)
+{
+	struct client *c = s->client;
+	struct iobuf *in = c->in;
+
+	if (!in)
+		return;
+	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
+			       STREAM_CLIENT_WHOLE, client_msg, c);
+	if (n < 0)
+		return protocol_violation(c);
+	in->scanned += (uint32_t)n;
+	if (send_to_server(c, s) < 0)
+		return;
+	if (c->terminating && iobuf_unsent(in) == 0)
+		return client_close(c, "client sent Terminate");
+	if (iobuf_is_empty(in)) {
+		iobuf_put(in);
+		c->in = NULL;
+		want_read(c, true);
+	}
+}
+
+/* ---- the relay: backend to client ---- */
+
+static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
+{
+	return stream_server_msg(arg, m);
+}
+
+static bool lease_done(const struct client *c, const struct server *s)
+{
+	return c->pool->mode == POOL_MODE_TRANSACTION && s->stream.txstatus == 'I' &&
+	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
+	       (!c->in || iobuf_unsent(c->in) == 0);
+}
+
+static int read_from_server(struct client *c, struct server *s)
+{
+	struct iobuf *out = out_buffer(c);
+
+	if (!out)
+		return -1;
+	if (iobuf_room(out) == 0) {
+		server_want_read(s, false);
+		return 0;
+	}
+	ssize_t n = recv(s->fd, out->data + out->end, iobuf_room(out), MSG_DONTWAIT);
+	if (n > 0) {
+		out->end += (uint32_t)n;
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	server_close(s, n == 0 ? "closed by the backend" : "read error from the backend");
+	return -1;
+}
+
+void client_relay_from_server(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (read_from_server(c, s) <= 0)
+		return;
+	struct iobuf *out = c->out;
+	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
+			       STREAM_SERVER_WHOLE, server_msg, &s->stream);
+	if (n < 0) {
+		server_close(s, "protocol violation from the backend");
+		return;
+	}
+	out->scanned += (uint32_t)n;
+	c->mid_message = s->stream.from_server.body_left > 0;
+	if (lease_done(c, s)) {
+		lease_exit(c, EXIT_TX_DONE);
+		if (flush_out(c) < 0)
+			return client_close(c, "client went away while being written to");
+		return dispatch_input(c);
+	}
+	if (flush_out(c) < 0)
+		return client_close(c, "client went away while being written to");
+	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);
+}
+
+/* ---- socket events ---- */
+
+static void on_data(struct client *c)
+{
+	if (read_into(c, &c->in) <= 0) {
+		client_close(c, "client closed the connection");
+		return;
+	}
+	switch (c->state) {
+	case CLIENT_IDLE:
+		dispatch_input(c);
+		break;
+	case CLIENT_ACTIVE:
+		if (c->server->phase == PHASE_RAW) {
+			client_relay_to_server(c->server);
+			break;
+		}
+		/* The lease is still being set up. */
+		/* fall through */
+	default:
+		/* Waiting: keep the bytes, but stop reading when the buffer is full. */
+		want_read(c, iobuf_room(c->in) > 0);
+		break;
+	}
+}
+
+static void on_readable(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+
+	(void)l;
+	(void)revents;
+	if (c->state == CLIENT_LOGIN)
+		login_read(c);
+	else
+		on_data(c);
+}
+
+static void on_writable(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+
+	(void)l;
+	(void)revents;
+	if (flush_out(c) < 0)
+		return client_close(c, "client went away while being written to");
+	if (c->server && c->server->phase == PHASE_RAW)
+		server_want_read(c->server, true);
+}
+
+/* ---- lookups and housekeeping ---- */
+
+struct client *client_find_by_key(uint32_t id, uint32_t key)
+{
+	struct list_node *pp, *pt, *cp, *ct;
+
+	list_for_each_safe(pp, pt, &all_pools) {
+		struct pool *p = list_entry(pp, struct pool, node);
+		list_for_each_safe(cp, ct, &p->active) {
+			struct client *c = list_entry(cp, struct client, node);
+			if (c->id == id && c->cancel_key == key)
+				return c;
+		}
+	}
+	return NULL;
+}
+
+void client_maintain(ev_tstamp now)
+{
+	struct list_node *first;
+
+	if (cfg->client_login_timeout <= 0)
+		return;
+	while ((first = list_first(&login_clients))) {
+		struct client *c = list_entry(first, struct client, node);
+		if (now - c->state_since < cfg->client_login_timeout)
+			return;
+		client_close(c, "client_login_timeout: startup not finished in %g s", cfg->client_login_timeout);
+	}
+}
+
+static void close_list(struct list *l, const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l) {
+		struct client *c = list_entry(pos, struct client, node);
+		c->exit_why = EXIT_SHUTDOWN;
+		client_fatal(c, "57P01", reason, NULL);
+	}
+}
+
+void client_close_all(const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	close_list(&login_clients, reason);
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		close_list(&p->login_wait, reason);
+		close_list(&p->clients, reason);
+		close_list(&p->waiting, reason);
+		close_list(&p->active, reason);
+	}
+}

@@ -1,0 +1,73 @@
+/*
+ * client.h — one client connection: login, then relaying under leases.
+ *
+ *   client_accept()      a new socket from the listener
+ *   client_close()       the one way a client goes away, with a reason
+ *   client_fatal()       send a FATAL ErrorResponse, then close
+ *   client_error()       send an ErrorResponse (the session goes on)
+ *   client_set_state()   move it to the list that is its state
+ *   client_welcome()     finish login once the pool knows its backend's settings
+ *   client_leased()      a lease is ready: start relaying the pending input
+ *   client_relay_from_server() / client_relay_to_server()  the hot path
+ *   client_find_by_key() the client a CancelRequest names
+ *   client_maintain()    periodic: login timeout
+ *   client_reap()        free closed clients (outside any handler)
+ */
+#ifndef PGLEASE_CLIENT_H
+#define PGLEASE_CLIENT_H
+
+#include <stdint.h>
+#include <ev.h>
+
+#include "iobuf.h"
+#include "list.h"
+#include "params.h"
+
+struct pool;
+struct server;
+
+enum client_state {
+	CLIENT_LOGIN,        /* login_clients: reading the startup packet */
+	CLIENT_LOGIN_WAIT,   /* pool->login_wait: waiting for the first backend */
+	CLIENT_IDLE,         /* pool->clients: logged in, no lease */
+	CLIENT_WAITING,      /* pool->waiting: wants a lease, FIFO */
+	CLIENT_ACTIVE,       /* pool->active: holds a lease */
+	CLIENT_CLOSED,       /* dead, waiting to be freed */
+};
+
+struct client {
+	struct list_node node;
+	enum client_state state;
+	int fd;
+	ev_io rio, wio;
+	struct iobuf *in;          /* from the client, not yet sent to a backend */
+	struct iobuf *out;         /* for the client, not yet sent */
+	struct pool *pool;
+	struct server *server;     /* the leased backend */
+	struct param_set params;   /* the session settings the client asked for */
+	uint32_t id, cancel_key;   /* our BackendKeyData */
+	ev_tstamp state_since;
+	uint8_t exit_why;          /* enum lease_exit_reason if it closes leased */
+	bool terminating;          /* sent Terminate: close once what precedes it is sent */
+	bool mid_message;          /* part of a backend message has gone to the client */
+};
+
+extern struct list login_clients;
+extern int client_count;
+
+void client_accept(int fd);
+void client_close(struct client *c, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
+void client_fatal(struct client *c, const char *sqlstate, const char *message, const char *detail);
+void client_error(struct client *c, const char *severity, const char *sqlstate,
+		  const char *message, const char *detail, const char *hint);
+void client_set_state(struct client *c, enum client_state state);
+void client_welcome(struct client *c);
+void client_leased(struct client *c);
+void client_relay_from_server(struct server *s);
+void client_relay_to_server(struct server *s);
+struct client *client_find_by_key(uint32_t id, uint32_t key);
+void client_maintain(ev_tstamp now);
+void client_reap(void);
+void client_close_all(const char *reason);
+
+#endif

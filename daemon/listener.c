@@ -1,0 +1,122 @@
+/*
+ * listener.c — the Unix socket clients connect to.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "client.h"
+#include "daemon.h"
+#include "listener.h"
+#include "log.h"
+
+static ev_io accept_io;
+static ev_timer accept_pause;
+static int listen_fd = -1, lock_fd = -1;
+static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static char lock_path[sizeof(socket_path) + 8];
+
+static int take_lock(void)
+{
+	char pid[32];
+
+	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0) {
+		log_error("cannot open lock file %s: %s", lock_path, strerror(errno));
+		return -1;
+	}
+	if (flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t n = read(lock_fd, pid, sizeof(pid) - 1);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		log_error("another pglease (pid %s) is already running on %s", *pid ? pid : "?", socket_path);
+		close(lock_fd);
+		lock_fd = -1;
+		return -1;
+	}
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(lock_fd, 0) < 0 || pwrite(lock_fd, pid, n, 0) != n)
+		log_warning("cannot write pid to %s", lock_path);
+	return 0;
+}
+
+/* Too many open files: stop accepting for a moment instead of spinning. */
+static void on_pause_end(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)l; (void)w; (void)revents;
+	ev_io_start(loop, &accept_io);
+}
+
+static void on_accept(struct ev_loop *l, ev_io *w, int revents)
+{
+	(void)l; (void)w; (void)revents;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			client_accept(fd);
+			continue;
+		}
+		if (errno == EMFILE || errno == ENFILE) {
+			log_warning("accept: %s; pausing accepts for 1 s", strerror(errno));
+			ev_io_stop(loop, &accept_io);
+			ev_timer_set(&accept_pause, 1., 0.);
+			ev_timer_start(loop, &accept_pause);
+		}
+		return;
+	}
+}
+
+static int bind_socket(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+	memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
+	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (listen_fd < 0)
+		return -1;
+	unlink(socket_path);
+	if (bind(listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -1;
+	if (chmod(socket_path, (mode_t)cfg->unix_socket_mode) < 0)
+		return -1;
+	return listen(listen_fd, 4096);
+}
+
+int listener_start(void)
+{
+	snprintf(socket_path, sizeof(socket_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+	snprintf(lock_path, sizeof(lock_path), "%s.lock", socket_path);
+	if (take_lock() < 0)
+		return -1;
+	if (bind_socket() < 0) {
+		log_error("cannot listen on %s: %s", socket_path, strerror(errno));
+		return -1;
+	}
+	ev_io_init(&accept_io, on_accept, listen_fd, EV_READ);
+	ev_timer_init(&accept_pause, on_pause_end, 1., 0.);
+	ev_io_start(loop, &accept_io);
+	log_info("listening on %s", socket_path);
+	return 0;
+}
+
+void listener_stop(void)
+{
+	if (listen_fd >= 0) {
+		ev_io_stop(loop, &accept_io);
+		ev_timer_stop(loop, &accept_pause);
+		close(listen_fd);
+		unlink(socket_path);
+		listen_fd = -1;
+	}
+	if (lock_fd >= 0) {
+		unlink(lock_path);
+		close(lock_fd);
+		lock_fd = -1;
+	}
+}

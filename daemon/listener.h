@@ -1,0 +1,19 @@
+/*
+ * listener.h — the Unix socket clients connect to.
+ *
+ *   listener_start()  take the lock file, replace a stale socket, listen
+ *   listener_stop()   stop accepting, remove the socket and the lock
+ *
+ * The socket is <unix_socket_dir>/.s.PGSQL.<listen_port>, PostgreSQL's own
+ * naming, so `psql -h DIR -p PORT` finds it. The lock file beside it
+ * (".lock" appended) is held with flock() for the life of the process: a
+ * second pglease on the same socket is refused, while a socket left by a
+ * crashed one (lock free) is replaced.
+ */
+#ifndef PGLEASE_LISTENER_H
+#define PGLEASE_LISTENER_H
+
+int listener_start(void);
+void listener_stop(void);
+
+#endif

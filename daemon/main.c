@@ -1,0 +1,160 @@
+/*
+ * main.c — command line, signals and the event loop.
+ *
+ *   pglease CONFIG           run in the foreground, log to stderr
+ *   pglease --check CONFIG   validate CONFIG, exit 0 or 1
+ *
+ * Everything runs on one libev loop. Closed clients and servers are freed
+ * from a prepare watcher, i.e. never inside the handler that closed them.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "client.h"
+#include "daemon.h"
+#include "listener.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+
+#define MAINTENANCE_INTERVAL 0.2
+
+struct ev_loop *loop;
+const struct config *cfg;
+
+static ev_signal sig_term, sig_int, sig_hup;
+static ev_timer maintenance;
+static ev_prepare reaper;
+static bool stopping;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"pglease %s — a PostgreSQL connection pooler\n\n"
+		"Usage:\n"
+		"  pglease CONFIG           run in the foreground, logging to stderr\n"
+		"  pglease --check CONFIG   validate CONFIG and exit 0 (valid) or 1\n"
+		"  pglease --help | --version\n\n"
+		"Clients connect to <unix_socket_dir>/.s.PGSQL.<listen_port>.\n",
+		PGLEASE_VERSION);
+}
+
+static struct config *load_or_report(const char *path)
+{
+	char *errors = NULL;
+	struct config *c = config_load(path, &errors);
+
+	if (!c) {
+		fputs(errors ? errors : "unknown error\n", stderr);
+		free(errors);
+	}
+	return c;
+}
+
+static void on_maintenance(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)l; (void)w; (void)revents;
+	ev_tstamp now = ev_now(loop);
+	client_maintain(now);
+	pool_maintain(now);
+}
+
+static void on_prepare(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	(void)l; (void)w; (void)revents;
+	client_reap();
+	server_reap();
+}
+
+static void shut_down(const char *why)
+{
+	if (stopping)
+		return;
+	stopping = true;
+	log_info("%s: shutting down", why);
+	listener_stop();
+	client_close_all("terminating connection: pglease is shutting down");
+	pool_close_all();
+	ev_timer_stop(loop, &maintenance);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *l, ev_signal *w, int revents)
+{
+	(void)l; (void)revents;
+	if (w->signum == SIGHUP) {
+		log_warning("SIGHUP: configuration reload is not supported yet; restart pglease to apply changes");
+		return;
+	}
+	shut_down(w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void start_watchers(void)
+{
+	ev_signal_init(&sig_term, on_signal, SIGTERM);
+	ev_signal_init(&sig_int, on_signal, SIGINT);
+	ev_signal_init(&sig_hup, on_signal, SIGHUP);
+	ev_signal_start(loop, &sig_term);
+	ev_signal_start(loop, &sig_int);
+	ev_signal_start(loop, &sig_hup);
+	ev_timer_init(&maintenance, on_maintenance, MAINTENANCE_INTERVAL, MAINTENANCE_INTERVAL);
+	ev_timer_start(loop, &maintenance);
+	ev_prepare_init(&reaper, on_prepare);
+	ev_prepare_start(loop, &reaper);
+}
+
+static int run(const char *path)
+{
+	struct config *c = load_or_report(path);
+
+	if (!c)
+		return 1;
+	cfg = c;
+	log_set_level(c->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	loop = ev_default_loop(EVFLAG_AUTO);
+	int rc = 1;
+	if (listener_start() < 0 || cancel_start() < 0)
+		goto out;
+	start_watchers();
+	log_info("pglease %s started (pid %d)", PGLEASE_VERSION, (int)getpid());
+	pool_prewarm();
+	ev_run(loop, 0);
+	rc = 0;
+out:
+	listener_stop();
+	cancel_stop();
+	client_reap();
+	server_reap();
+	pool_free_all();
+	config_free(c);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("pglease %s\n", PGLEASE_VERSION);
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "--check") == 0) {
+		struct config *c = load_or_report(argv[2]);
+		if (c)
+			printf("%s: configuration is valid\n", argv[2]);
+		config_free(c);
+		return c ? 0 : 1;
+	}
+	if (argc != 2 || argv[1][0] == '-') {
+		usage(stderr);
+		return 2;
+	}
+	return run(argv[1]);
+}

@@ -1,0 +1,190 @@
+/*
+ * startup.c — parsing the first packet a client sends.
+ *
+ * The length and version are checked before anything else is read, the
+ * way PostgreSQL's postmaster does, so garbage is refused early and an
+ * absurd length never makes us wait for (or buffer) more bytes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "startup.h"
+
+static void refuse(struct startup *s, const char *sqlstate, const char *fmt, unsigned a, unsigned b)
+{
+	s->kind = STARTUP_BAD;
+	s->sqlstate = sqlstate;
+	snprintf(s->message, sizeof(s->message), fmt, a, b);
+}
+
+/* Backend command-line switches in "options": -c name=value and --name=value. */
+static int add_option_setting(struct startup *s, char *arg)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq)
+		return -1;
+	*eq = '\0';
+	for (char *p = arg; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	if (!params_valid_name(arg))
+		return -1;
+	return params_put(&s->params, arg, eq + 1);
+}
+
+/* Split like PostgreSQL's pg_split_opts: whitespace separates, backslash escapes. */
+static int next_word(const char **src, char *word, size_t cap)
+{
+	const char *p = *src;
+	size_t n = 0;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	if (!*p)
+		return 0;
+	while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
+		if (*p == '\\' && p[1])
+			p++;
+		if (n + 1 >= cap)
+			return -1;
+		word[n++] = *p++;
+	}
+	word[n] = '\0';
+	*src = p;
+	return 1;
+}
+
+static int parse_options(struct startup *s, const char *options)
+{
+	char word[1024];
+	bool want_c_arg = false;
+	int r;
+
+	while ((r = next_word(&options, word, sizeof(word))) > 0) {
+		if (want_c_arg) {
+			want_c_arg = false;
+			r = add_option_setting(s, word);
+		} else if (strcmp(word, "-c") == 0) {
+			want_c_arg = true;
+		} else if (strncmp(word, "-c", 2) == 0) {
+			r = add_option_setting(s, word + 2);
+		} else if (strncmp(word, "--", 2) == 0) {
+			r = add_option_setting(s, word + 2);
+		} else {
+			r = -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	return (r < 0 || want_c_arg) ? -1 : 0;
+}
+
+static int add_pq_option(struct startup *s, const char *name)
+{
+	if (s->pq_option_count >= STARTUP_MAX_PQ_OPTIONS)
+		return -1;
+	s->pq_options[s->pq_option_count++] = strdup(name);
+	return 0;
+}
+
+static int take_pair(struct startup *s, const char *name, const char *value)
+{
+	if (strcmp(name, "user") == 0)
+		return (s->user = strdup(value)) ? 0 : -1;
+	if (strcmp(name, "database") == 0)
+		return (s->database = strdup(value)) ? 0 : -1;
+	if (strcmp(name, "options") == 0)
+		return parse_options(s, value);
+	if (strcmp(name, "replication") == 0)
+		return -2;
+	if (strncmp(name, "_pq_.", 5) == 0)
+		return add_pq_option(s, name);
+	if (!params_valid_name(name))
+		return -1;
+	return params_put(&s->params, name, value);
+}
+
+/* The name/value pairs after the version, ending with an empty name. */
+static void parse_pairs(struct startup *s, const char *p, const char *end)
+{
+	while (p < end && *p) {
+		const char *name = p;
+		const char *value = memchr(name, '\0', end - name);
+		const char *value_end = value ? memchr(value + 1, '\0', end - value - 1) : NULL;
+		if (!value_end)
+			return refuse(s, "08P01", "invalid startup packet layout: expected terminator as last byte", 0, 0);
+		int r = take_pair(s, name, value + 1);
+		if (r == -2)
+			return refuse(s, "0A000", "replication connections are not supported by pglease", 0, 0);
+		if (r < 0)
+			return refuse(s, "08P01", "invalid startup parameter or option", 0, 0);
+		p = value_end + 1;
+	}
+	if (p != end - 1 || *p)
+		return refuse(s, "08P01", "invalid startup packet layout: expected terminator as last byte", 0, 0);
+}
+
+static void parse_v3(struct startup *s, const uint8_t *data)
+{
+	s->kind = STARTUP_V3;
+	parse_pairs(s, (const char *)data + 8, (const char *)data + s->packet_len);
+	if (s->kind != STARTUP_V3)
+		return;
+	if (!s->user || !*s->user)
+		return refuse(s, "28000", "no PostgreSQL user name specified in startup packet", 0, 0);
+	if (!s->database || !*s->database) {
+		free(s->database);
+		s->database = strdup(s->user);
+	}
+}
+
+static void classify(struct startup *s, const uint8_t *data)
+{
+	uint32_t version = be32(data + 4);
+
+	if (version == PROTO_SSL_REQUEST && s->packet_len == 8)
+		s->kind = STARTUP_SSL;
+	else if (version == PROTO_GSSENC_REQUEST && s->packet_len == 8)
+		s->kind = STARTUP_GSSENC;
+	else if (version == PROTO_CANCEL_REQUEST && s->packet_len == 16) {
+		s->kind = STARTUP_CANCEL;
+		s->cancel_pid = be32(data + 8);
+		s->cancel_key = be32(data + 12);
+	} else if ((version >> 16) == 3) {
+		s->minor = version & 0xffff;
+		parse_v3(s, data);
+	} else
+		refuse(s, "08P01", "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+		       version >> 16, version & 0xffff);
+}
+
+void startup_parse(const uint8_t *data, size_t n, struct startup *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (n < 4) {
+		s->kind = STARTUP_INCOMPLETE;
+		return;
+	}
+	s->packet_len = be32(data);
+	if (s->packet_len < 8 || s->packet_len > STARTUP_MAX_LEN)
+		return refuse(s, "08P01", "invalid length of startup packet", 0, 0);
+	if (n < s->packet_len) {
+		s->kind = STARTUP_INCOMPLETE;
+		return;
+	}
+	classify(s, data);
+}
+
+void startup_free(struct startup *s)
+{
+	free(s->user);
+	free(s->database);
+	params_free(&s->params);
+	for (int i = 0; i < s->pq_option_count; i++)
+		free(s->pq_options[i]);
+	s->user = s->database = NULL;
+	s->pq_option_count = 0;
+}

@@ -1,0 +1,384 @@
+/*
+ * lease.c — a client's hold on a backend, as a scope.
+ *
+ * A lease is like `async with pool.connection()`: lease_enter() acquires a
+ * backend (idle, newly opened, or after a FIFO wait bounded by
+ * query_wait_timeout), lease_grant() prepares it (health check, the
+ * client's settings) and hands it to the relay, and lease_exit() is the one
+ * door every lease leaves by, whatever ended it. Behind that door the
+ * backend is made clean, step by step, by lease_clean_step() — a pure
+ * decision table — or it is discarded. A backend that is not known to be
+ * clean is never handed out again.
+ *
+ * Reading order: enter, grant, exit, the decision table, the cleaning steps.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <errno.h>
+
+#include "cancel.h"
+#include "client.h"
+#include "daemon.h"
+#include "lease.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "server.h"
+
+static void clean_poll(struct server *s);
+
+/* ---- enter ---- */
+
+void lease_enter(struct client *c)
+{
+	struct pool *p = c->pool;
+	struct list_node *idle = list_last(&p->idle);
+
+	if (idle && list_empty(&p->waiting)) {
+		lease_grant(c, list_entry(idle, struct server, node));
+		return;
+	}
+	client_set_state(c, CLIENT_WAITING);
+	pool_want_servers(p);
+}
+
+/* ---- grant ---- */
+
+static void go_relay(struct client *c, struct server *s)
+{
+	server_go_raw(s, client_relay_from_server, client_relay_to_server);
+	client_leased(c);
+}
+
+static void setup_done(struct server *s, const char *sqlstate, const char *error)
+{
+	struct client *c = s->client;
+
+	if (!c) {
+		clean_poll(s);
+		return;
+	}
+	if (error) {
+		client_fatal(c, sqlstate, error, "while applying the client's startup settings on a pooled connection");
+		return;
+	}
+	params_copy(&s->applied, &c->params);
+	go_relay(c, s);
+}
+
+static bool check_due(const struct server *s)
+{
+	return cfg->server_check_delay <= 0 || ev_now(loop) - s->idle_since >= cfg->server_check_delay;
+}
+
+/* The SQL that makes the backend fit this client: settings, else a health check. */
+static int setup_sql(struct client *c, struct server *s, char *sql, int cap)
+{
+	int n = params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
+
+	if (n == 0 && check_due(s))
+		n = snprintf(sql, cap, "%s", cfg->server_check_query);
+	return n;
+}
+
+void lease_grant(struct client *c, struct server *s)
+{
+	char sql[4096];
+
+	server_set_state(s, SERVER_LEASED);
+	client_set_state(c, CLIENT_ACTIVE);
+	s->client = c;
+	c->server = s;
+	stream_reset(&s->stream);
+	memset(&s->exit, 0, sizeof(s->exit));
+	int n = setup_sql(c, s, sql, sizeof(sql));
+	if (n < 0) {
+		client_fatal(c, "22023", "a startup setting of this client is too long to apply", NULL);
+		return;
+	}
+	if (n == 0 || !*sql) {
+		go_relay(c, s);
+		return;
+	}
+	if (server_query(s, sql, setup_done) < 0)
+		server_close(s, "could not send the lease setup query");
+}
+
+/* ---- exit ---- */
+
+const char *lease_exit_reason_name(enum lease_exit_reason why)
+{
+	static const char *const names[] = {
+		"transaction done", "client gone", "client protocol violation",
+		"server lost", "setup failed", "timeout", "shutdown",
+	};
+	return names[why];
+}
+
+/* Bytes the relay framed but could not yet send must reach the backend now. */
+static void flush_client_bytes(struct client *c, struct server *s)
+{
+	struct iobuf *in = c->in;
+
+	if (!in || iobuf_unsent(in) == 0)
+		return;
+	ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
+	if (n < (ssize_t)iobuf_unsent(in))
+		s->exit.broken = true;
+	in->start = in->scanned;
+}
+
+/* Backend bytes read but not framed (a split header) stay with the backend. */
+static void carry_server_bytes(struct client *c, struct server *s)
+{
+	struct iobuf *out = c->out;
+	uint32_t held = out ? out->end - out->scanned : 0;
+
+	if (held > sizeof(s->exit.carry)) {
+		s->exit.broken = true;
+		held = 0;
+	}
+	if (held)
+		memcpy(s->exit.carry, out->data + out->scanned, held);
+	s->exit.carry_len = (uint8_t)held;
+	if (out)
+		out->end = out->scanned;
+}
+
+static void detach(struct client *c, struct server *s)
+{
+	c->server = NULL;
+	s->client = NULL;
+}
+
+void lease_exit(struct client *c, enum lease_exit_reason why)
+{
+	struct server *s = c->server;
+
+	if (!s)
+		return;
+	log_debug("client %u: lease on server %d ends: %s", c->id, s->id, lease_exit_reason_name(why));
+	if (s->phase == PHASE_RAW) {
+		flush_client_bytes(c, s);
+		carry_server_bytes(c, s);
+	}
+	detach(c, s);
+	if (why == EXIT_TX_DONE)
+		client_set_state(c, CLIENT_IDLE);
+	if (why == EXIT_SERVER_LOST) {
+		/* server_close() is already taking the backend away. */
+		client_fatal(c, "08006", "server connection lost: the backend closed or broke the connection",
+			     NULL);
+		return;
+	}
+	s->exit.reset_needed = s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query;
+	server_set_state(s, SERVER_CLEANING);
+	if (s->phase != PHASE_QUERY)
+		clean_poll(s);
+}
+
+/* ---- the exit decision table ---- */
+
+enum clean_step lease_clean_step(const struct clean_input *in)
+{
+	const struct stream *st = in->stream;
+
+	if (in->server_lost || st->to_server.body_left)
+		return CLEAN_DISCARD;
+	if (st->copy_in)
+		return CLEAN_COPY_FAIL;
+	if (st->unsynced)
+		return CLEAN_SYNC;
+	if (st->owed_z || st->from_server.body_left)
+		return CLEAN_DRAIN;
+	if (in->cancels_pending)
+		return CLEAN_WAIT_CANCEL;
+	if (st->txstatus != 'I')
+		return in->rolled_back ? CLEAN_DISCARD : CLEAN_ROLLBACK;
+	if (in->reset_needed)
+		return CLEAN_RESET;
+	return CLEAN_DONE;
+}
+
+/* ---- cleaning steps ---- */
+
+static int send_whole(struct server *s, const struct wbuf *w)
+{
+	return server_send_raw(s, w->data, w->len) == (ssize_t)w->len ? 0 : -1;
+}
+
+static int send_copy_fail(struct server *s)
+{
+	uint8_t buf[64];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_copy_fail(&w, "client disconnected (pglease)");
+	s->stream.copy_in = false;
+	/* An extended-protocol COPY has had its Sync ignored: it needs another. */
+	if (s->stream.owed_z == 0)
+		s->stream.unsynced = true;
+	return send_whole(s, &w);
+}
+
+static int send_sync(struct server *s)
+{
+	uint8_t buf[8];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_sync(&w);
+	s->stream.unsynced = false;
+	s->stream.owed_z++;
+	return send_whole(s, &w);
+}
+
+static enum frame_verdict drain_msg(void *arg, const struct frame_msg *m)
+{
+	return stream_server_msg(arg, m);
+}
+
+/* Frame what arrived; keep a split header for next time. */
+static int drain_scan(struct server *s, uint8_t *buf, size_t n)
+{
+	ssize_t used = frame_scan(&s->stream.from_server, buf, n, STREAM_SERVER_WHOLE, drain_msg, &s->stream);
+
+	if (used < 0 || n - (size_t)used > sizeof(s->exit.carry))
+		return -1;
+	s->exit.carry_len = (uint8_t)(n - (size_t)used);
+	memcpy(s->exit.carry, buf + used, s->exit.carry_len);
+	return 0;
+}
+
+static void drain_readable(struct server *s)
+{
+	uint8_t buf[16384];
+	size_t carried = s->exit.carry_len;
+
+	memcpy(buf, s->exit.carry, carried);
+	ssize_t n = recv(s->fd, buf + carried, sizeof(buf) - carried, MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		server_close(s, "closed by the backend while draining a finished lease");
+		return;
+	}
+	if (n < 0)
+		return;
+	if (drain_scan(s, buf, carried + (size_t)n) < 0) {
+		server_close(s, "protocol violation from the backend while draining");
+		return;
+	}
+	if (!s->stream.owed_z || s->stream.copy_in)
+		clean_poll(s);
+}
+
+static void drain_deadline(struct server *s)
+{
+	if (s->exit.cancel_sent) {
+		server_close(s, "owed replies did not arrive within server_drain_timeout, even after a cancel");
+		return;
+	}
+	log_info("server %d: replies still owed after %g s; cancelling the query", s->id, cfg->server_drain_timeout);
+	s->exit.cancel_sent = true;
+	cancel_submit(s);
+	server_set_timer(s, cfg->server_drain_timeout, drain_deadline);
+}
+
+static void start_drain(struct server *s)
+{
+	if (s->phase == PHASE_RAW && s->on_readable == drain_readable)
+		return;
+	server_go_raw(s, drain_readable, NULL);
+	server_want_write(s, false);
+	server_set_timer(s, cfg->server_drain_timeout, drain_deadline);
+	if (s->exit.carry_len)
+		ev_feed_event(loop, &s->rio, EV_READ);
+}
+
+static void rollback_done(struct server *s, const char *sqlstate, const char *error)
+{
+	(void)sqlstate;
+	s->exit.rolled_back = true;
+	if (error || PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+		server_close(s, "ROLLBACK on lease exit failed: %s", error ? error : "not idle afterwards");
+		return;
+	}
+	s->stream.txstatus = 'I';
+	clean_poll(s);
+}
+
+static void reset_done(struct server *s, const char *sqlstate, const char *error)
+{
+	(void)sqlstate;
+	if (error) {
+		server_close(s, "server_reset_query failed: %s", error);
+		return;
+	}
+	s->exit.reset_needed = false;
+	params_free(&s->applied);
+	clean_poll(s);
+}
+
+static void run_query(struct server *s, const char *sql, server_query_cb done)
+{
+	server_stop_timer(s);
+	if (server_query(s, sql, done) < 0)
+		server_close(s, "could not send %s on lease exit", sql);
+}
+
+static enum clean_step next_step(struct server *s)
+{
+	struct clean_input in = {
+		.stream = &s->stream,
+		.server_lost = s->exit.broken || !s->conn,
+		.rolled_back = s->exit.rolled_back,
+		.reset_needed = s->exit.reset_needed,
+		.cancels_pending = s->cancels_pending > 0,
+	};
+	return lease_clean_step(&in);
+}
+
+static void clean_poll(struct server *s)
+{
+	for (;;) {
+		enum clean_step step = next_step(s);
+		s->exit.waiting_cancel = step == CLEAN_WAIT_CANCEL;
+		switch (step) {
+		case CLEAN_DISCARD:
+			server_close(s, "cannot be made clean after its lease (stream mid-message)");
+			return;
+		case CLEAN_COPY_FAIL:
+			if (send_copy_fail(s) < 0)
+				s->exit.broken = true;
+			continue;
+		case CLEAN_SYNC:
+			if (send_sync(s) < 0)
+				s->exit.broken = true;
+			continue;
+		case CLEAN_DRAIN:
+			start_drain(s);
+			return;
+		case CLEAN_WAIT_CANCEL:
+			server_stop_timer(s);
+			server_watch_idle(s);
+			return;
+		case CLEAN_ROLLBACK:
+			run_query(s, "ROLLBACK", rollback_done);
+			return;
+		case CLEAN_RESET:
+			run_query(s, cfg->server_reset_query, reset_done);
+			return;
+		case CLEAN_DONE:
+			server_stop_timer(s);
+			pool_server_free(s);
+			return;
+		}
+	}
+}
+
+void lease_cancel_done(struct server *s)
+{
+	if (s->state == SERVER_CLEANING && s->exit.waiting_cancel && s->cancels_pending == 0)
+		clean_poll(s);
+}

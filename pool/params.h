@@ -1,0 +1,55 @@
+/*
+ * params.h — sets of session parameters (GUC name -> value).
+ *
+ *   params_put()       add or replace one setting
+ *   params_get()       look one up
+ *   params_equal()     same settings?
+ *   params_copy()      replace a set by a copy of another
+ *   params_diff_sql()  the SQL that turns a backend's settings into a client's
+ *   params_free()
+ *
+ * A set is one packed allocation "name\0value\0..." sorted by name, with
+ * names lower-cased as PostgreSQL treats them: cheap to keep per idle client
+ * and cheap to compare on every lease.
+ */
+#ifndef PGLEASE_PARAMS_H
+#define PGLEASE_PARAMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct param_set {
+	char *data;
+	uint32_t len;
+};
+
+#define PARAMS_EMPTY ((struct param_set){ NULL, 0 })
+
+/* Iterate: for (const char *n = params_first(s); n; n = params_next(s, n)) */
+const char *params_first(const struct param_set *s);
+const char *params_next(const struct param_set *s, const char *name);
+static inline const char *params_value(const char *name)
+{
+	while (*name)
+		name++;
+	return name + 1;
+}
+
+bool params_valid_name(const char *name);
+int params_put(struct param_set *s, const char *name, const char *value);
+const char *params_get(const struct param_set *s, const char *name);
+bool params_equal(const struct param_set *a, const struct param_set *b);
+int params_copy(struct param_set *dst, const struct param_set *src);
+void params_free(struct param_set *s);
+
+/*
+ * Append to sql (at most cap bytes, NUL-terminated) the statements that make
+ * a backend whose pglease-applied settings are `have` look like `want`.
+ * `base` holds the backend's own startup values: a wanted value equal to the
+ * base needs no statement, a setting dropped from `want` is RESET. Returns
+ * the length written, or -1 when it does not fit or a value cannot be quoted.
+ */
+int params_diff_sql(const struct param_set *want, const struct param_set *have,
+		    const struct param_set *base, char *sql, int cap);
+
+#endif

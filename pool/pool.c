@@ -1,0 +1,339 @@
+/*
+ * pool.c — the backends and clients of one (database, user) pair.
+ *
+ * Idle backends are reused last-in first-out, so the hottest connection
+ * serves the next lease and the coldest ones age out by
+ * server_idle_timeout. Waiting clients are served first-in first-out.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "daemon.h"
+#include "lease.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+
+struct list all_pools = { { &all_pools.head, &all_pools.head }, 0 };
+
+/* The settings a backend reports at startup; clients get them at login. */
+static const char *const reported_params[] = {
+	"server_version", "server_encoding", "client_encoding", "application_name",
+	"DateStyle", "IntervalStyle", "TimeZone", "integer_datetimes",
+	"standard_conforming_strings", "is_superuser", "session_authorization",
+	"default_transaction_read_only", "in_hot_standby",
+};
+
+int pool_server_count(const struct pool *p)
+{
+	return p->connecting.count + p->idle.count + p->leased.count + p->cleaning.count;
+}
+
+/* ---- creation ---- */
+
+static int add_param(struct pool *p, int *n, const char *key, const char *value)
+{
+	p->keywords[*n] = strdup(key);
+	p->values[*n] = strdup(value);
+	if (!p->keywords[*n] || !p->values[*n])
+		return -1;
+	(*n)++;
+	return 0;
+}
+
+/* libpq's parameters from the conninfo, plus the client's user and database. */
+static int build_connect_params(struct pool *p)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(p->db->conninfo, &err);
+	int n = 0, count = 3;
+	bool has_user = false, has_dbname = false;
+
+	if (!opts) {
+		PQfreemem(err);
+		return -1;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		count++;
+	p->keywords = calloc(count, sizeof(char *));
+	p->values = calloc(count, sizeof(char *));
+	for (PQconninfoOption *o = opts; p->keywords && p->values && o->keyword; o++) {
+		if (!o->val)
+			continue;
+		has_user |= strcmp(o->keyword, "user") == 0;
+		has_dbname |= strcmp(o->keyword, "dbname") == 0;
+		add_param(p, &n, o->keyword, o->val);
+	}
+	PQconninfoFree(opts);
+	if (!p->keywords || !p->values)
+		return -1;
+	if ((!has_user && add_param(p, &n, "user", p->user) < 0) ||
+	    (!has_dbname && add_param(p, &n, "dbname", p->dbname) < 0))
+		return -1;
+	return 0;
+}
+
+static void free_connect_params(struct pool *p)
+{
+	for (int i = 0; p->keywords && p->keywords[i]; i++) {
+		free((char *)p->keywords[i]);
+		free((char *)p->values[i]);
+	}
+	free(p->keywords);
+	free(p->values);
+}
+
+static void pool_init_lists(struct pool *p)
+{
+	list_init(&p->connecting);
+	list_init(&p->idle);
+	list_init(&p->leased);
+	list_init(&p->cleaning);
+	list_init(&p->login_wait);
+	list_init(&p->clients);
+	list_init(&p->waiting);
+	list_init(&p->active);
+}
+
+static struct pool *pool_create(const struct db_config *db, const char *dbname, const char *user)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->db = db;
+	p->dbname = strdup(dbname);
+	p->user = strdup(user);
+	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
+	p->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
+	pool_init_lists(p);
+	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
+		free_connect_params(p);
+		free(p->dbname);
+		free(p->user);
+		free(p);
+		return NULL;
+	}
+	list_push_tail(&all_pools, &p->node);
+	log_info("pool %s/%s created: size %d, %s mode", dbname, user, p->size, pool_mode_name(p->mode));
+	return p;
+}
+
+struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
+			return p;
+	}
+	return pool_create(db, dbname, user);
+}
+
+/* ---- backends coming and going ---- */
+
+static void capture_base(struct pool *p, PGconn *conn)
+{
+	for (size_t i = 0; i < sizeof(reported_params) / sizeof(*reported_params); i++) {
+		const char *value = PQparameterStatus(conn, reported_params[i]);
+		if (value)
+			params_put(&p->base, reported_params[i], value);
+	}
+	p->have_base = true;
+}
+
+const char *const *pool_reported_params(int *count)
+{
+	*count = (int)(sizeof(reported_params) / sizeof(*reported_params));
+	return reported_params;
+}
+
+void pool_server_free(struct server *s)
+{
+	struct pool *p = s->pool;
+	struct list_node *first = list_first(&p->waiting);
+
+	if (first) {
+		lease_grant(list_entry(first, struct client, node), s);
+		return;
+	}
+	server_set_state(s, SERVER_IDLE);
+	s->idle_since = ev_now(loop);
+	server_watch_idle(s);
+}
+
+void pool_server_connected(struct server *s)
+{
+	struct pool *p = s->pool;
+	struct list_node *pos, *tmp;
+
+	if (!p->have_base)
+		capture_base(p, s->conn);
+	free(p->last_error);
+	p->last_error = NULL;
+	list_for_each_safe(pos, tmp, &p->login_wait)
+		client_welcome(list_entry(pos, struct client, node));
+	pool_server_free(s);
+}
+
+static void fail_clients(struct list *l, const char *sqlstate, const char *error)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		client_fatal(list_entry(pos, struct client, node), sqlstate, error, NULL);
+}
+
+void pool_server_failed(struct server *s, const char *sqlstate, const char *error)
+{
+	struct pool *p = s->pool;
+
+	log_warning("pool %s/%s: backend connection failed: %s", p->dbname, p->user, error);
+	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate);
+	free(p->last_error);
+	p->last_error = strdup(error);
+	p->retry_after = ev_now(loop) + 1.0;
+	server_close(s, "connect failed");
+}
+
+void pool_server_gone(struct pool *p)
+{
+	if (pool_server_count(p) == 0 && p->last_error && ev_now(loop) < p->retry_after) {
+		fail_clients(&p->login_wait, p->last_sqlstate, p->last_error);
+		fail_clients(&p->waiting, p->last_sqlstate, p->last_error);
+		return;
+	}
+	pool_want_servers(p);
+}
+
+/* ---- sizing ---- */
+
+void pool_want_servers(struct pool *p)
+{
+	int total = pool_server_count(p);
+	int want = p->waiting.count + (!p->have_base && p->login_wait.count ? 1 : 0);
+
+	if (ev_now(loop) < p->retry_after)
+		return;
+	want -= p->connecting.count;
+	if (cfg->min_pool_size - total > want)
+		want = cfg->min_pool_size - total;
+	for (; want > 0 && total < p->size; want--, total++)
+		if (!server_connect(p))
+			return;
+}
+
+/* ---- maintenance ---- */
+
+void pool_snapshot(const struct pool *p, char *buf, int cap)
+{
+	snprintf(buf, cap, "pool %s/%s: size %d, active %d, idle %d, waiting %d",
+		 p->dbname, p->user, p->size, p->leased.count + p->cleaning.count,
+		 p->idle.count, p->waiting.count);
+}
+
+static void expire_waiters(struct pool *p, ev_tstamp now)
+{
+	struct list_node *first;
+	char snapshot[256], message[400];
+
+	if (cfg->query_wait_timeout <= 0)
+		return;
+	while ((first = list_first(&p->waiting))) {
+		struct client *c = list_entry(first, struct client, node);
+		if (now - c->state_since < cfg->query_wait_timeout)
+			return;
+		pool_snapshot(p, snapshot, sizeof(snapshot));
+		snprintf(message, sizeof(message),
+			 "query_wait_timeout: no server connection became free within %g s (%s)",
+			 cfg->query_wait_timeout, snapshot);
+		client_fatal(c, "53300", message, NULL);
+	}
+}
+
+static bool server_expired(const struct pool *p, const struct server *s, ev_tstamp now)
+{
+	if (cfg->server_lifetime > 0 && now - s->connected_at > cfg->server_lifetime)
+		return true;
+	return cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
+	       pool_server_count(p) > cfg->min_pool_size;
+}
+
+static void expire_idle_servers(struct pool *p, ev_tstamp now)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &p->idle) {
+		struct server *s = list_entry(pos, struct server, node);
+		if (server_expired(p, s, now))
+			server_close(s, "idle longer than server_idle_timeout or older than server_lifetime");
+	}
+}
+
+void pool_maintain(ev_tstamp now)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		expire_waiters(p, now);
+		expire_idle_servers(p, now);
+		pool_want_servers(p);
+	}
+}
+
+/* Pools for databases whose conninfo names the user exist from the start. */
+void pool_prewarm(void)
+{
+	for (int i = 0; i < cfg->db_count; i++) {
+		const struct db_config *db = &cfg->dbs[i];
+		PQconninfoOption *opts = PQconninfoParse(db->conninfo, NULL);
+		for (PQconninfoOption *o = opts; o && o->keyword; o++)
+			if (strcmp(o->keyword, "user") == 0 && o->val && strcmp(db->name, "*") != 0) {
+				struct pool *p = pool_find_or_create(db, db->name, o->val);
+				if (p)
+					pool_want_servers(p);
+			}
+		PQconninfoFree(opts);
+	}
+}
+
+static void close_servers(struct list *l, const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		server_close(list_entry(pos, struct server, node), "%s", reason);
+}
+
+void pool_close_all(void)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		p->retry_after = ev_now(loop) + 3600;
+		close_servers(&p->cleaning, "pglease is shutting down");
+		close_servers(&p->idle, "pglease is shutting down");
+		close_servers(&p->connecting, "pglease is shutting down");
+	}
+}
+
+void pool_free_all(void)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		list_remove(&all_pools, pos);
+		free_connect_params(p);
+		params_free(&p->base);
+		free(p->last_error);
+		free(p->dbname);
+		free(p->user);
+		free(p);
+	}
+}

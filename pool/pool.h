@@ -1,0 +1,61 @@
+/*
+ * pool.h — the backends and clients of one (database, user) pair.
+ *
+ *   pool_find_or_create()  the pool a client logs in to
+ *   pool_list_for()        the list that is a server's or client's state
+ *   pool_server_free()     a backend is clean: hand it to a waiter or idle it
+ *   pool_server_connected() / pool_server_failed() / pool_server_gone()
+ *   pool_want_servers()    open backends when clients wait or min_pool_size says so
+ *   pool_maintain()        periodic: timeouts, idle and lifetime limits
+ *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
+ *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
+ */
+#ifndef PGLEASE_POOL_H
+#define PGLEASE_POOL_H
+
+#include <ev.h>
+
+#include "config.h"
+#include "list.h"
+#include "params.h"
+
+struct server;
+struct client;
+
+struct pool {
+	struct list_node node;        /* on the global list of pools */
+	char *dbname;                 /* client-visible database */
+	char *user;
+	const struct db_config *db;
+	const char **keywords;        /* libpq connect parameters, NULL-terminated */
+	const char **values;
+	int size;
+	enum pool_mode mode;
+	/* servers, by state */
+	struct list connecting, idle, leased, cleaning;
+	/* clients, by state */
+	struct list login_wait, clients, waiting, active;
+	struct param_set base;        /* the backend's startup ParameterStatus values */
+	bool have_base;
+	char last_sqlstate[6];
+	ev_tstamp retry_after;        /* no new connect before this, after a failure */
+	char *last_error;             /* latest connect failure, for waiting clients */
+};
+
+extern struct list all_pools;
+
+struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
+int pool_server_count(const struct pool *p);
+void pool_server_free(struct server *s);
+void pool_server_connected(struct server *s);
+void pool_server_failed(struct server *s, const char *sqlstate, const char *error);
+void pool_server_gone(struct pool *p);
+void pool_want_servers(struct pool *p);
+void pool_maintain(ev_tstamp now);
+void pool_snapshot(const struct pool *p, char *buf, int cap);
+void pool_close_all(void);
+void pool_free_all(void);
+void pool_prewarm(void);
+const char *const *pool_reported_params(int *count);
+
+#endif

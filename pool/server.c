@@ -1,0 +1,419 @@
+/*
+ * server.c — one backend connection, opened and driven through libpq.
+ *
+ * libpq owns the socket in the CONNECT, QUERY and IDLE phases; pglease owns
+ * it in the RAW phase, during which no libpq call may touch the socket
+ * (design rule 2). Handing the socket over happens only at a clean message
+ * boundary (rule 3), which the callers guarantee.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "client.h"
+#include "daemon.h"
+#include "lease.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+
+static struct list closed_servers = { { &closed_servers.head, &closed_servers.head }, 0 };
+static int next_server_id = 1;
+
+static struct list *state_list(struct server *s, enum server_state state)
+{
+	struct pool *p = s->pool;
+
+	switch (state) {
+	case SERVER_CONNECTING: return &p->connecting;
+	case SERVER_IDLE: return &p->idle;
+	case SERVER_LEASED: return &p->leased;
+	case SERVER_CLEANING: return &p->cleaning;
+	case SERVER_CLOSED: return &closed_servers;
+	}
+	return NULL;
+}
+
+void server_set_state(struct server *s, enum server_state state)
+{
+	list_remove(state_list(s, s->state), &s->node);
+	s->state = state;
+	list_push_tail(state_list(s, state), &s->node);
+}
+
+/* ---- watchers ---- */
+
+void server_want_read(struct server *s, bool on)
+{
+	if (on && !ev_is_active(&s->rio))
+		ev_io_start(loop, &s->rio);
+	else if (!on && ev_is_active(&s->rio))
+		ev_io_stop(loop, &s->rio);
+}
+
+void server_want_write(struct server *s, bool on)
+{
+	if (on && !ev_is_active(&s->wio))
+		ev_io_start(loop, &s->wio);
+	else if (!on && ev_is_active(&s->wio))
+		ev_io_stop(loop, &s->wio);
+}
+
+/* libpq may switch sockets while connecting (multi-host, fallbacks). */
+static void follow_socket(struct server *s)
+{
+	int fd = PQsocket(s->conn);
+
+	if (fd == s->fd)
+		return;
+	server_want_read(s, false);
+	server_want_write(s, false);
+	s->fd = fd;
+	ev_io_set(&s->rio, fd, EV_READ);
+	ev_io_set(&s->wio, fd, EV_WRITE);
+}
+
+static void on_timer(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct server *s = w->data;
+
+	(void)l;
+	(void)revents;
+	s->timer_cb(s);
+}
+
+void server_set_timer(struct server *s, double seconds, void (*cb)(struct server *))
+{
+	ev_timer_stop(loop, &s->timer);
+	s->timer_cb = cb;
+	ev_timer_set(&s->timer, seconds, 0.);
+	ev_timer_start(loop, &s->timer);
+}
+
+void server_stop_timer(struct server *s)
+{
+	ev_timer_stop(loop, &s->timer);
+}
+
+/* ---- connecting ---- */
+
+/* With PQERRORS_VERBOSE a backend's error reads "FATAL:  3D000: message". */
+static void split_sqlstate(const char *text, char sqlstate[6], const char **message)
+{
+	const char *p = strstr(text, ":  ");
+
+	strcpy(sqlstate, "08001");
+	*message = text;
+	if (!p || strlen(p) < 10 || p[8] != ':')
+		return;
+	memcpy(sqlstate, p + 3, 5);
+	sqlstate[5] = '\0';
+	*message = p + 10;
+	while (**message == ' ')
+		(*message)++;
+}
+
+static void connect_failed(struct server *s, const char *text)
+{
+	char sqlstate[6], clean[512];
+	const char *message;
+
+	split_sqlstate(text, sqlstate, &message);
+	snprintf(clean, sizeof(clean), "%s", message);
+	char *cut = strstr(clean, "\nLOCATION:");
+	if (cut)
+		*cut = '\0';
+	size_t n = strlen(clean);
+	while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+		clean[--n] = '\0';
+	pool_server_failed(s, sqlstate, clean);
+}
+
+static void connect_timeout(struct server *s)
+{
+	connect_failed(s, "timeout expired (server_connect_timeout)");
+}
+
+static void quiet_notices(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+static void connect_done(struct server *s)
+{
+	server_stop_timer(s);
+	server_want_write(s, false);
+	if (PQsslInUse(s->conn) || PQgssEncInUse(s->conn)) {
+		connect_failed(s, "backend connection uses TLS or GSS encryption, which pglease cannot relay raw; "
+				  "set sslmode=disable and gssencmode=disable in the conninfo");
+		return;
+	}
+	PQsetnonblocking(s->conn, 1);
+	PQsetErrorVerbosity(s->conn, PQERRORS_DEFAULT);
+	PQsetNoticeProcessor(s->conn, quiet_notices, NULL);
+	s->backend_pid = PQbackendPID(s->conn);
+	s->connected_at = ev_now(loop);
+	stream_reset(&s->stream);
+	log_debug("server %d: connected, backend pid %d", s->id, s->backend_pid);
+	pool_server_connected(s);
+}
+
+static void connect_poll(struct server *s)
+{
+	PostgresPollingStatusType st = PQconnectPoll(s->conn);
+
+	follow_socket(s);
+	switch (st) {
+	case PGRES_POLLING_READING:
+		server_want_write(s, false);
+		server_want_read(s, true);
+		return;
+	case PGRES_POLLING_WRITING:
+		server_want_read(s, false);
+		server_want_write(s, true);
+		return;
+	case PGRES_POLLING_OK:
+		connect_done(s);
+		return;
+	default:
+		connect_failed(s, PQerrorMessage(s->conn));
+		return;
+	}
+}
+
+/* ---- libpq-driven queries ---- */
+
+static void query_finish(struct server *s)
+{
+	server_query_cb done = s->query_done;
+	char *error = s->query_error;
+
+	server_stop_timer(s);
+	s->query_done = NULL;
+	s->query_error = NULL;
+	s->phase = PHASE_IDLE;
+	done(s, error ? s->query_sqlstate : NULL, error);
+	free(error);
+}
+
+static void query_note_error(struct server *s, const char *sqlstate, const char *message)
+{
+	if (s->query_error)
+		return;
+	snprintf(s->query_sqlstate, sizeof(s->query_sqlstate), "%s", sqlstate ? sqlstate : "08006");
+	s->query_error = strdup(message ? message : "unknown error");
+	size_t n = strlen(s->query_error);
+	while (n && s->query_error[n - 1] == '\n')
+		s->query_error[--n] = '\0';
+}
+
+static void query_take_result(struct server *s, PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR)
+		query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+				 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+	PQclear(res);
+}
+
+static void query_poll(struct server *s, int revents)
+{
+	if ((revents & EV_WRITE) && PQflush(s->conn) == 0)
+		server_want_write(s, false);
+	if ((revents & EV_READ) && !PQconsumeInput(s->conn)) {
+		query_note_error(s, "08006", PQerrorMessage(s->conn));
+		server_close(s, "lost while running a pglease query: %s", s->query_error);
+		return;
+	}
+	while (!PQisBusy(s->conn)) {
+		PGresult *res = PQgetResult(s->conn);
+		if (!res) {
+			query_finish(s);
+			return;
+		}
+		query_take_result(s, res);
+	}
+}
+
+static void query_timeout(struct server *s)
+{
+	server_close(s, "a pglease query timed out (server_drain_timeout)");
+}
+
+int server_query(struct server *s, const char *sql, server_query_cb done)
+{
+	s->phase = PHASE_QUERY;
+	s->query_done = done;
+	if (!PQsendQuery(s->conn, sql))
+		return -1;
+	server_want_read(s, true);
+	server_want_write(s, PQflush(s->conn) == 1);
+	server_set_timer(s, cfg->server_drain_timeout * 2, query_timeout);
+	return 0;
+}
+
+/* ---- idle ---- */
+
+/* Anything but a clean stream of notices on an idle backend means it is unusable. */
+static void idle_poll(struct server *s)
+{
+	if (!PQconsumeInput(s->conn)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(s->conn));
+		msg[strcspn(msg, "\n")] = '\0';
+		server_close(s, "closed by the backend while idle: %s", msg);
+		return;
+	}
+	PGnotify *n = PQnotifies(s->conn);
+	if (n) {
+		PQfreemem(n);
+		server_close(s, "unexpected NOTIFY while idle");
+		return;
+	}
+	if (PQstatus(s->conn) != CONNECTION_OK)
+		server_close(s, "connection went bad while idle");
+}
+
+void server_watch_idle(struct server *s)
+{
+	s->phase = PHASE_IDLE;
+	s->on_readable = s->on_writable = NULL;
+	server_want_write(s, false);
+	server_want_read(s, true);
+}
+
+/* ---- raw ---- */
+
+void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable)
+{
+	s->phase = PHASE_RAW;
+	s->on_readable = on_readable;
+	s->on_writable = on_writable;
+	server_want_read(s, true);
+}
+
+ssize_t server_send_raw(struct server *s, const void *data, size_t len)
+{
+	ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return 0;
+	return -1;
+}
+
+/* ---- dispatch ---- */
+
+static void on_io(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct server *s = w->data;
+
+	(void)l;
+	switch (s->phase) {
+	case PHASE_CONNECT:
+		connect_poll(s);
+		break;
+	case PHASE_QUERY:
+		query_poll(s, revents);
+		break;
+	case PHASE_IDLE:
+		idle_poll(s);
+		break;
+	case PHASE_RAW:
+		if ((revents & EV_WRITE) && s->on_writable)
+			s->on_writable(s);
+		if ((revents & EV_READ) && s->state != SERVER_CLOSED && s->phase == PHASE_RAW && s->on_readable)
+			s->on_readable(s);
+		break;
+	}
+}
+
+static struct server *server_new(struct pool *pool)
+{
+	struct server *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->pool = pool;
+	s->id = next_server_id++;
+	s->fd = -1;
+	s->state = SERVER_CONNECTING;
+	s->phase = PHASE_CONNECT;
+	ev_io_init(&s->rio, on_io, -1, EV_READ);
+	ev_io_init(&s->wio, on_io, -1, EV_WRITE);
+	ev_timer_init(&s->timer, on_timer, 0., 0.);
+	s->rio.data = s->wio.data = s->timer.data = s;
+	list_node_init(&s->node);
+	list_push_tail(&pool->connecting, &s->node);
+	return s;
+}
+
+struct server *server_connect(struct pool *pool)
+{
+	struct server *s = server_new(pool);
+
+	if (!s)
+		return NULL;
+	s->conn = PQconnectStartParams(pool->keywords, pool->values, 0);
+	if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD) {
+		connect_failed(s, s->conn ? PQerrorMessage(s->conn) : "out of memory");
+		return NULL;
+	}
+	PQsetErrorVerbosity(s->conn, PQERRORS_VERBOSE);
+	server_set_timer(s, cfg->server_connect_timeout, connect_timeout);
+	follow_socket(s);
+	server_want_write(s, true);
+	return s;
+}
+
+/* ---- closing ---- */
+
+void server_close(struct server *s, const char *reason_fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	if (s->state == SERVER_CLOSED)
+		return;
+	va_start(ap, reason_fmt);
+	vsnprintf(reason, sizeof(reason), reason_fmt, ap);
+	va_end(ap);
+	log_info("server %d (backend pid %d, pool %s/%s) closed: %s",
+		 s->id, s->backend_pid, s->pool->dbname, s->pool->user, reason);
+	if (s->client) {
+		/* The lease ends through its one door, which comes back here. */
+		lease_exit(s->client, EXIT_SERVER_LOST);
+		return;
+	}
+	server_want_read(s, false);
+	server_want_write(s, false);
+	server_stop_timer(s);
+	struct pool *pool = s->pool;
+	server_set_state(s, SERVER_CLOSED);
+	if (s->conn)
+		PQfinish(s->conn);
+	s->conn = NULL;
+	s->fd = -1;
+	pool_server_gone(pool);
+}
+
+void server_reap(void)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &closed_servers) {
+		struct server *s = list_entry(pos, struct server, node);
+		if (s->cancels_pending)
+			continue;
+		list_remove(&closed_servers, pos);
+		params_free(&s->applied);
+		free(s->query_error);
+		free(s);
+	}
+}

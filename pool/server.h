@@ -1,0 +1,89 @@
+/*
+ * server.h — one backend connection, opened and driven through libpq.
+ *
+ *   server_connect()     start a nonblocking connect for a pool
+ *   server_query()       run SQL through libpq (ROLLBACK, reset, check, SET)
+ *   server_go_raw()      hand the socket to the relay or the drain
+ *   server_watch_idle()  sit idle: any byte from the backend is news
+ *   server_send_raw()    write protocol bytes past libpq
+ *   server_close()       the one way a backend goes away, with a reason
+ *   server_set_state()   move it to the pool list that is its state
+ *   server_reap()        free closed servers (outside any handler)
+ *
+ * A server is on exactly one list; the list is its state (pool/README.md).
+ * The phase says who is reading its socket right now: libpq (CONNECT,
+ * QUERY, IDLE) or pglease itself (RAW).
+ */
+#ifndef PGLEASE_SERVER_H
+#define PGLEASE_SERVER_H
+
+#include <ev.h>
+#include <libpq-fe.h>
+
+#include "list.h"
+#include "params.h"
+#include "stream.h"
+
+struct pool;
+struct client;
+struct server;
+
+enum server_state {
+	SERVER_CONNECTING,   /* pool->connecting */
+	SERVER_IDLE,         /* pool->idle: ready to lease */
+	SERVER_LEASED,       /* pool->leased: a client holds it */
+	SERVER_CLEANING,     /* pool->cleaning: the lease exit door is at work */
+	SERVER_CLOSED,       /* dead, waiting to be freed */
+};
+
+enum server_phase { PHASE_CONNECT, PHASE_QUERY, PHASE_IDLE, PHASE_RAW };
+
+typedef void (*server_query_cb)(struct server *s, const char *sqlstate, const char *error);
+typedef void (*server_raw_cb)(struct server *s);
+
+struct server {
+	struct list_node node;
+	enum server_state state;
+	enum server_phase phase;
+	struct pool *pool;
+	PGconn *conn;
+	int fd;
+	ev_io rio, wio;
+	ev_timer timer;              /* the deadline of whatever it is doing */
+	void (*timer_cb)(struct server *s);
+	int id;                      /* pglease's number for it, for logs */
+	int backend_pid;
+	struct client *client;       /* lease holder while LEASED */
+	struct stream stream;
+	struct param_set applied;    /* settings pglease applied since connect/reset */
+	ev_tstamp connected_at, idle_since;
+	int cancels_pending;         /* cancel requests not yet delivered */
+	/* PHASE_QUERY */
+	server_query_cb query_done;
+	char query_sqlstate[6];
+	char *query_error;
+	/* PHASE_RAW: who handles readiness */
+	server_raw_cb on_readable, on_writable;
+	/* the lease exit door's progress (lease.c) */
+	struct {
+		bool broken, reset_needed, rolled_back, cancel_sent, waiting_cancel;
+		uint8_t carry[8];        /* a split header read but not yet framed */
+		uint8_t carry_len;
+	} exit;
+};
+
+struct server *server_connect(struct pool *pool);
+int server_query(struct server *s, const char *sql, server_query_cb done);
+void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable);
+void server_watch_idle(struct server *s);
+/* Bytes written (maybe short), or -1 when the backend is gone. */
+ssize_t server_send_raw(struct server *s, const void *data, size_t len);
+void server_want_write(struct server *s, bool on);
+void server_want_read(struct server *s, bool on);
+void server_set_timer(struct server *s, double seconds, void (*cb)(struct server *));
+void server_stop_timer(struct server *s);
+void server_set_state(struct server *s, enum server_state state);
+void server_close(struct server *s, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
+void server_reap(void);
+
+#endif

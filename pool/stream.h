@@ -1,0 +1,39 @@
+/*
+ * stream.h — what is in flight on a leased backend's raw protocol stream.
+ *
+ *   stream_client_msg()  account for a message the client sends the backend
+ *   stream_server_msg()  account for a message the backend sends the client
+ *   stream_idle()        nothing owed, nothing half-sent: libpq may take over
+ *
+ * This is the daemon's own truth about a backend (design rule 4): libpq's
+ * cached views go stale while bytes bypass it.
+ */
+#ifndef PGLEASE_STREAM_H
+#define PGLEASE_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+struct stream {
+	struct frame to_server;       /* framing of what was sent to the backend */
+	struct frame from_server;     /* framing of what was read from it */
+	uint32_t owed_z;              /* ReadyForQuery replies still to come */
+	uint32_t syncs_after_execute; /* Syncs sent since the last Execute */
+	bool unsynced;                /* extended messages sent since the last Sync */
+	bool copy_in;                 /* backend is in COPY FROM STDIN */
+	bool execute_last;            /* the newest request was Execute, not Query */
+	char txstatus;                /* from the newest 'Z': 'I', 'T' or 'E' */
+};
+
+/* Types the client side needs to see whole, and the backend side. */
+#define STREAM_CLIENT_WHOLE ""
+#define STREAM_SERVER_WHOLE "Z"
+
+void stream_reset(struct stream *st);
+enum frame_verdict stream_client_msg(struct stream *st, const struct frame_msg *m);
+enum frame_verdict stream_server_msg(struct stream *st, const struct frame_msg *m);
+bool stream_idle(const struct stream *st);
+
+#endif

@@ -1,0 +1,382 @@
+"""Helpers shared by the integration tests: the private cluster, the pglease
+daemon under test, polling, and checks made directly against PostgreSQL."""
+import os
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+PGCLUSTER = os.path.join(REPO, "tests", "lib", "pgcluster.sh")
+PY = "/usr/bin/python3"
+DIRECT_APPNAME = "pgtest_direct"
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+# libpq environment variables would change where our clients connect.
+LIBPQ_ENV = [k for k in os.environ if k.startswith("PG") and not k.startswith("PGLEASE")]
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in LIBPQ_ENV}
+    env.update(extra)
+    return env
+
+
+def make_tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(d, 0o755)  # user postgres must reach sockets in it
+    return d
+
+
+def free_port(directory):
+    """Ports only name socket files here: pick one with no socket (or lock) in directory."""
+    while True:
+        port = random.randint(20000, 60000)
+        base = os.path.join(directory, ".s.PGSQL.%d" % port)
+        if not os.path.exists(base) and not os.path.exists(base + ".lock"):
+            return port
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; return it. Fail with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            if callable(what):
+                what = what()
+            raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+        time.sleep(interval)
+
+
+def conninfo(**kw):
+    parts = []
+    for k, v in kw.items():
+        if v is None:
+            continue
+        v = str(v)
+        if v == "" or any(c in v for c in " '\\"):
+            v = "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        parts.append("%s=%s" % (k, v))
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- cluster
+class Cluster:
+    def __init__(self):
+        self.dir = make_tmpdir("pglease-it-pg.")
+        self.port = free_port(self.dir)
+        self.started = False
+
+    def start(self):
+        r = subprocess.run([PGCLUSTER, "start", self.dir, str(self.port)], env=clean_env(),
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError("pgcluster start failed: %s%s" % (r.stdout, r.stderr))
+        self.started = True
+
+    def stop(self):
+        if self.started:
+            subprocess.run([PGCLUSTER, "stop", self.dir], env=clean_env(),
+                           capture_output=True, text=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def conninfo(self, dbname="app", **pglease_keys):
+        """A [databases] value pointing at this cluster, plus pglease keys (pool_size=, pool_mode=) or libpq keys."""
+        kw = dict(host=self.dir, port=self.port, dbname=dbname)
+        kw.update(pglease_keys)
+        return conninfo(**kw)
+
+    def dsn(self, dbname="app", **kw):
+        args = dict(host=self.dir, port=self.port, dbname=dbname, user="postgres",
+                    application_name=DIRECT_APPNAME, connect_timeout=10)
+        args.update(kw)
+        return conninfo(**args)
+
+    def connect(self, dbname="app", autocommit=True, **kw):
+        return psycopg.connect(self.dsn(dbname, **kw), autocommit=autocommit)
+
+    def psql(self, *args, dbname="app", input=None, timeout=60):
+        cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+               "-h", self.dir, "-p", str(self.port), "-U", "postgres"] + list(args) + [dbname]
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                              env=clean_env(PGAPPNAME=DIRECT_APPNAME))
+
+
+# ---------------------------------------------------------------- daemon
+class DaemonError(AssertionError):
+    pass
+
+
+class Daemon:
+    """One pglease process under test, with its own socket directory, config and log."""
+
+    DEFAULTS = {
+        "auth_type": "trust",
+        "pool_mode": "transaction",
+        "unix_socket_mode": "0777",
+        "query_wait_timeout": "10",
+        "server_drain_timeout": "1",
+        "log_level": "info",
+    }
+
+    def __init__(self, binary, cluster, settings, databases):
+        self.binary = binary
+        self.cluster = cluster
+        self.dir = make_tmpdir("pglease-it.")
+        self.port = free_port(self.dir)
+        self.config_path = os.path.join(self.dir, "pglease.ini")
+        self.log_path = os.path.join(self.dir, "pglease.log")
+        self.socket_path = os.path.join(self.dir, ".s.PGSQL.%d" % self.port)
+        self.settings = dict(self.DEFAULTS)
+        self.settings.update({k: (None if v is None else str(v)) for k, v in settings.items()})
+        self.settings["listen_port"] = str(self.port)
+        self.settings["unix_socket_dir"] = self.dir
+        if databases is None:
+            databases = {"app": cluster.conninfo("app")}
+        self.databases = databases
+        self.proc = None
+        self.logf = None
+        self.final_log = None
+        self.stopped_by_us = False
+
+    # -- config and process
+    def config_text(self):
+        lines = ["[pglease]"]
+        for k, v in self.settings.items():
+            if v is not None:
+                lines.append("%s = %s" % (k, v))
+        lines.append("")
+        lines.append("[databases]")
+        for k, v in self.databases.items():
+            lines.append("%s = %s" % (k, v))
+        return "\n".join(lines) + "\n"
+
+    def start(self, ready_timeout=15.0):
+        with open(self.config_path, "w") as f:
+            f.write(self.config_text())
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, self.config_path], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=clean_env(),
+                                     start_new_session=True)
+        self.wait_ready(ready_timeout)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self):
+        if not self.alive():
+            raise DaemonError("pglease exited unexpectedly (status %r); log tail:\n%s"
+                              % (self.proc.returncode if self.proc else None, self.log_tail()))
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        last = ""
+        os_user = "postgres" if self.settings.get("auth_type") == "peer" else None
+        while True:
+            self.check_alive()
+            if os.path.exists(self.socket_path):
+                r = self.psql("-c", "select 1", timeout=10, os_user=os_user)
+                if r.returncode == 0 and r.stdout.strip() == "1":
+                    return
+                last = r.stderr
+            if time.monotonic() > deadline:
+                raise DaemonError("pglease not ready after %.0fs (socket %s exists: %s; last psql error: %s)\nlog tail:\n%s"
+                                  % (timeout, self.socket_path, os.path.exists(self.socket_path), last, self.log_tail()))
+            time.sleep(0.05)
+
+    def stop(self):
+        """Stop the daemon; returns a list of problems (died early, sanitizer reports)."""
+        problems = []
+        if self.proc is None:
+            return problems
+        if self.proc.poll() is not None and not self.stopped_by_us:
+            problems.append("pglease died unexpectedly during the test (exit status %r)" % self.proc.returncode)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.stopped_by_us = True
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        text = self.log_text()
+        self.final_log = text
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                problems.append("pglease log contains %r (sanitizer report)" % marker)
+                break
+        return problems
+
+    def cleanup(self):
+        if self.final_log is None:
+            try:
+                self.final_log = self.log_text()
+            except OSError:
+                self.final_log = ""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self):
+        if self.final_log is not None:
+            return self.final_log
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, n=80):
+        try:
+            lines = self.log_text().splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
+
+    # -- clients
+    def dsn(self, dbname="app", **kw):
+        args = dict(host=self.dir, port=self.port, dbname=dbname, user="postgres", connect_timeout=10)
+        args.update(kw)
+        return conninfo(**args)
+
+    def connect(self, dbname="app", autocommit=True, **kw):
+        # prepare_threshold=None: psycopg would otherwise use named prepared
+        # statements after 5 executions, which transaction pooling does not promise.
+        return psycopg.connect(self.dsn(dbname, **kw), autocommit=autocommit, prepare_threshold=None)
+
+    def psql_cmd(self, *args, user="postgres", dbname="app"):
+        return ["psql", "-X", "-q", "-A", "-t", "-h", self.dir, "-p", str(self.port),
+                "-U", user] + list(args) + [dbname]
+
+    def psql(self, *args, user="postgres", dbname="app", input=None, timeout=30, os_user=None, env=None):
+        cmd = self.psql_cmd(*args, user=user, dbname=dbname)
+        if os_user:
+            cmd = ["runuser", "-u", os_user, "--"] + cmd
+        e = clean_env(PGCONNECT_TIMEOUT="10")
+        if env:
+            e.update(env)
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=e,
+                              cwd="/tmp")
+
+
+# ---------------------------------------------------------------- direct checks
+APP_BACKENDS_SQL = """
+select pid, state, query, backend_xid is not null as has_xid
+from pg_stat_activity
+where datname = %s and backend_type = 'client backend'
+  and pid <> pg_backend_pid() and coalesce(application_name, '') <> %s
+order by pid
+"""
+
+
+def app_backends(direct, dbname="app"):
+    """Backends of dbname other than our own direct checking connections: [(pid, state, query, has_xid)]."""
+    return direct.execute(APP_BACKENDS_SQL, (dbname, DIRECT_APPNAME)).fetchall()
+
+
+def app_pids(direct, dbname="app"):
+    return {r[0] for r in app_backends(direct, dbname)}
+
+
+def locks_held_by_app_backends(direct, dbname="app"):
+    return direct.execute(
+        """select l.pid, l.locktype, l.mode, l.relation::regclass::text
+           from pg_locks l join pg_stat_activity a on a.pid = l.pid
+           where a.datname = %s and l.pid <> pg_backend_pid()
+             and coalesce(a.application_name, '') <> %s""",
+        (dbname, DIRECT_APPNAME)).fetchall()
+
+
+def wait_pool_size(direct, n, timeout=10.0):
+    """Wait until exactly n idle backends exist for app; return their pid set."""
+    def check():
+        rows = app_backends(direct)
+        if len(rows) == n and all(r[1] == "idle" for r in rows):
+            return {r[0] for r in rows}
+        return None
+    return wait_for(check, timeout, what=lambda: "%d idle app backends (have %r)" % (n, app_backends(direct)))
+
+
+def wait_backend_state(direct, predicate, timeout=10.0, what="backend state"):
+    def check():
+        rows = app_backends(direct)
+        hit = [r for r in rows if predicate(r)]
+        return hit or None
+    return wait_for(check, timeout, what=lambda: "%s (app backends: %r)" % (what, app_backends(direct)))
+
+
+# ---------------------------------------------------------------- client subprocesses
+CLIENT_SCRIPT = r"""
+import sys, time, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True, prepare_threshold=None)
+print("PID", conn.info.backend_pid, flush=True)
+for stmt in sys.argv[2:]:
+    try:
+        conn.execute(stmt)
+        print("OK", flush=True)
+    except psycopg.Error as e:
+        print("ERR", e.sqlstate, flush=True)
+print("READY", flush=True)
+time.sleep(600)
+"""
+
+
+def spawn_client(dsn, statements):
+    """A psycopg client in its own process: runs statements (autocommit, so 'begin' is explicit),
+    prints OK/ERR per statement, then READY, then sleeps holding the connection."""
+    return subprocess.Popen([PY, "-c", CLIENT_SCRIPT, dsn] + list(statements), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=clean_env())
+
+
+def read_lines_until(proc, marker, timeout=15.0):
+    """Read proc's stdout lines until one equals marker; returns all lines read."""
+    deadline = time.monotonic() + timeout
+    lines = []
+    fd = proc.stdout.fileno()
+    buf = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("client did not print %r in %.0fs; got %r; stderr: %r"
+                                 % (marker, timeout, lines, _nonblocking_read(proc.stderr)))
+        r, _, _ = select.select([fd], [], [], remaining)
+        if not r:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError("client exited before %r; got %r; stderr: %r"
+                                 % (marker, lines, proc.stderr.read().decode(errors="replace")))
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            line = line.decode().strip()
+            lines.append(line)
+            if line == marker:
+                return lines
+
+
+def _nonblocking_read(f):
+    try:
+        r, _, _ = select.select([f], [], [], 0)
+        return os.read(f.fileno(), 65536).decode(errors="replace") if r else ""
+    except Exception:
+        return ""
+
+
+def kill9(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)

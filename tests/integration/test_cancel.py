@@ -1,0 +1,139 @@
+"""Cancel requests: pglease's BackendKeyData maps to the backend the client currently
+leases, and never to a query of another client."""
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import psycopg
+
+import pgwire
+from harness import clean_env, wait_backend_state
+from pgwire import Wire
+
+
+class Running:
+    """Run one statement on conn in a thread; remember its result or exception and timing."""
+
+    def __init__(self, conn, sql):
+        self.conn, self.sql = conn, sql
+        self.result = self.error = None
+        self.t0 = self.t1 = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.t0 = time.monotonic()
+        try:
+            self.result = self.conn.execute(self.sql).fetchall()
+        except Exception as e:
+            self.error = e
+        self.t1 = time.monotonic()
+
+    def join(self, timeout=15):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "%r still running after %ss" % (self.sql, timeout)
+        return self
+
+
+def wait_sleeping(direct, seconds):
+    token = "pg_sleep(%s)" % seconds
+    return wait_backend_state(direct, lambda r: r[1] == "active" and token in r[2], what="%s running" % token)
+
+
+def test_cancel_interrupts_running_query_and_connection_stays_usable(pglease, direct):
+    d = pglease(default_pool_size=2)
+    with d.connect() as c:
+        q = Running(c, "select pg_sleep(20)")
+        wait_sleeping(direct, 20)
+        t = time.monotonic()
+        c.cancel()
+        q.join(10)
+        assert isinstance(q.error, psycopg.errors.QueryCanceled), repr(q.error)
+        assert q.t1 - t < 5
+        assert c.execute("select 'usable'").fetchone()[0] == "usable"
+
+
+def test_cancel_interrupts_running_query_in_session_mode(pglease, direct):
+    d = pglease(default_pool_size=2, pool_mode="session")
+    with d.connect() as c:
+        q = Running(c, "select pg_sleep(20)")
+        wait_sleeping(direct, 20)
+        c.cancel()
+        q.join(10)
+        assert isinstance(q.error, psycopg.errors.QueryCanceled), repr(q.error)
+        assert c.execute("select 1").fetchone()[0] == 1
+
+
+def test_cancel_inside_transaction_aborts_only_that_transaction(pglease, direct):
+    d = pglease(default_pool_size=2)
+    with d.connect() as c:
+        c.execute("begin")
+        q = Running(c, "select pg_sleep(20)")
+        wait_sleeping(direct, 20)
+        c.cancel()
+        q.join(10)
+        assert isinstance(q.error, psycopg.errors.QueryCanceled), repr(q.error)
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        c.execute("rollback")
+        assert c.execute("select 1").fetchone()[0] == 1
+
+
+def test_stale_cancel_key_never_cancels_another_clients_query(pglease, direct):
+    d = pglease(default_pool_size=1)
+    a = d.connect()
+    b = d.connect()
+    try:
+        pid_a = a.execute("select pg_backend_pid()").fetchone()[0]  # A's lease ends here
+        q = Running(b, "select pg_backend_pid(), pg_sleep(2)")
+        wait_sleeping(direct, 2)
+        a.cancel()  # A is idle: its key must not reach B's query on the same backend
+        q.join(10)
+        assert q.error is None, "B's query was hit by A's cancel: %r" % q.error
+        assert q.result[0][0] == pid_a, "B did not run on the backend A had used"
+        assert q.t1 - q.t0 >= 1.8
+        # Sanity: A's cancel does work on A's own query (so the above is a real check).
+        q2 = Running(a, "select pg_sleep(10)")
+        wait_sleeping(direct, 10)
+        a.cancel()
+        q2.join(10)
+        assert isinstance(q2.error, psycopg.errors.QueryCanceled), repr(q2.error)
+        assert b.execute("select 1").fetchone()[0] == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cancel_with_unknown_key_is_ignored(pglease, direct):
+    d = pglease(default_pool_size=2)
+    with d.connect() as c:
+        q = Running(c, "select pg_sleep(1.5)")
+        wait_sleeping(direct, 1.5)
+        for _ in range(3):
+            w = Wire(d.socket_path)
+            try:
+                w.send(pgwire.cancel_request(random.randrange(1, 1 << 31), random.randrange(0, 1 << 32)))
+                assert w.wait_closed(5), "cancel connection not closed"
+            finally:
+                w.close()
+        q.join(10)
+        assert q.error is None, "a bogus cancel key cancelled a query: %r" % q.error
+    assert d.psql("-c", "select 1").stdout.strip() == "1"
+
+
+def test_psql_sigint_cancels_running_query(pglease, direct):
+    d = pglease(default_pool_size=2)
+    p = subprocess.Popen(d.psql_cmd("-c", "select pg_sleep(30)"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=clean_env(), cwd="/tmp")
+    try:
+        wait_sleeping(direct, 30)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+        assert p.returncode != 0
+        assert "canceling statement due to user request" in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert d.psql("-c", "select 1").stdout.strip() == "1"
