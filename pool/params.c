@@ -84,7 +84,8 @@ int params_put(struct param_set *s, const char *name, const char *value)
 		memcpy(data, s->data, off);
 	memcpy(data + off, lower, nlen + 1);
 	memcpy(data + off + nlen + 1, value, strlen(value) + 1);
-	memcpy(data + off + add, s->data + off + old, s->len - off - old);
+	if (s->len > off + old)
+		memcpy(data + off + add, s->data + off + old, s->len - off - old);
 	free(s->data);
 	s->data = data;
 	s->len = (uint32_t)(s->len - old + add);

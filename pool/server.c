@@ -386,11 +386,9 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	va_end(ap);
 	log_info("server %d (backend pid %d, pool %s/%s) closed: %s",
 		 s->id, s->backend_pid, s->pool->dbname, s->pool->user, reason);
-	if (s->client) {
-		/* The lease ends through its one door, which comes back here. */
+	/* A lease on it ends through the one door, which tells the client. */
+	if (s->client)
 		lease_exit(s->client, EXIT_SERVER_LOST);
-		return;
-	}
 	server_want_read(s, false);
 	server_want_write(s, false);
 	server_stop_timer(s);
