@@ -164,15 +164,23 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		flush_client_bytes(c, s);
 		carry_server_bytes(c, s);
 	}
+	bool nothing_sent = s->phase == PHASE_QUERY;
 	detach(c, s);
 	if (why == EXIT_TX_DONE)
 		client_set_state(c, CLIENT_IDLE);
+	if (why == EXIT_SERVER_LOST && nothing_sent) {
+		/* Lost during the lease's setup: none of the client's bytes went out. */
+		client_set_state(c, CLIENT_IDLE);
+		lease_enter(c);
+		return;
+	}
 	if (why == EXIT_SERVER_LOST) {
 		/* server_close() is already taking the backend away. */
 		client_fatal(c, "08006", "server connection lost: the backend closed or broke the connection",
 			     NULL);
 		return;
 	}
+	s->exit.why = (uint8_t)why;
 	s->exit.reset_needed = s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query;
 	server_set_state(s, SERVER_CLEANING);
 	if (s->phase != PHASE_QUERY)
@@ -269,6 +277,7 @@ static void drain_readable(struct server *s)
 		server_close(s, "protocol violation from the backend while draining");
 		return;
 	}
+	s->exit.drained = true;
 	if (!s->stream.owed_z || s->stream.copy_in)
 		clean_poll(s);
 }
@@ -305,6 +314,8 @@ static void rollback_done(struct server *s, const char *sqlstate, const char *er
 		return;
 	}
 	s->stream.txstatus = 'I';
+	log_info("server %d (backend pid %d): %srolled back after its lease ended (%s)", s->id, s->backend_pid,
+		 s->exit.drained ? "owed replies drained, " : "", lease_exit_reason_name(s->exit.why));
 	clean_poll(s);
 }
 
@@ -346,7 +357,8 @@ static void clean_poll(struct server *s)
 		s->exit.waiting_cancel = step == CLEAN_WAIT_CANCEL;
 		switch (step) {
 		case CLEAN_DISCARD:
-			server_close(s, "cannot be made clean after its lease (stream mid-message)");
+			server_close(s, "cannot be made clean after its lease ended (%s): stream stopped mid-message",
+				     lease_exit_reason_name(s->exit.why));
 			return;
 		case CLEAN_COPY_FAIL:
 			if (send_copy_fail(s) < 0)

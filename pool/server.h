@@ -66,7 +66,8 @@ struct server {
 	server_raw_cb on_readable, on_writable;
 	/* the lease exit door's progress (lease.c) */
 	struct {
-		bool broken, reset_needed, rolled_back, cancel_sent, waiting_cancel;
+		bool broken, reset_needed, rolled_back, cancel_sent, waiting_cancel, drained;
+		uint8_t why;             /* enum lease_exit_reason */
 		uint8_t carry[8];        /* a split header read but not yet framed */
 		uint8_t carry_len;
 	} exit;
