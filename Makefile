@@ -28,7 +28,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/%.c=build/tests/%)
 
 PY := /usr/bin/python3
 
-.PHONY: all deps run test unit integration integration-asan bench clean
+.PHONY: all deps run test unit fuzz integration integration-asan bench clean
 all: pglease
 
 pglease: $(OBJS)
@@ -44,6 +44,20 @@ build/%.o: %.c
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+
+# libFuzzer targets for the parsers that see untrusted bytes (clang only).
+FUZZ_SECONDS ?= 15
+FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Idaemon -Ipool -Iconf -fsanitize=fuzzer,address,undefined
+build/fuzz/fuzz_startup: tests/fuzz/fuzz_startup.c daemon/startup.c pool/params.c daemon/proto.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c daemon/frame.c pool/stream.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
+fuzz: build/fuzz/fuzz_startup build/fuzz/fuzz_frame
+	@set -e; for f in $^; do echo "== $$f ($(FUZZ_SECONDS) s)"; mkdir -p $$f.corpus; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=12000 $$f.corpus 2>&1 | tail -n 2; done
 
 build/libpglease.a: $(LIB_OBJS)
 	ar rcs $@ $^
@@ -63,6 +77,7 @@ run:
 test:
 	@tests/lib/deps.sh test
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
 

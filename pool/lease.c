@@ -76,7 +76,8 @@ static bool check_due(const struct server *s)
 /* The SQL that makes the backend fit this client: settings, else a health check. */
 static int setup_sql(struct client *c, struct server *s, char *sql, int cap)
 {
-	int n = params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
+	int n = params_equal(&c->params, &s->applied) ? 0 :
+		params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
 
 	if (n == 0 && check_due(s))
 		n = snprintf(sql, cap, "%s", cfg->server_check_query);

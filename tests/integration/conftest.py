@@ -102,10 +102,18 @@ def pglease(request, cluster, pglease_bin):
         for p in d.stop():
             problems.append("%s\n--- log tail (port %d) ---\n%s" % (p, d.port, d.log_tail(120)))
     # Let the backends of stopped daemons go away, so the next test sees a clean app database.
+    # A backend stuck in a long query (e.g. pg_sleep of a killed client that pglease failed
+    # to cancel) does not notice its client is gone: terminate it, so it cannot disturb
+    # later tests. Whether the test itself passed was decided before this point.
     if daemons:
         try:
             with cluster.connect("app") as conn:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 5
+                while harness.app_backends(conn) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                for pid, *_ in harness.app_backends(conn):
+                    conn.execute("select pg_terminate_backend(%s)", (pid,))
+                deadline = time.monotonic() + 5
                 while harness.app_backends(conn) and time.monotonic() < deadline:
                     time.sleep(0.05)
         except Exception:
