@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto.h"
 #include "startup.h"
@@ -90,16 +91,34 @@ static int add_pq_option(struct startup *s, const char *name)
 	return 0;
 }
 
+/* A name given twice: the last one wins, as in PostgreSQL. */
+static int replace_string(char **field, const char *value)
+{
+	free(*field);
+	*field = strdup(value);
+	return *field ? 0 : -1;
+}
+
+static bool replication_off(const char *value)
+{
+	static const char *const off[] = { "false", "off", "no", "0", "f", "n" };
+
+	for (size_t i = 0; i < sizeof(off) / sizeof(*off); i++)
+		if (strcasecmp(value, off[i]) == 0)
+			return true;
+	return false;
+}
+
 static int take_pair(struct startup *s, const char *name, const char *value)
 {
 	if (strcmp(name, "user") == 0)
-		return (s->user = strdup(value)) ? 0 : -1;
+		return replace_string(&s->user, value);
 	if (strcmp(name, "database") == 0)
-		return (s->database = strdup(value)) ? 0 : -1;
+		return replace_string(&s->database, value);
 	if (strcmp(name, "options") == 0)
 		return parse_options(s, value);
 	if (strcmp(name, "replication") == 0)
-		return -2;
+		return replication_off(value) ? 0 : -2;
 	if (strncmp(name, "_pq_.", 5) == 0)
 		return add_pq_option(s, name);
 	if (!params_valid_name(name))

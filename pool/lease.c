@@ -225,10 +225,7 @@ static int send_copy_fail(struct server *s)
 
 	wbuf_init(&w, buf, sizeof(buf));
 	proto_copy_fail(&w, "client disconnected (pglease)");
-	s->stream.copy_in = false;
-	/* An extended-protocol COPY has had its Sync ignored: it needs another. */
-	if (s->stream.owed_z == 0)
-		s->stream.unsynced = true;
+	stream_client_msg(&s->stream, &(struct frame_msg){ .type = 'f', .len = (uint32_t)w.len - 1 });
 	return send_whole(s, &w);
 }
 

@@ -6,7 +6,8 @@
  * without a Sync leave the stream "unsynced": the backend will not answer
  * until a Sync comes. COPY FROM STDIN is the one place where the backend
  * ignores Syncs, so Syncs counted before the CopyInResponse of an
- * extended-protocol COPY are taken back when it arrives.
+ * extended-protocol COPY are taken back when it arrives, and its CopyDone or
+ * CopyFail leaves the stream unsynced until the client's next Sync.
  */
 #include "stream.h"
 
@@ -45,6 +46,9 @@ enum frame_verdict stream_client_msg(struct stream *st, const struct frame_msg *
 	case 'd':
 		return FRAME_CONTINUE;
 	case 'c': case 'f':
+		/* The backend ignored the Syncs sent during an extended COPY. */
+		if (st->copy_in && st->copy_extended)
+			st->unsynced = true;
 		st->copy_in = false;
 		return FRAME_CONTINUE;
 	default:
@@ -55,6 +59,7 @@ enum frame_verdict stream_client_msg(struct stream *st, const struct frame_msg *
 static void on_copy_in(struct stream *st)
 {
 	st->copy_in = true;
+	st->copy_extended = st->execute_last;
 	if (!st->execute_last)
 		return;
 	uint32_t ignored = st->syncs_after_execute;

@@ -23,6 +23,7 @@ struct stream {
 	uint32_t syncs_after_execute; /* Syncs sent since the last Execute */
 	bool unsynced;                /* extended messages sent since the last Sync */
 	bool copy_in;                 /* backend is in COPY FROM STDIN */
+	bool copy_extended;           /* ... started by Execute: its end needs a Sync */
 	bool execute_last;            /* the newest request was Execute, not Query */
 	char txstatus;                /* from the newest 'Z': 'I', 'T' or 'E' */
 };

@@ -9,6 +9,7 @@ pglease   factory: pglease(databases=None, **settings) -> a started Daemon (see 
 import os
 import signal
 import time
+import warnings
 
 import pytest
 
@@ -101,6 +102,10 @@ def pglease(request, cluster, pglease_bin):
     for d in daemons:
         for p in d.stop():
             problems.append("%s\n--- log tail (port %d) ---\n%s" % (p, d.port, d.log_tail(120)))
+        if d.sigkilled:
+            warnings.warn("pglease (port %d) ignored SIGTERM for 10 s and was killed" % d.port)
+        elif d.stop_seconds is not None and d.stop_seconds > 3:
+            warnings.warn("pglease (port %d) took %.1f s to exit on SIGTERM" % (d.port, d.stop_seconds))
     # Let the backends of stopped daemons go away, so the next test sees a clean app database.
     # A backend stuck in a long query (e.g. pg_sleep of a killed client that pglease failed
     # to cancel) does not notice its client is gone: terminate it, so it cannot disturb

@@ -6,7 +6,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -149,6 +148,8 @@ class Daemon:
         self.logf = None
         self.final_log = None
         self.stopped_by_us = False
+        self.stop_seconds = None
+        self.sigkilled = False
 
     # -- config and process
     def config_text(self):
@@ -207,12 +208,15 @@ class Daemon:
         if self.proc.poll() is not None and not self.stopped_by_us:
             problems.append("pglease died unexpectedly during the test (exit status %r)" % self.proc.returncode)
         if self.proc.poll() is None:
+            t0 = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+                self.sigkilled = True
+            self.stop_seconds = time.monotonic() - t0
         self.stopped_by_us = True
         if self.logf:
             self.logf.close()

@@ -87,7 +87,8 @@ def test_terminated_idle_backend_is_logged_and_replaced(pglease, cluster, direct
         return pids if len(rows) == POOL and victim not in pids and all(r[1] == "idle" for r in rows) else None
     after = wait_for(replaced, 10, what=lambda: "backend %d replaced (have %r)" % (victim, app_backends(direct)))
     assert len(after - before) == 1, (before, after)
-    wait_for(lambda: len(d.log_text()) > log_before, 5, what="a log line about the lost backend")
+    wait_for(lambda: str(victim) in d.log_text()[log_before:], 5,
+             what="a log line naming the lost backend's pid %d" % victim)
 
     # Clients keep working, on the live backends only.
     with d.connect() as a, d.connect() as b:

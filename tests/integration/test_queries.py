@@ -6,7 +6,7 @@ import uuid
 import psycopg
 import pytest
 
-from harness import app_backends, wait_for
+from harness import app_backends
 
 
 def marker():
@@ -252,3 +252,30 @@ def test_unknown_database_is_refused_by_psql(pglease):
     assert r.returncode != 0
     assert 'database "nosuch" does not exist' in r.stderr
     assert d.psql("-c", "select 1").stdout.strip() == "1"
+
+
+def test_client_user_is_used_when_conninfo_has_none_and_pools_are_per_user(pglease, cluster, direct):
+    direct.execute("do $$ begin if not exists (select 1 from pg_roles where rolname = 'alice') then "
+                   "create role alice login; end if; end $$")
+    direct.execute("grant select on items to alice")
+    d = pglease(default_pool_size=1, query_wait_timeout=3)
+    with d.connect() as pg, d.connect(user="alice") as alice:
+        pg.execute("begin")
+        pg.execute("select 1")  # holds the only backend of the (app, postgres) pool
+        assert alice.execute("select current_user").fetchone()[0] == "alice"
+        assert alice.execute("select count(*) >= 0 from items").fetchone()[0] is True
+        users = sorted(r[0] for r in direct.execute(
+            "select usename from pg_stat_activity where datname = 'app' and pid <> pg_backend_pid() "
+            "and backend_type = 'client backend' and coalesce(application_name, '') <> 'pgtest_direct'").fetchall())
+        assert users == ["alice", "postgres"], users
+        pg.execute("commit")
+
+
+def test_wildcard_database_entry_serves_unlisted_names(pglease, cluster):
+    d = pglease(databases={"*": "host=%s port=%d" % (cluster.dir, cluster.port)})
+    r = d.psql("-c", "select current_database()", dbname="app")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "app"
+    r = d.psql("-c", "select current_database()", dbname="postgres")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "postgres"

@@ -90,6 +90,20 @@ def test_minor_protocol_version_gets_negotiate_protocol_version(pglease):
     assert_still_serving(d)
 
 
+def test_unknown_protocol_options_are_listed_in_negotiate_protocol_version(pglease):
+    d = pglease()
+    w = Wire(d.socket_path)
+    try:
+        msgs = w.startup(dict(APP, **{"_pq_.frobnicate": "on"}))
+        types = [m[0] for m in msgs]
+        assert b"v" in types, "no NegotiateProtocolVersion for a _pq_ option (got %r)" % types
+        _newest, unknown = pgwire.parse_negotiate_protocol_version(msgs[types.index(b"v")][1])
+        assert unknown == ["_pq_.frobnicate"]
+        assert w.scalar("select 'ok'") == "ok"
+    finally:
+        w.terminate()
+
+
 def test_protocol_2_startup_is_refused_with_08P01(pglease):
     d = pglease()
     w = Wire(d.socket_path)

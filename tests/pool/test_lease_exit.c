@@ -574,6 +574,38 @@ Test(clean_walk, client_vanished_inside_copy_from_stdin_extended)
 	cr_assert(stream_idle(&w.st));
 }
 
+/*
+ * The client sent CopyDone of an extended-protocol COPY and vanished before
+ * its Sync. The backend ran the COPY, sent CommandComplete, and waits for a
+ * Sync with the implicit transaction open: the cleaner must send one.
+ */
+Test(clean_walk, client_vanished_between_copy_done_and_sync_extended)
+{
+	struct bytes c = { .len = 0 }, s = { .len = 0 };
+	struct bytes reads[1] = { { .len = 0 } };
+	struct walk w = { .reads = reads, .nreads = 1, .rollback_leaves_idle = true };
+
+	stream_reset(&w.st);
+	msg(&c, 'P', "\0COPY t FROM STDIN\0\0", 21);
+	msg(&c, 'B', "\0\0\0\0\0\0\0\0", 8);
+	msg(&c, 'E', "\0\0\0\0", 5);
+	msg(&c, 'S', NULL, 0);
+	client_sends(&w.st, &c);
+	msg(&s, '1', NULL, 0);
+	msg(&s, '2', NULL, 0);
+	msg(&s, 'G', copy_in_response, sizeof(copy_in_response));
+	server_sends(&w.st, &s);
+	c.len = 0;
+	msg(&c, 'd', "1\tone\n", 6);
+	msg(&c, 'c', NULL, 0);
+	client_sends(&w.st, &c);
+
+	msg(&reads[0], 'C', "COPY 1", 7);
+	msg(&reads[0], 'Z', "I", 1);
+	cr_assert_eq(walk_run(&w), CLEAN_DONE);
+	cr_assert_str_eq(w.trail, "SYNC DRAIN DONE");
+}
+
 Test(clean_walk, client_vanished_after_parse_bind)
 {
 	struct bytes c = { .len = 0 };

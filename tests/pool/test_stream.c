@@ -26,7 +26,8 @@ struct bytes {
 static void put(struct bytes *b, const void *p, size_t n)
 {
 	cr_assert_leq(b->len + n, sizeof(b->data));
-	memcpy(b->data + b->len, p, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
 	b->len += n;
 }
 
@@ -365,7 +366,8 @@ Test(stream, copy_in_via_extended_protocol_as_libpq_does)
 	client_sends(&st, "d");
 	assert_state(&st, 0u, false, true, 'I', false);
 	client_sends(&st, "c");
-	assert_state(&st, 0u, false, false, 'I', true);
+	/* The Sync before 'G' was ignored: the backend answers only after the next one. */
+	assert_state(&st, 0u, true, false, 'I', false);
 	client_sends(&st, "S");
 	assert_state(&st, 1u, false, false, 'I', false);
 	server_sends(&st, "C");
@@ -400,6 +402,49 @@ Test(stream, copy_in_extended_after_an_earlier_pipelined_query)
 	assert_state(&st, 0u, false, true, 'I', false);
 }
 
+Test(stream, simple_copy_after_an_extended_query_takes_nothing_back)
+{
+	/* The Syncs counted for an earlier Execute must not cancel the Query's reply. */
+	struct stream st = fresh();
+
+	client_sends(&st, "PBES");
+	server_sends(&st, "12CZI");
+	assert_state(&st, 0u, false, false, 'I', true);
+	client_sends(&st, "Q");
+	cr_assert_not(st.execute_last);
+	server_sends(&st, "G");
+	assert_state(&st, 1u, false, true, 'I', false);
+	client_sends(&st, "dc");
+	server_sends(&st, "CZI");
+	assert_state(&st, 0u, false, false, 'I', true);
+}
+
+Test(stream, simple_copy_pipelined_after_an_extended_query)
+{
+	struct stream st = fresh();
+
+	client_sends(&st, "PBESQ");
+	assert_state(&st, 2u, false, false, 'I', false);
+	server_sends(&st, "12CZI");
+	server_sends(&st, "G");
+	assert_state(&st, 1u, false, true, 'I', false);
+}
+
+Test(stream, syncs_are_counted_from_the_last_execute)
+{
+	struct stream st = fresh();
+
+	client_sends(&st, "PBES");
+	cr_assert_eq(st.syncs_after_execute, 1);
+	client_sends(&st, "SS");
+	cr_assert_eq(st.syncs_after_execute, 3);
+	client_sends(&st, "BE");
+	cr_assert_eq(st.syncs_after_execute, 0);
+	client_sends(&st, "S");
+	cr_assert_eq(st.syncs_after_execute, 1);
+	cr_assert_eq(st.owed_z, 4);
+}
+
 Test(stream, copy_in_extended_with_flush_instead_of_sync)
 {
 	struct stream st = fresh();
@@ -412,6 +457,39 @@ Test(stream, copy_in_extended_with_flush_instead_of_sync)
 	assert_state(&st, 1u, false, false, 'I', false);
 	server_sends(&st, "CZI");
 	assert_state(&st, 0u, false, false, 'I', true);
+}
+
+/*
+ * After an extended-protocol COPY
+ * the backend ignored the Sync sent before 'G', so once the client sends
+ * CopyDone (or CopyFail) the backend still needs a Sync before it answers
+ * 'Z' and commits the implicit transaction. stream_client_msg('c'/'f')
+ * leaves the stream looking idle (owed 0, not unsynced): a lease can end
+ * (transaction mode, at the backend's CommandComplete, if the client's Sync
+ * is in a later read) or be cleaned as DONE with the COPY uncommitted.
+ */
+Test(stream, copy_done_of_extended_copy_still_needs_a_sync)
+{
+	struct stream st = fresh();
+
+	client_sends(&st, "PBDES");
+	server_sends(&st, "12nG");
+	client_sends(&st, "dc");
+	cr_assert_not(stream_idle(&st), "CopyDone of an extended COPY: the backend still waits for a Sync");
+	cr_assert(st.unsynced);
+	server_sends(&st, "C");
+	cr_assert_not(stream_idle(&st));
+}
+
+Test(stream, copy_fail_of_extended_copy_still_needs_a_sync)
+{
+	struct stream st = fresh();
+
+	client_sends(&st, "PBDES");
+	server_sends(&st, "12nG");
+	client_sends(&st, "df");
+	cr_assert_not(stream_idle(&st));
+	cr_assert(st.unsynced);
 }
 
 Test(stream, sync_during_copy_in_is_not_counted)
