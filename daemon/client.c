@@ -413,12 +413,18 @@ static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 	return stream_client_msg(&c->server->stream, m);
 }
 
+/* The scan stopped at a header it refused: say whether the type or the length. */
 static void protocol_violation(struct client *c)
 {
 	const uint8_t *p = c->in->data + c->in->scanned;
+	uint32_t len = be32(p + 1);
 	char msg[96];
 
-	snprintf(msg, sizeof(msg), "invalid frontend message type %d or length", p[0]);
+	if (len < 4 || len > FRAME_MAX_LEN)
+		snprintf(msg, sizeof(msg), "invalid message length %u for message type \"%c\"", len,
+			 p[0] >= 32 && p[0] < 127 ? p[0] : '?');
+	else
+		snprintf(msg, sizeof(msg), "invalid frontend message type %d", p[0]);
 	c->exit_why = EXIT_CLIENT_PROTOCOL;
 	client_fatal(c, "08P01", msg, NULL);
 }
@@ -451,11 +457,12 @@ void client_relay_to_server(struct server *s)
 		return;
 	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
 			       STREAM_CLIENT_WHOLE, client_msg, c);
-	if (n < 0)
-		return protocol_violation(c);
-	in->scanned += (uint32_t)n;
+	in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
+	if (n < 0)
+		return protocol_violation(c);
 	if (c->terminating && iobuf_unsent(in) == 0)
 		return client_close(c, "client sent Terminate");
 	if (iobuf_is_empty(in)) {

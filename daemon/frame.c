@@ -51,11 +51,13 @@ ssize_t frame_scan(struct frame *f, const uint8_t *data, size_t n,
 		if (f->body_left > 0 || pos == n)
 			return (ssize_t)pos;
 		ssize_t covered = read_header(data + pos, n - pos, whole_types, &msg);
-		if (covered <= 0)
-			return covered < 0 ? -1 : (ssize_t)pos;
-		enum frame_verdict v = cb(arg, &msg);
-		if (v == FRAME_ERROR)
+		if (covered == 0)
+			return (ssize_t)pos;
+		enum frame_verdict v = covered < 0 ? FRAME_ERROR : cb(arg, &msg);
+		if (v == FRAME_ERROR) {
+			f->error_at = (uint32_t)pos;
 			return -1;
+		}
 		if (v == FRAME_STOP_BEFORE)
 			return (ssize_t)pos;
 		pos += (size_t)covered;

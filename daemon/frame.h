@@ -24,6 +24,7 @@
 
 struct frame {
 	uint32_t body_left;  /* bytes of the current message's body still to pass */
+	uint32_t error_at;   /* after a -1 from frame_scan(): bytes scanned before the bad message */
 };
 
 struct frame_msg {
@@ -44,7 +45,8 @@ typedef enum frame_verdict (*frame_cb)(void *arg, const struct frame_msg *msg);
 /*
  * Scan data[0, n). Returns how many bytes were scanned (the rest must be
  * offered again with more data appended), or -1 when the callback returned
- * FRAME_ERROR or a length field is impossible.
+ * FRAME_ERROR or a length field is impossible; then f->error_at says how
+ * many bytes before the bad message were scanned (and reported) anyway.
  */
 ssize_t frame_scan(struct frame *f, const uint8_t *data, size_t n,
 		   const char *whole_types, frame_cb cb, void *arg);

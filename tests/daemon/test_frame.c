@@ -998,3 +998,29 @@ Test(frame, type_nul_is_never_whole)
 	cr_assert_null(c.bodies[0]);
 	cr_assert_eq(f.body_left, 3);
 }
+
+/* ---- how far a failed scan got ---- */
+
+static enum frame_verdict refuse_p(void *arg, const struct frame_msg *m)
+{
+	(*(int *)arg)++;
+	return m->type == 'p' ? FRAME_ERROR : FRAME_CONTINUE;
+}
+
+Test(frame, error_reports_the_bytes_scanned_before_the_bad_message)
+{
+	/* Q "x" (7 bytes), then a refused 'p', then a header with length 2. */
+	static const uint8_t bad_type[] = { 'Q', 0, 0, 0, 6, 'x', 0, 'p', 0, 0, 0, 4 };
+	static const uint8_t bad_len[] = { 'Q', 0, 0, 0, 6, 'x', 0, 'S', 0, 0, 0, 4, 'Q', 0, 0, 0, 2 };
+	struct frame f = { 0 };
+	int calls = 0;
+
+	cr_assert_eq(frame_scan(&f, bad_type, sizeof(bad_type), "", refuse_p, &calls), -1);
+	cr_assert_eq(f.error_at, 7);
+	cr_assert_eq(calls, 2);
+	f = (struct frame){ 0 };
+	calls = 0;
+	cr_assert_eq(frame_scan(&f, bad_len, sizeof(bad_len), "", refuse_p, &calls), -1);
+	cr_assert_eq(f.error_at, 12);
+	cr_assert_eq(calls, 2);
+}
