@@ -353,7 +353,8 @@ static void login_read(struct client *c)
 
 void client_welcome(struct client *c)
 {
-	uint8_t buf[4096];
+	/* Room for the base set plus every setting a 10 000-byte startup packet can carry. */
+	uint8_t buf[4096 + STARTUP_MAX_LEN];
 	struct wbuf w;
 	int count;
 	const char *const *names = pool_reported_params(&count);
@@ -369,6 +370,8 @@ void client_welcome(struct client *c)
 	}
 	proto_backend_key(&w, c->id, c->cancel_key);
 	proto_ready(&w, 'I');
+	if (w.overflow)
+		return client_fatal(c, "54000", "startup parameters too long to report back", NULL);
 	client_set_state(c, CLIENT_IDLE);
 	send_bytes(c, buf, w.len);
 	if (c->state == CLIENT_IDLE)

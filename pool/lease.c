@@ -86,7 +86,8 @@ static int setup_sql(struct client *c, struct server *s, char *sql, int cap)
 
 void lease_grant(struct client *c, struct server *s)
 {
-	char sql[4096];
+	/* Quoted settings from a startup packet of up to 10 000 bytes fit. */
+	static char sql[4 * STARTUP_MAX_LEN];
 
 	server_set_state(s, SERVER_LEASED);
 	client_set_state(c, CLIENT_ACTIVE);

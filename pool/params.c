@@ -138,16 +138,26 @@ static int dollar_quote(char *out, int cap, const char *value)
 	return -1;
 }
 
+/* Append text; -1 once the buffer is full. */
+static int append(char *sql, int cap, int len, const char *text)
+{
+	int n = len < 0 ? -1 : snprintf(sql + len, cap - len, "%s", text);
+	return (n < 0 || n >= cap - len) ? -1 : len + n;
+}
+
+static int append_quoted(char *sql, int cap, int len, const char *value)
+{
+	int n = len < 0 ? -1 : dollar_quote(sql + len, cap - len, value);
+	return n < 0 ? -1 : len + n;
+}
+
 static int append_set(char *sql, int cap, int len, const char *name, const char *value)
 {
-	char quoted_name[96], quoted_value[1100];
-
-	if (dollar_quote(quoted_name, sizeof(quoted_name), name) < 0 ||
-	    dollar_quote(quoted_value, sizeof(quoted_value), value) < 0)
-		return -1;
-	int n = snprintf(sql + len, cap - len, "SELECT pg_catalog.set_config(%s, %s, false);",
-			 quoted_name, quoted_value);
-	return (n < 0 || n >= cap - len) ? -1 : len + n;
+	len = append(sql, cap, len, "SELECT pg_catalog.set_config(");
+	len = append_quoted(sql, cap, len, name);
+	len = append(sql, cap, len, ", ");
+	len = append_quoted(sql, cap, len, value);
+	return append(sql, cap, len, ", false);");
 }
 
 static int append_reset(char *sql, int cap, int len, const char *name)
