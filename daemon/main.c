@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cancel.h"
+#include "worker.h"
 #include "client.h"
 #include "daemon.h"
 #include "listener.h"
@@ -118,7 +118,7 @@ static int run(const char *path)
 	signal(SIGPIPE, SIG_IGN);
 	loop = ev_default_loop(EVFLAG_AUTO);
 	int rc = 1;
-	if (listener_start() < 0 || cancel_start() < 0)
+	if (listener_start() < 0 || worker_start() < 0)
 		goto out;
 	start_watchers();
 	log_info("pglease %s started (pid %d)", PGLEASE_VERSION, (int)getpid());
@@ -127,7 +127,7 @@ static int run(const char *path)
 	rc = 0;
 out:
 	listener_stop();
-	cancel_stop();
+	worker_stop();
 	client_reap();
 	server_reap();
 	pool_free_all();

@@ -14,9 +14,13 @@
 #include "lease.h"
 #include "log.h"
 #include "pool.h"
+#include "resolve.h"
 #include "server.h"
 
 struct list all_pools = { { &all_pools.head, &all_pools.head }, 0 };
+
+/* Resolved host names are reused this long, like a short DNS TTL. */
+#define DNS_MAX_AGE 15.0
 
 /* The settings a backend reports at startup; clients get them at login. */
 static const char *const reported_params[] = {
@@ -43,12 +47,34 @@ static int add_param(struct pool *p, int *n, const char *key, const char *value)
 	return 0;
 }
 
+static const char *option_value(const PQconninfoOption *opts, const char *keyword)
+{
+	for (; opts->keyword; opts++)
+		if (strcmp(opts->keyword, keyword) == 0)
+			return opts->val;
+	return NULL;
+}
+
+/* Named hosts get a hostaddr slot, filled once they are resolved off the loop. */
+static int reserve_hostaddr(struct pool *p, const PQconninfoOption *opts, int *n)
+{
+	const char *hosts = option_value(opts, "host");
+
+	p->hostaddr_slot = -1;
+	if (!resolve_needed(hosts, option_value(opts, "hostaddr")))
+		return 0;
+	if (!(p->dns_hosts = strdup(hosts)) || !(p->keywords[*n] = strdup("hostaddr")))
+		return -1;
+	p->hostaddr_slot = (*n)++;
+	return 0;
+}
+
 /* libpq's parameters from the conninfo, plus the client's user and database. */
 static int build_connect_params(struct pool *p)
 {
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(p->db->conninfo, &err);
-	int n = 0, count = 3;
+	int n = 0, count = 4;
 	bool has_user = false, has_dbname = false;
 
 	if (!opts) {
@@ -66,8 +92,9 @@ static int build_connect_params(struct pool *p)
 		has_dbname |= strcmp(o->keyword, "dbname") == 0;
 		add_param(p, &n, o->keyword, o->val);
 	}
+	int reserved = p->keywords && p->values ? reserve_hostaddr(p, opts, &n) : -1;
 	PQconninfoFree(opts);
-	if (!p->keywords || !p->values)
+	if (reserved < 0)
 		return -1;
 	if ((!has_user && add_param(p, &n, "user", p->user) < 0) ||
 	    (!has_dbname && add_param(p, &n, "dbname", p->dbname) < 0))
@@ -79,10 +106,13 @@ static void free_connect_params(struct pool *p)
 {
 	for (int i = 0; p->keywords && p->keywords[i]; i++) {
 		free((char *)p->keywords[i]);
-		free((char *)p->values[i]);
+		if (i != p->hostaddr_slot)
+			free((char *)p->values[i]);
 	}
 	free(p->keywords);
 	free(p->values);
+	free(p->dns_hosts);
+	free(p->hostaddr);
 }
 
 static void pool_init_lists(struct pool *p)
@@ -174,9 +204,10 @@ void pool_server_connected(struct server *s)
 		capture_base(p, s->conn);
 	free(p->last_error);
 	p->last_error = NULL;
+	/* Idle first, so the first welcomed client that speaks takes this backend. */
+	pool_server_free(s);
 	list_for_each_safe(pos, tmp, &p->login_wait)
 		client_welcome(list_entry(pos, struct client, node));
-	pool_server_free(s);
 }
 
 static void fail_clients(struct list *l, const char *sqlstate, const char *error)
@@ -187,15 +218,20 @@ static void fail_clients(struct list *l, const char *sqlstate, const char *error
 		client_fatal(list_entry(pos, struct client, node), sqlstate, error, NULL);
 }
 
-void pool_server_failed(struct server *s, const char *sqlstate, const char *error)
+/* Remember why connecting failed; no new attempt for a second. */
+static void note_connect_failure(struct pool *p, const char *sqlstate, const char *error)
 {
-	struct pool *p = s->pool;
-
 	log_warning("pool %s/%s: backend connection failed: %s", p->dbname, p->user, error);
 	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate);
 	free(p->last_error);
 	p->last_error = strdup(error);
 	p->retry_after = ev_now(loop) + 1.0;
+	p->resolved_at = 0;
+}
+
+void pool_server_failed(struct server *s, const char *sqlstate, const char *error)
+{
+	note_connect_failure(s->pool, sqlstate, error);
 	server_close(s, "connect failed");
 }
 
@@ -211,6 +247,33 @@ void pool_server_gone(struct pool *p)
 
 /* ---- sizing ---- */
 
+static void resolved(void *arg, char *hostaddr, const char *error)
+{
+	struct pool *p = arg;
+
+	p->resolving = false;
+	if (error) {
+		note_connect_failure(p, "08001", error);
+		pool_server_gone(p);
+		return;
+	}
+	free(p->hostaddr);
+	p->hostaddr = strdup(hostaddr);
+	p->values[p->hostaddr_slot] = p->hostaddr;
+	p->resolved_at = ev_now(loop);
+	pool_want_servers(p);
+}
+
+/* True when connecting must wait for DNS, which is then under way. */
+static bool awaiting_dns(struct pool *p)
+{
+	if (!p->dns_hosts || (p->hostaddr && ev_now(loop) - p->resolved_at < DNS_MAX_AGE))
+		return false;
+	if (!p->resolving && resolve_start(p->dns_hosts, resolved, p) == 0)
+		p->resolving = true;
+	return true;
+}
+
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
@@ -221,6 +284,8 @@ void pool_want_servers(struct pool *p)
 	want -= p->connecting.count;
 	if (cfg->min_pool_size - total > want)
 		want = cfg->min_pool_size - total;
+	if (want <= 0 || total >= p->size || awaiting_dns(p))
+		return;
 	for (; want > 0 && total < p->size; want--, total++)
 		if (!server_connect(p))
 			return;

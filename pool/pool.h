@@ -37,6 +37,11 @@ struct pool {
 	struct list login_wait, clients, waiting, active;
 	struct param_set base;        /* the backend's startup ParameterStatus values */
 	bool have_base;
+	char *dns_hosts;              /* host list that needs DNS, or NULL */
+	char *hostaddr;               /* its latest resolution, handed to libpq */
+	int hostaddr_slot;            /* where values[] carries it */
+	ev_tstamp resolved_at;
+	bool resolving;
 	char last_sqlstate[6];
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
