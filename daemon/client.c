@@ -27,6 +27,7 @@
 #include "proto.h"
 #include "server.h"
 #include "startup.h"
+#include "worker.h"
 
 struct list login_clients = { { &login_clients.head, &login_clients.head }, 0 };
 static struct list closed_clients = { { &closed_clients.head, &closed_clients.head }, 0 };
@@ -136,6 +137,8 @@ void client_reap(void)
 
 	list_for_each_safe(pos, tmp, &closed_clients) {
 		struct client *c = list_entry(pos, struct client, node);
+		if (c->jobs_pending)
+			continue;
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
 		free(c);
@@ -235,19 +238,70 @@ static int read_into(struct client *c, struct iobuf **bufp)
 	return 1;
 }
 
-static bool peer_allowed(struct client *c, const char *user)
+/*
+ * Peer authentication. The uid-to-name lookup may block (NSS can be LDAP or
+ * sssd), so it runs on the worker thread while the client waits in LOGIN,
+ * holding its parsed startup packet in the job.
+ */
+struct peer_job {
+	struct job job;          /* first: the worker hands this back */
+	struct client *client;
+	struct startup startup;
+	uid_t uid;
+	bool lookup_ok;
+	char name[256];
+};
+
+static void peer_lookup(struct job *job)
+{
+	struct peer_job *pj = (struct peer_job *)job;
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(pj->uid, &pw, buf, sizeof(buf), &found) == 0 && found) {
+		snprintf(pj->name, sizeof(pj->name), "%s", found->pw_name);
+		pj->lookup_ok = true;
+	}
+}
+
+static void login_finish(struct client *c, struct startup *st);
+
+static void peer_checked(struct job *job)
+{
+	struct peer_job *pj = (struct peer_job *)job;
+	struct client *c = pj->client;
+	char msg[300];
+
+	c->jobs_pending--;
+	if (c->state == CLIENT_LOGIN && pj->lookup_ok && strcmp(pj->name, pj->startup.user) == 0) {
+		login_finish(c, &pj->startup);
+	} else if (c->state == CLIENT_LOGIN) {
+		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", pj->startup.user);
+		client_fatal(c, "28000", msg, NULL);
+	}
+	startup_free(&pj->startup);
+	free(pj);
+}
+
+/* Takes over *st. */
+static void peer_check(struct client *c, struct startup *st)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	struct passwd pw, *found = NULL;
-	char buf[1024];
+	struct peer_job *pj = calloc(1, sizeof(*pj));
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-		return false;
-	/* A local /etc/passwd lookup; NSS services that block are not supported. */
-	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &found) != 0 || !found)
-		return false;
-	return strcmp(found->pw_name, user) == 0;
+	if (!pj || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		free(pj);
+		return client_fatal(c, "28000", "peer authentication failed: no peer credentials", NULL);
+	}
+	pj->job.run = peer_lookup;
+	pj->job.done = peer_checked;
+	pj->client = c;
+	pj->uid = cred.uid;
+	pj->startup = *st;
+	memset(st, 0, sizeof(*st));
+	c->jobs_pending++;
+	worker_submit(&pj->job);
 }
 
 static void send_negotiate(struct client *c, const struct startup *st)
@@ -264,19 +318,24 @@ static void send_negotiate(struct client *c, const struct startup *st)
 static void login(struct client *c, struct startup *st)
 {
 	char msg[256];
-	const struct db_config *db = config_find_db(cfg, st->database);
 
 	if (client_count > cfg->max_client_conn)
 		return client_fatal(c, "53300", "no more connections allowed (max_client_conn)", NULL);
-	if (!db) {
+	if (!config_find_db(cfg, st->database)) {
 		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
 		return client_fatal(c, "3D000", msg, NULL);
 	}
-	if (cfg->auth_type == AUTH_PEER && !peer_allowed(c, st->user)) {
-		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", st->user);
-		return client_fatal(c, "28000", msg, NULL);
-	}
-	struct pool *p = pool_find_or_create(db, st->database, st->user);
+	if (cfg->auth_type == AUTH_PEER)
+		return peer_check(c, st);
+	login_finish(c, st);
+}
+
+/* Authenticated: join the pool, and be welcomed once it knows its backend. */
+static void login_finish(struct client *c, struct startup *st)
+{
+	const struct db_config *db = config_find_db(cfg, st->database);
+	struct pool *p = db ? pool_find_or_create(db, st->database, st->user) : NULL;
+
 	if (!p)
 		return client_fatal(c, "53200", "out of memory creating the pool", NULL);
 	c->pool = p;
@@ -347,7 +406,8 @@ static void login_read(struct client *c)
 		client_close(c, "client closed the connection during login");
 		return;
 	}
-	while (c->state == CLIENT_LOGIN && c->in && !iobuf_is_empty(c->in) && login_packet(c))
+	/* Bytes sent before authentication finished wait for the session. */
+	while (!c->jobs_pending && c->state == CLIENT_LOGIN && c->in && !iobuf_is_empty(c->in) && login_packet(c))
 		;
 }
 
