@@ -74,8 +74,8 @@ static int build_connect_params(struct pool *p)
 {
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(p->db->conninfo, &err);
-	int n = 0, count = 4;
-	bool has_user = false, has_dbname = false;
+	int n = 0, count = 6;
+	bool has_user = false, has_dbname = false, has_ssl = false, has_gss = false;
 
 	if (!opts) {
 		PQfreemem(err);
@@ -90,14 +90,19 @@ static int build_connect_params(struct pool *p)
 			continue;
 		has_user |= strcmp(o->keyword, "user") == 0;
 		has_dbname |= strcmp(o->keyword, "dbname") == 0;
+		has_ssl |= strcmp(o->keyword, "sslmode") == 0;
+		has_gss |= strcmp(o->keyword, "gssencmode") == 0;
 		add_param(p, &n, o->keyword, o->val);
 	}
 	int reserved = p->keywords && p->values ? reserve_hostaddr(p, opts, &n) : -1;
 	PQconninfoFree(opts);
 	if (reserved < 0)
 		return -1;
+	/* Encrypted streams cannot be relayed raw: no encryption unless asked for. */
 	if ((!has_user && add_param(p, &n, "user", p->user) < 0) ||
-	    (!has_dbname && add_param(p, &n, "dbname", p->dbname) < 0))
+	    (!has_dbname && add_param(p, &n, "dbname", p->dbname) < 0) ||
+	    (!has_ssl && add_param(p, &n, "sslmode", "disable") < 0) ||
+	    (!has_gss && add_param(p, &n, "gssencmode", "disable") < 0))
 		return -1;
 	return 0;
 }
