@@ -45,7 +45,7 @@ struct config {
 	double server_lifetime;      /* 3600 */
 	double server_drain_timeout; /* 5: per step while cleaning a lease's backend */
 	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
-	char *server_check_query;    /* "select 1"; "" sends an empty query */
+	char *server_check_query;    /* "select 1"; "" disables the check */
 	enum log_level log_level;    /* info */
 	struct db_config *dbs;
 	int db_count;

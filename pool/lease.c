@@ -61,6 +61,7 @@ static void setup_done(struct server *s, const char *sqlstate, const char *error
 		return;
 	}
 	if (error) {
+		c->exit_why = EXIT_SETUP_FAILED;
 		client_fatal(c, sqlstate, error, "while applying the client's startup settings on a pooled connection");
 		return;
 	}
@@ -97,6 +98,7 @@ void lease_grant(struct client *c, struct server *s)
 	memset(&s->exit, 0, sizeof(s->exit));
 	int n = setup_sql(c, s, sql, sizeof(sql));
 	if (n < 0) {
+		c->exit_why = EXIT_SETUP_FAILED;
 		client_fatal(c, "22023", "a startup setting of this client is too long to apply", NULL);
 		return;
 	}

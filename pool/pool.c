@@ -191,12 +191,13 @@ void pool_server_free(struct server *s)
 	struct pool *p = s->pool;
 	struct list_node *first = list_first(&p->waiting);
 
+	/* Known good as of now, even if it goes straight to a waiter. */
+	s->idle_since = ev_now(loop);
 	if (first) {
 		lease_grant(list_entry(first, struct client, node), s);
 		return;
 	}
 	server_set_state(s, SERVER_IDLE);
-	s->idle_since = ev_now(loop);
 	server_watch_idle(s);
 }
 

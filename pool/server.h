@@ -56,7 +56,8 @@ struct server {
 	struct client *client;       /* lease holder while LEASED */
 	struct stream stream;
 	struct param_set applied;    /* settings pglease applied since connect/reset */
-	ev_tstamp connected_at, idle_since;
+	ev_tstamp connected_at;
+	ev_tstamp idle_since;        /* last freed by a lease: health checks and idle timeout count from here */
 	int cancels_pending;         /* cancel requests not yet delivered */
 	/* PHASE_QUERY */
 	server_query_cb query_done;
