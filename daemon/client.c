@@ -585,14 +585,16 @@ void client_relay_from_server(struct server *s)
 	}
 	out->scanned += (uint32_t)n;
 	c->mid_message = s->stream.from_server.body_left > 0;
-	if (lease_done(c, s)) {
+	bool done = lease_done(c, s);
+	/* Serve whoever waits first: a queued client's query, else this reply. */
+	if (done && !list_empty(&c->pool->waiting))
 		lease_exit(c, EXIT_TX_DONE);
-		if (flush_out(c) < 0)
-			return client_close(c, "client went away while being written to");
-		return dispatch_input(c);
-	}
 	if (flush_out(c) < 0)
 		return client_close(c, "client went away while being written to");
+	if (done) {
+		lease_exit(c, EXIT_TX_DONE);
+		return dispatch_input(c);
+	}
 	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);
 }
 
