@@ -344,6 +344,41 @@ static void expire_idle_servers(struct pool *p, ev_tstamp now)
 	}
 }
 
+static int pool_client_count(const struct pool *p)
+{
+	return p->login_wait.count + p->clients.count + p->waiting.count + p->active.count;
+}
+
+static void pool_free(struct pool *p)
+{
+	list_remove(&all_pools, &p->node);
+	free_connect_params(p);
+	params_free(&p->base);
+	free(p->last_error);
+	free(p->dbname);
+	free(p->user);
+	free(p);
+}
+
+/*
+ * Free a pool left with no clients and no backends for server_idle_timeout:
+ * with a "*" entry every database name a client tries makes a pool.
+ */
+static void forget_if_unused(struct pool *p, ev_tstamp now)
+{
+	if (pool_client_count(p) || pool_server_count(p) || p->resolving || p->prewarmed) {
+		p->unused_since = 0;
+		return;
+	}
+	if (!p->unused_since)
+		p->unused_since = now;
+	if (cfg->server_idle_timeout <= 0 || now - p->unused_since < cfg->server_idle_timeout)
+		return;
+	log_info("pool %s/%s removed: no clients and no server connections for %g s",
+		 p->dbname, p->user, cfg->server_idle_timeout);
+	pool_free(p);
+}
+
 void pool_maintain(ev_tstamp now)
 {
 	struct list_node *pos, *tmp;
@@ -353,6 +388,7 @@ void pool_maintain(ev_tstamp now)
 		expire_waiters(p, now);
 		expire_idle_servers(p, now);
 		pool_want_servers(p);
+		forget_if_unused(p, now);
 	}
 }
 
@@ -365,8 +401,10 @@ void pool_prewarm(void)
 		for (PQconninfoOption *o = opts; o && o->keyword; o++)
 			if (strcmp(o->keyword, "user") == 0 && o->val && strcmp(db->name, "*") != 0) {
 				struct pool *p = pool_find_or_create(db, db->name, o->val);
-				if (p)
+				if (p) {
+					p->prewarmed = true;
 					pool_want_servers(p);
+				}
 			}
 		PQconninfoFree(opts);
 	}
@@ -397,14 +435,6 @@ void pool_free_all(void)
 {
 	struct list_node *pos, *tmp;
 
-	list_for_each_safe(pos, tmp, &all_pools) {
-		struct pool *p = list_entry(pos, struct pool, node);
-		list_remove(&all_pools, pos);
-		free_connect_params(p);
-		params_free(&p->base);
-		free(p->last_error);
-		free(p->dbname);
-		free(p->user);
-		free(p);
-	}
+	list_for_each_safe(pos, tmp, &all_pools)
+		pool_free(list_entry(pos, struct pool, node));
 }

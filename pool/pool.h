@@ -42,6 +42,8 @@ struct pool {
 	int hostaddr_slot;            /* where values[] carries it */
 	ev_tstamp resolved_at;
 	bool resolving;
+	ev_tstamp unused_since;       /* no clients and no backends since; 0 while in use */
+	bool prewarmed;               /* its conninfo names the user: kept for min_pool_size */
 	char last_sqlstate[6];
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */

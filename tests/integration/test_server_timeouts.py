@@ -58,3 +58,12 @@ def test_server_lifetime_never_closes_a_leased_backend(pglease, cluster, direct)
             assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
             time.sleep(0.2)
         c.execute("commit")
+
+
+def test_unused_pool_is_removed_after_server_idle_timeout(pglease, cluster):
+    """A "*" entry makes a pool per database name; unused ones must not pile up."""
+    d = pglease(server_idle_timeout=1, databases={"app": cluster.conninfo("app"), "*": cluster.conninfo(None)})
+    assert d.psql("-Atc", "select current_database()", dbname="postgres").stdout.strip() == "postgres"
+    wait_for(lambda: "pool postgres/postgres removed" in d.log_text(), 10, what="the unused pool's removal")
+    # the name still works: the pool comes back on demand
+    assert d.psql("-Atc", "select 1", dbname="postgres").stdout.strip() == "1"
