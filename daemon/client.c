@@ -141,6 +141,7 @@ void client_reap(void)
 			continue;
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
+		free(c->violation);
 		free(c);
 	}
 }
@@ -489,7 +490,11 @@ static void protocol_violation(struct client *c)
 	else
 		snprintf(msg, sizeof(msg), "invalid frontend message type %d", p[0]);
 	c->exit_why = EXIT_CLIENT_PROTOCOL;
-	client_fatal(c, "08P01", msg, NULL);
+	if (c->server->stream.owed_z == 0 || !(c->violation = strdup(msg)))
+		return client_fatal(c, "08P01", msg, NULL);
+	/* Like PostgreSQL: answer what came before the bad message, then FATAL. */
+	c->in->end = c->in->scanned;
+	want_read(c, false);
 }
 
 /* Send in[start, scanned) to the backend; stop reading the client while it blocks. */
@@ -585,6 +590,11 @@ void client_relay_from_server(struct server *s)
 	}
 	out->scanned += (uint32_t)n;
 	c->mid_message = s->stream.from_server.body_left > 0;
+	if (c->violation && s->stream.owed_z == 0 && !c->mid_message) {
+		if (flush_out(c) < 0)
+			return client_close(c, "client went away while being written to");
+		return client_fatal(c, "08P01", c->violation, NULL);
+	}
 	bool done = lease_done(c, s);
 	/* Serve whoever waits first: a queued client's query, else this reply. */
 	if (done && !list_empty(&c->pool->waiting))

@@ -51,6 +51,7 @@ struct client {
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
+	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 };
 
 extern struct list login_clients;
