@@ -347,6 +347,9 @@ static struct server *server_new(struct pool *pool)
 	s->phase = PHASE_CONNECT;
 	ev_io_init(&s->rio, on_io, -1, EV_READ);
 	ev_io_init(&s->wio, on_io, -1, EV_WRITE);
+	/* In a busy batch, a backend's reply frees it for the next waiter: handle those first. */
+	ev_set_priority(&s->rio, EV_MAXPRI);
+	ev_set_priority(&s->wio, EV_MAXPRI);
 	ev_timer_init(&s->timer, on_timer, 0., 0.);
 	s->rio.data = s->wio.data = s->timer.data = s;
 	list_node_init(&s->node);
