@@ -2,7 +2,6 @@
  * pool.h — the backends and clients of one (database, user) pair.
  *
  *   pool_find_or_create()  the pool a client logs in to
- *   pool_list_for()        the list that is a server's or client's state
  *   pool_server_free()     a backend is clean: hand it to a waiter or idle it
  *   pool_server_connected() / pool_server_failed() / pool_server_gone()
  *   pool_want_servers()    open backends when clients wait or min_pool_size says so
