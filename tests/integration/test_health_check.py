@@ -17,11 +17,11 @@ def _setup_sequence(direct):
 
 def test_backend_unused_past_check_delay_is_checked_once(pglease, direct):
     _setup_sequence(direct)
-    d = pglease(default_pool_size=1, server_check_delay=0.5, server_check_query=CHECK)
+    d = pglease(default_pool_size=1, server_check_delay=1.5, server_check_query=CHECK)
     c = d.connect()
     c.execute("select 1")
     assert _checks(direct) == (1, False), "a fresh backend needs no check"
-    time.sleep(1.0)
+    time.sleep(2.0)
     c.execute("select 1")
     assert _checks(direct) == (1, True), "the idle backend was checked before its next lease"
     c.execute("select 1")
