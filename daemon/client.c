@@ -63,6 +63,8 @@ void client_set_state(struct client *c, enum client_state state)
 
 static void want_read(struct client *c, bool on)
 {
+	/* After a bad message nothing more is read: the client is about to get FATAL. */
+	on = on && !c->violation;
 	if (on && !ev_is_active(&c->rio))
 		ev_io_start(loop, &c->rio);
 	else if (!on && ev_is_active(&c->rio))

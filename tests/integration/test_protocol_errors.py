@@ -55,3 +55,29 @@ def test_malformed_message_in_a_transaction_is_fatal_08P01_and_backend_is_reused
     assert direct.execute("select count(*) from items where val = %s", (m,)).fetchone()[0] == 0
     assert "rolled back after its lease ended (client protocol violation)" in d.log_text()
     assert d.psql("-Atc", "select 1").stdout.strip() == "1"
+
+
+def test_nothing_sent_after_a_malformed_message_reaches_the_backend(pglease, cluster, direct):
+    """The bad message is the end of the session: later messages, even valid ones, are not run."""
+    d = _pool(pglease, cluster)
+    before = wait_pool_size(direct, POOL)
+    m = "after-bad-" + uuid.uuid4().hex
+    w = Wire(d.socket_path)
+    try:
+        w.startup(APP)
+        # A sleeping backend and a 4 MB query keep pglease's sends to it blocked, with
+        # replies owed, when it meets the bad message; the insert comes after that.
+        big = pgwire.query_msg("select length('%s')" % ("x" * (4 << 20)))
+        w.send(pgwire.query_msg("select pg_sleep(0.5)") + big + BAD["unknown type"])
+        w.send(pgwire.query_msg("insert into items(val) values ('%s')" % m))
+        msgs = w.read_until((b"Z",))
+        assert msgs[-1] == (b"Z", b"I")
+        msgs = w.read_until((b"Z",))
+        assert msgs[-1] == (b"Z", b"I")
+        assert read_fatal(w)["C"] == "08P01"
+        assert w.wait_closed(5)
+    finally:
+        w.close()
+    assert wait_pool_size(direct, POOL) == before
+    assert direct.execute("select count(*) from items where val = %s", (m,)).fetchone()[0] == 0, \
+        "a message sent after the malformed one was executed"
