@@ -197,8 +197,8 @@ static void send_bytes(struct client *c, const uint8_t *data, size_t len)
 		client_close(c, "client went away while being written to");
 }
 
-void client_error(struct client *c, const char *severity, const char *sqlstate,
-		  const char *message, const char *detail, const char *hint)
+static void client_error(struct client *c, const char *severity, const char *sqlstate,
+			 const char *message, const char *detail, const char *hint)
 {
 	uint8_t buf[2048];
 	struct wbuf w;
@@ -544,11 +544,6 @@ void client_relay_to_server(struct server *s)
 
 /* ---- the relay: backend to client ---- */
 
-static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
-{
-	return stream_server_msg(arg, m);
-}
-
 static bool lease_done(const struct client *c, const struct server *s)
 {
 	return c->pool->mode == POOL_MODE_TRANSACTION && s->stream.txstatus == 'I' &&
@@ -585,7 +580,7 @@ void client_relay_from_server(struct server *s)
 		return;
 	struct iobuf *out = c->out;
 	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
-			       STREAM_SERVER_WHOLE, server_msg, &s->stream);
+			       STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");
 		return;
@@ -599,12 +594,14 @@ void client_relay_from_server(struct server *s)
 	}
 	bool done = lease_done(c, s);
 	/* Serve whoever waits first: a queued client's query, else this reply. */
-	if (done && !list_empty(&c->pool->waiting))
+	bool waiter_first = done && !list_empty(&c->pool->waiting);
+	if (waiter_first)
 		lease_exit(c, EXIT_TX_DONE);
 	if (flush_out(c) < 0)
 		return client_close(c, "client went away while being written to");
 	if (done) {
-		lease_exit(c, EXIT_TX_DONE);
+		if (!waiter_first)
+			lease_exit(c, EXIT_TX_DONE);
 		return dispatch_input(c);
 	}
 	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);

@@ -4,7 +4,6 @@
  *   client_accept()      a new socket from the listener
  *   client_close()       the one way a client goes away, with a reason
  *   client_fatal()       send a FATAL ErrorResponse, then close
- *   client_error()       send an ErrorResponse (the session goes on)
  *   client_set_state()   move it to the list that is its state
  *   client_welcome()     finish login once the pool knows its backend's settings
  *   client_leased()      a lease is ready: start relaying the pending input
@@ -60,8 +59,6 @@ extern int client_count;
 void client_accept(int fd);
 void client_close(struct client *c, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
 void client_fatal(struct client *c, const char *sqlstate, const char *message, const char *detail);
-void client_error(struct client *c, const char *severity, const char *sqlstate,
-		  const char *message, const char *detail, const char *hint);
 void client_set_state(struct client *c, enum client_state state);
 void client_welcome(struct client *c);
 void client_leased(struct client *c);

@@ -244,15 +244,10 @@ static int send_sync(struct server *s)
 	return send_whole(s, &w);
 }
 
-static enum frame_verdict drain_msg(void *arg, const struct frame_msg *m)
-{
-	return stream_server_msg(arg, m);
-}
-
 /* Frame what arrived; keep a split header for next time. */
 static int drain_scan(struct server *s, uint8_t *buf, size_t n)
 {
-	ssize_t used = frame_scan(&s->stream.from_server, buf, n, STREAM_SERVER_WHOLE, drain_msg, &s->stream);
+	ssize_t used = frame_scan(&s->stream.from_server, buf, n, STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 
 	if (used < 0 || n - (size_t)used > sizeof(s->exit.carry))
 		return -1;

@@ -86,6 +86,11 @@ enum frame_verdict stream_server_msg(struct stream *st, const struct frame_msg *
 	}
 }
 
+enum frame_verdict stream_server_frame_cb(void *arg, const struct frame_msg *m)
+{
+	return stream_server_msg(arg, m);
+}
+
 bool stream_idle(const struct stream *st)
 {
 	return st->owed_z == 0 && !st->unsynced && !st->copy_in &&

@@ -36,5 +36,7 @@ void stream_reset(struct stream *st);
 enum frame_verdict stream_client_msg(struct stream *st, const struct frame_msg *m);
 enum frame_verdict stream_server_msg(struct stream *st, const struct frame_msg *m);
 bool stream_idle(const struct stream *st);
+/* stream_server_msg() as a frame_scan() callback; arg is the stream. */
+enum frame_verdict stream_server_frame_cb(void *arg, const struct frame_msg *m);
 
 #endif
