@@ -83,14 +83,25 @@ static void shut_down(const char *why)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+int daemon_reload(void)
+{
+	log_warning("configuration reload is not supported yet; restart pglease to apply changes");
+	return -1;
+}
+
+void daemon_shutdown(enum shutdown_kind kind)
+{
+	shut_down(kind == SHUTDOWN_GRACEFUL ? "graceful shutdown" : "fast shutdown");
+}
+
 static void on_signal(struct ev_loop *l, ev_signal *w, int revents)
 {
 	(void)l; (void)revents;
 	if (w->signum == SIGHUP) {
-		log_warning("SIGHUP: configuration reload is not supported yet; restart pglease to apply changes");
+		daemon_reload();
 		return;
 	}
-	shut_down(w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	daemon_shutdown(w->signum == SIGTERM ? SHUTDOWN_GRACEFUL : SHUTDOWN_FAST);
 }
 
 static void start_watchers(void)
