@@ -191,6 +191,12 @@ void pool_server_free(struct server *s)
 	struct pool *p = s->pool;
 	struct list_node *first = list_first(&p->waiting);
 
+	if (s->generation != p->generation) {
+		server_close(s, "retired by a reconnect or a changed conninfo");
+		pool_want_servers(p);
+		return;
+	}
+
 	/* Known good as of now, even if it goes straight to a waiter. */
 	s->idle_since = ev_now(loop);
 	if (first) {
@@ -408,6 +414,18 @@ void pool_prewarm(void)
 			}
 		PQconninfoFree(opts);
 	}
+}
+
+/* Connecting backends use the old settings too: they are retired when they come free. */
+void pool_reconnect(struct pool *p, const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	p->generation++;
+	log_info("pool %s/%s: reconnecting (%s)", p->dbname, p->user, reason);
+	list_for_each_safe(pos, tmp, &p->idle)
+		server_close(list_entry(pos, struct server, node), "retired: %s", reason);
+	pool_want_servers(p);
 }
 
 static void close_servers(struct list *l, const char *reason)

@@ -8,6 +8,7 @@
  *   pool_maintain()        periodic: timeouts, idle and lifetime limits
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
+ *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
  */
 #ifndef PGLEASE_POOL_H
 #define PGLEASE_POOL_H
@@ -46,6 +47,7 @@ struct pool {
 	char last_sqlstate[6];
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
+	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
 };
 
 extern struct list all_pools;
@@ -62,6 +64,7 @@ void pool_snapshot(const struct pool *p, char *buf, int cap);
 void pool_close_all(void);
 void pool_free_all(void);
 void pool_prewarm(void);
+void pool_reconnect(struct pool *p, const char *reason);
 const char *const *pool_reported_params(int *count);
 
 #endif

@@ -341,6 +341,7 @@ static struct server *server_new(struct pool *pool)
 	if (!s)
 		return NULL;
 	s->pool = pool;
+	s->generation = s->pool->generation;
 	s->id = next_server_id++;
 	s->fd = -1;
 	s->state = SERVER_CONNECTING;

@@ -57,6 +57,7 @@ struct server {
 	struct stream stream;
 	struct param_set applied;    /* settings pglease applied since connect/reset */
 	ev_tstamp connected_at;
+	unsigned generation;         /* the pool's generation when it was opened */
 	ev_tstamp idle_since;        /* last freed by a lease: health checks and idle timeout count from here */
 	int cancels_pending;         /* cancel requests not yet delivered */
 	/* PHASE_QUERY */
