@@ -1,4 +1,5 @@
-# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`.
+# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`,
+# `make install` / `make uninstall` (systemd/install.mk).
 CC      ?= cc
 PKGS    := libpq inih
 HAVE_SYSTEMD := $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1)
@@ -80,6 +81,7 @@ test:
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
+	@$(MAKE) --no-print-directory systemd-check
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -97,5 +99,7 @@ bench:
 
 clean:
 	rm -rf build pglease
+
+include systemd/install.mk
 
 -include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)
