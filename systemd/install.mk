@@ -85,6 +85,7 @@ uninstall: $(GEN_DIR)/pglease.ini
 	rmdir $(CONF_DIR) 2>/dev/null || true
 	@if $(LIVE_ROOT) && [ -d /run/systemd/system ]; then echo "systemctl daemon-reload"; systemctl daemon-reload; fi
 
-# Unit files, their security score, install and uninstall (tests/systemd).
+# Unit files, their security score, install and uninstall, and pglease under
+# the unit's system call filter (tests/systemd).
 systemd-check: pglease
-	$(PY) -m pytest -q tests/systemd
+	PGLEASE_BIN=$(CURDIR)/pglease $(PY) -m pytest -q tests/systemd
