@@ -67,7 +67,8 @@ install: pglease $(GEN_DIR)/pglease.ini $(GEN_DIR)/pglease.service $(GEN_DIR)/pg
 	@if $(LIVE_ROOT) && command -v systemd-tmpfiles >/dev/null; then \
 		echo "systemd-tmpfiles --create $(TMPFILES_DIR)/pglease.conf"; \
 		systemd-tmpfiles --create $(TMPFILES_DIR)/pglease.conf; fi
-	@if $(LIVE_ROOT) && [ -d /run/systemd/system ]; then echo "systemctl daemon-reload"; systemctl daemon-reload; fi
+	@if $(LIVE_ROOT) && [ -d /run/systemd/system ]; then echo "systemctl daemon-reload"; systemctl daemon-reload; \
+		echo "install: start pglease with: systemctl enable --now pglease.socket pglease.service"; fi
 
 uninstall: $(GEN_DIR)/pglease.ini
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && \

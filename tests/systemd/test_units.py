@@ -139,6 +139,7 @@ def test_units_agree_with_each_other(tmp_path):
     assert svc["ReadWritePaths"] == ["/run/pglease"]
     assert re.search(r"^d\s+/run/pglease\s+0755\s+pglease\s+pglease\s", tmpfiles, re.M)
     assert re.search(r"^d\s+/etc/pglease\s+0750\s+root\s+pglease\s", tmpfiles, re.M)
+    assert re.search(r"^z\s+/etc/pglease/pglease.ini\s+0640\s+root\s+pglease\s", tmpfiles, re.M)
     # systemd's SIGKILL must not cut a graceful shutdown short.
     conf = ini(root / "etc/pglease/pglease.ini")["pglease"]
     shutdown_timeout = float(conf.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT))
@@ -154,7 +155,9 @@ def test_sysusers_and_tmpfiles_apply(tmp_path):
             pytest.skip(f"!!! {tool} NOT FOUND: sysusers/tmpfiles files NOT checked !!!")
     root = install_tree(tmp_path / "dest")
     scratch = tmp_path / "root"
-    (scratch / "etc").mkdir(parents=True)
+    (scratch / "etc/pglease").mkdir(parents=True)
+    (scratch / "etc/pglease/pglease.ini").write_text("[pglease]\n")
+    (scratch / "etc/pglease/pglease.ini").chmod(0o600)
     for cmd in (["systemd-sysusers", f"--root={scratch}", str(root / "usr/lib/sysusers.d/pglease.conf")],
                 ["systemd-tmpfiles", f"--root={scratch}", "--create",
                  str(root / "usr/lib/tmpfiles.d/pglease.conf")]):
@@ -168,6 +171,8 @@ def test_sysusers_and_tmpfiles_apply(tmp_path):
     assert (run.st_uid, run.st_gid, run.st_mode & 0o7777) == (uid, gid, 0o755)
     etc = (scratch / "etc/pglease").stat()
     assert (etc.st_uid, etc.st_gid, etc.st_mode & 0o7777) == (0, gid, 0o750)
+    conf = (scratch / "etc/pglease/pglease.ini").stat()
+    assert (conf.st_uid, conf.st_gid, conf.st_mode & 0o7777) == (0, gid, 0o640)
 
 
 def test_install_keeps_an_existing_config(tmp_path):
