@@ -511,6 +511,7 @@ static int send_to_server(struct client *c, struct server *s)
 			return -1;
 		}
 		in->start += (uint32_t)n;
+		c->pool->stats.bytes_received += (uint64_t)n;
 	}
 	bool blocked = iobuf_unsent(in) > 0;
 	server_want_write(s, blocked);
@@ -525,9 +526,12 @@ void client_relay_to_server(struct server *s)
 
 	if (!in)
 		return;
+	bool was_idle = s->stream.owed_z == 0;
 	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
 			       STREAM_CLIENT_WHOLE, client_msg, c);
 	in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+	if (was_idle && s->stream.owed_z)
+		s->stream.busy_since = ev_now(loop);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
@@ -564,6 +568,7 @@ static int read_from_server(struct client *c, struct server *s)
 	ssize_t n = recv(s->fd, out->data + out->end, iobuf_room(out), MSG_DONTWAIT);
 	if (n > 0) {
 		out->end += (uint32_t)n;
+		c->pool->stats.bytes_sent += (uint64_t)n;
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -579,12 +584,15 @@ void client_relay_from_server(struct server *s)
 	if (read_from_server(c, s) <= 0)
 		return;
 	struct iobuf *out = c->out;
+	bool was_busy = s->stream.owed_z > 0;
 	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
 			       STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");
 		return;
 	}
+	if (was_busy && !s->stream.owed_z)
+		c->pool->stats.query_time_us += (uint64_t)((ev_now(loop) - s->stream.busy_since) * 1e6);
 	out->scanned += (uint32_t)n;
 	c->mid_message = s->stream.from_server.body_left > 0;
 	if (c->violation && s->stream.owed_z == 0 && !c->mid_message) {

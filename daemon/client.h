@@ -49,6 +49,7 @@ struct client {
 	uint8_t exit_why;          /* enum lease_exit_reason if it closes leased */
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
+	bool lease_warned;         /* this lease was logged as older than lease_warn_after */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 };
