@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include "admin.h"
 #include "cancel.h"
 #include "client.h"
 #include "daemon.h"
@@ -48,6 +49,7 @@ static struct list *state_list(struct client *c, enum client_state state)
 	case CLIENT_IDLE: return &c->pool->clients;
 	case CLIENT_WAITING: return &c->pool->waiting;
 	case CLIENT_ACTIVE: return &c->pool->active;
+	case CLIENT_ADMIN: return &admin_clients;
 	case CLIENT_CLOSED: return &closed_clients;
 	}
 	return NULL;
@@ -95,7 +97,7 @@ void client_accept(int fd)
 		c->cancel_key = (uint32_t)random();
 	c->state = CLIENT_LOGIN;
 	c->exit_why = EXIT_CLIENT_GONE;
-	c->state_since = ev_now(loop);
+	c->state_since = c->connected_at = ev_now(loop);
 	list_push_tail(&login_clients, &c->node);
 	ev_io_init(&c->rio, on_readable, fd, EV_READ);
 	ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
@@ -143,6 +145,7 @@ void client_reap(void)
 			continue;
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
+		admin_free(c);
 		free(c->violation);
 		free(c);
 	}
@@ -324,7 +327,7 @@ static void login(struct client *c, struct startup *st)
 
 	if (client_count > cfg->max_client_conn)
 		return client_fatal(c, "53300", "no more connections allowed (max_client_conn)", NULL);
-	if (!config_find_db(cfg, st->database)) {
+	if (!admin_is_console(st->database) && !config_find_db(cfg, st->database)) {
 		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
 		return client_fatal(c, "3D000", msg, NULL);
 	}
@@ -336,6 +339,11 @@ static void login(struct client *c, struct startup *st)
 /* Authenticated: join the pool, and be welcomed once it knows its backend. */
 static void login_finish(struct client *c, struct startup *st)
 {
+	if (st->minor > 0 || st->pq_option_count)
+		send_negotiate(c, st);
+	if (admin_is_console(st->database))
+		return admin_login(c, st);
+
 	const struct db_config *db = config_find_db(cfg, st->database);
 	struct pool *p = db ? pool_find_or_create(db, st->database, st->user) : NULL;
 
@@ -344,8 +352,6 @@ static void login_finish(struct client *c, struct startup *st)
 	c->pool = p;
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
-	if (st->minor > 0 || st->pq_option_count)
-		send_negotiate(c, st);
 	if (p->have_base)
 		return client_welcome(c);
 	if (p->last_error && ev_now(loop) < p->retry_after && pool_server_count(p) == 0)
@@ -649,6 +655,8 @@ static void on_readable(struct ev_loop *l, ev_io *w, int revents)
 	(void)revents;
 	if (c->state == CLIENT_LOGIN)
 		login_read(c);
+	else if (c->state == CLIENT_ADMIN)
+		admin_on_readable(c);
 	else
 		on_data(c);
 }
@@ -661,6 +669,8 @@ static void on_writable(struct ev_loop *l, ev_io *w, int revents)
 	(void)revents;
 	if (flush_out(c) < 0)
 		return client_close(c, "client went away while being written to");
+	if (c->state == CLIENT_ADMIN)
+		return admin_on_writable(c);
 	if (c->server && c->server->phase == PHASE_RAW)
 		server_want_read(c->server, true);
 }
@@ -712,6 +722,7 @@ void client_close_all(const char *reason)
 	struct list_node *pos, *tmp;
 
 	close_list(&login_clients, reason);
+	close_list(&admin_clients, reason);
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		close_list(&p->login_wait, reason);
@@ -719,4 +730,33 @@ void client_close_all(const char *reason)
 		close_list(&p->waiting, reason);
 		close_list(&p->active, reason);
 	}
+}
+
+/* ---- raw I/O for the admin console (admin.c) ---- */
+
+int client_read(struct client *c)
+{
+	return read_into(c, &c->in) > 0;
+}
+
+long client_write(struct client *c, const void *data, size_t len)
+{
+	struct iobuf *out = out_buffer(c);
+
+	if (!out)
+		return -1;
+	size_t n = len < iobuf_room(out) ? len : iobuf_room(out);
+	memcpy(out->data + out->end, data, n);
+	out->end += (uint32_t)n;
+	out->scanned = out->end;
+	if (flush_out(c) < 0) {
+		client_close(c, "client went away while being written to");
+		return -1;
+	}
+	return (long)n;
+}
+
+void client_want_read(struct client *c, bool on)
+{
+	want_read(c, on);
 }

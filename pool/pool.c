@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "client.h"
 #include "daemon.h"
 #include "lease.h"
@@ -143,6 +144,7 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->user = strdup(user);
 	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
 	p->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
+	p->paused = admin_db_paused(dbname);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
 		free_connect_params(p);
@@ -333,6 +335,17 @@ static void expire_waiters(struct pool *p, ev_tstamp now)
 	}
 }
 
+/* The avg_* columns of SHOW STATS compare the two latest snapshots. */
+static void rotate_stats(struct pool *p, ev_tstamp now)
+{
+	if (p->stats_last_at && now - p->stats_last_at < STATS_PERIOD)
+		return;
+	p->stats_prev = p->stats_last;
+	p->stats_prev_at = p->stats_last_at ? p->stats_last_at : now;
+	p->stats_last = p->stats;
+	p->stats_last_at = now;
+}
+
 /* Leak detection: each lease older than lease_warn_after is logged once. */
 static void warn_old_leases(struct pool *p, ev_tstamp now)
 {
@@ -414,6 +427,7 @@ void pool_maintain(ev_tstamp now)
 		struct pool *p = list_entry(pos, struct pool, node);
 		expire_waiters(p, now);
 		warn_old_leases(p, now);
+		rotate_stats(p, now);
 		expire_idle_servers(p, now);
 		pool_want_servers(p);
 		forget_if_unused(p, now);

@@ -52,7 +52,12 @@ struct pool {
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
 	bool paused;                  /* admin PAUSE/KILL: no lease is granted until RESUME */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
+	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
+	ev_tstamp stats_last_at, stats_prev_at;
 };
+
+/* Seconds between the snapshots the avg_* statistics are computed from. */
+#define STATS_PERIOD 15.0
 
 extern struct list all_pools;
 
