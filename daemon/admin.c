@@ -29,10 +29,19 @@
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
+#include "pause.h"
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
 #include "startup.h"
+
+/*
+ * The process-level actions live with main() (daemon.h). Unit tests link the
+ * library without main.o and never reach RELOAD or SHUTDOWN: weak references
+ * keep those binaries linkable without stubs.
+ */
+#pragma weak daemon_reload
+#pragma weak daemon_shutdown
 
 struct list admin_clients = { { &admin_clients.head, &admin_clients.head }, 0 };
 
@@ -751,47 +760,9 @@ static int run_show(struct admin_conn *a, enum admin_verb verb)
 
 /* ---- PAUSE, RESUME, RECONNECT, KILL ---- */
 
-/* Paused: every database ("" entry), or the databases listed. */
-static char (*paused_dbs)[ADMIN_NAME_MAX];
-static int paused_count;
-static bool paused_all;
-
 bool admin_db_paused(const char *dbname)
 {
-	if (paused_all)
-		return true;
-	for (int i = 0; i < paused_count; i++)
-		if (strcmp(paused_dbs[i], dbname) == 0)
-			return true;
-	return false;
-}
-
-static int remember_paused(const char *db)
-{
-	if (!*db) {
-		paused_all = true;
-		return 0;
-	}
-	if (admin_db_paused(db))
-		return 0;
-	void *grown = realloc(paused_dbs, (paused_count + 1) * sizeof(*paused_dbs));
-	if (!grown)
-		return -1;
-	paused_dbs = grown;
-	snprintf(paused_dbs[paused_count++], ADMIN_NAME_MAX, "%s", db);
-	return 0;
-}
-
-static void forget_paused(const char *db)
-{
-	if (!*db) {
-		paused_all = false;
-		paused_count = 0;
-		return;
-	}
-	for (int i = 0; i < paused_count; i++)
-		if (strcmp(paused_dbs[i], db) == 0)
-			memmove(&paused_dbs[i], &paused_dbs[i + 1], (--paused_count - i) * sizeof(*paused_dbs));
+	return pause_covers(dbname);
 }
 
 static void for_pools(const char *db, void (*fn)(struct pool *p))
@@ -882,25 +853,25 @@ static bool run_action(struct client *c, const struct admin_cmd *cmd)
 	}
 	switch (cmd->verb) {
 	case ADMIN_PAUSE:
-		if (remember_paused(cmd->arg) < 0) {
+		if (pause_add(cmd->arg) < 0) {
 			send_error(a, "53200", "out of memory", NULL);
 			return false;
 		}
 		for_pools(cmd->arg, pool_pause);
 		break;
 	case ADMIN_RESUME:
-		if (*cmd->arg && paused_all) {
+		if (*cmd->arg && pause_all()) {
 			send_error(a, "55000", "all databases are paused; RESUME without a database name resumes them", NULL);
 			return false;
 		}
-		forget_paused(cmd->arg);
+		pause_remove(cmd->arg);
 		for_pools(cmd->arg, resume_pool);
 		break;
 	case ADMIN_RECONNECT:
 		for_pools(cmd->arg, reconnect_pool);
 		break;
 	case ADMIN_KILL:
-		if (remember_paused(cmd->arg) < 0) {
+		if (pause_add(cmd->arg) < 0) {
 			send_error(a, "53200", "out of memory", NULL);
 			return false;
 		}

@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin.h"
 #include "client.h"
 #include "daemon.h"
 #include "lease.h"
 #include "log.h"
+#include "pause.h"
 #include "pool.h"
 #include "resolve.h"
 #include "server.h"
@@ -144,7 +144,7 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->user = strdup(user);
 	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
 	p->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
-	p->paused = admin_db_paused(dbname);
+	p->paused = pause_covers(dbname);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
 		free_connect_params(p);
