@@ -17,6 +17,13 @@ def stats(d, db="app"):
     return rows[0]
 
 
+def waiting(d, db="app"):
+    with psycopg.connect(d.dsn("pglease"), autocommit=True) as a:
+        cur = a.execute("SHOW POOLS")
+        cols = [c.name for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall() if r[0] == db][0]["cl_waiting"]
+
+
 def test_transactions_and_queries_counted_exactly(pglease):
     d = pglease()
     assert d.psql("-c", "select 1").returncode == 0
@@ -72,13 +79,14 @@ def test_wait_counted_when_pool_is_full(pglease):
     out = []
     t = threading.Thread(target=lambda: out.append(d.psql("-c", "select 5").stdout.strip()))
     t.start()
-    time.sleep(0.5)
+    wait_for(lambda: waiting(d) == 1, what="a client waiting for the one backend")
+    time.sleep(0.3)
     holder.commit()
     t.join(10)
     assert out == ["5"]
     after = stats(d)
     assert after["total_wait_count"] == before["total_wait_count"] + 1
-    assert after["total_wait_time"] - before["total_wait_time"] >= 300000   # microseconds
+    assert after["total_wait_time"] - before["total_wait_time"] >= 300000   # microseconds, at least the sleep
     holder.close()
 
 
