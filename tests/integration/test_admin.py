@@ -239,3 +239,94 @@ def test_reload_and_shutdown_call_the_daemon(pglease):
     r = d.psql("-c", "SHUTDOWN", dbname="pglease")
     wait_for(lambda: not d.alive(), what="pglease to exit")
     d.stopped_by_us = True
+
+
+# ---- the extended protocol, message by message (what JDBC and other drivers send)
+import struct  # noqa: E402
+
+import pgwire  # noqa: E402
+
+
+def describe_msg(kind, name=""):
+    return pgwire.message(b"D", kind + name.encode() + b"\0")
+
+
+def close_msg(kind, name=""):
+    return pgwire.message(b"C", kind + name.encode() + b"\0")
+
+
+def console_wire(d):
+    w = pgwire.Wire(d.socket_path)
+    w.startup({"user": "postgres", "database": "pglease", "application_name": "wire"})
+    return w
+
+
+def types(msgs):
+    return [m[0] for m in msgs]
+
+
+def test_extended_protocol_message_flow(pglease):
+    d = pglease()
+    w = console_wire(d)
+    assert w.params["client_encoding"] == "UTF8" and w.params["server_version"]
+    w.send(pgwire.parse_msg("SHOW VERSION", "s1") + describe_msg(b"S", "s1") + pgwire.bind_msg("p1", "s1") +
+           describe_msg(b"P", "p1") + pgwire.execute_msg("p1") + close_msg(b"P", "p1") + close_msg(b"S", "s1") +
+           pgwire.sync_msg())
+    r = w.collect_until_ready()
+    assert r["error"] is None
+    assert types(r["msgs"]) == [b"1", b"t", b"T", b"2", b"T", b"D", b"C", b"3", b"3", b"Z"]
+    assert r["rows"][0][0].startswith(b"pglease ")
+    assert r["msgs"][6][1] == b"SHOW\0"
+    # a non-SHOW command describes as NoData
+    w.send(pgwire.parse_msg("RECONNECT") + describe_msg(b"S") + pgwire.bind_msg() + pgwire.execute_msg() +
+           pgwire.sync_msg())
+    r = w.collect_until_ready()
+    assert types(r["msgs"]) == [b"1", b"t", b"n", b"2", b"C", b"Z"]
+    assert r["msgs"][4][1] == b"RECONNECT\0"
+    w.terminate()
+
+
+def test_extended_protocol_error_skips_to_sync(pglease):
+    d = pglease()
+    w = console_wire(d)
+    w.send(pgwire.parse_msg("SHOW NOTHING") + pgwire.bind_msg() + describe_msg(b"P") + pgwire.execute_msg() +
+           pgwire.sync_msg())
+    r = w.collect_until_ready()
+    assert types(r["msgs"]) == [b"E", b"Z"]
+    assert r["error"]["C"] == "42601" and "SHOW POOLS" in r["error"]["H"]
+    # an unknown statement or portal, and binary results, are errors too
+    w.send(pgwire.bind_msg("", "nosuch") + pgwire.sync_msg())
+    r = w.collect_until_ready()
+    assert r["error"]["C"] == "26000"
+    binary = pgwire.message(b"B", b"\0\0" + struct.pack("!HHHH", 0, 0, 1, 1))
+    w.send(pgwire.parse_msg("SHOW POOLS") + binary + pgwire.sync_msg())
+    r = w.collect_until_ready()
+    assert types(r["msgs"]) == [b"1", b"E", b"Z"] and r["error"]["C"] == "0A000"
+    # and the connection goes on
+    assert w.scalar("SHOW VERSION").startswith("pglease")
+    w.terminate()
+
+
+def test_empty_query_and_simple_errors_keep_session(pglease):
+    d = pglease()
+    w = console_wire(d)
+    r = w.query("")
+    assert types(r["msgs"]) == [b"I", b"Z"]
+    r = w.query("FROB")
+    assert r["error"]["C"] == "42601" and r["status"] == b"I"
+    assert w.scalar("show version;").startswith("pglease")
+    w.terminate()
+
+
+def test_large_show_clients_reply_is_streamed(pglease):
+    d = pglease(max_client_conn=400)
+    conns = [pgwire.Wire(d.socket_path) for _ in range(300)]
+    for c in conns:
+        c.startup({"user": "postgres", "database": "app", "application_name": "x" * 60})
+    w = console_wire(d)
+    r = w.query("SHOW CLIENTS")
+    assert r["error"] is None
+    assert len(r["rows"]) >= 301
+    w.terminate()
+    for c in conns:
+        c.terminate()
