@@ -1002,7 +1002,7 @@ const char *config_key_show(const struct config *c, int i, const char **def, cha
 	*def = k->def;
 	switch (k->type) {
 	case K_INT: snprintf(value, cap, "%d", *(const int *)field); break;
-	case K_SECONDS: snprintf(value, cap, "%g", *(const double *)field); break;
+	case K_SECONDS: snprintf(value, cap, "%.15g", *(const double *)field); break;
 	case K_MODE: snprintf(value, cap, "%04o", *(const int *)field); break;
 	case K_ENUM: snprintf(value, cap, "%s", k->choices[*(const int *)field]); break;
 	case K_STRING: snprintf(value, cap, "%s", *(char *const *)field); break;
