@@ -1033,6 +1033,8 @@ static enum outcome on_query(struct client *c, struct msg *m)
 	const char *text = get_str(m);
 	enum outcome r = FAILED;
 
+	if (m->bad)
+		return FAILED;
 	if (parse_or_error(a, text, &cmd))
 		r = run_command(c, &cmd, true);
 	if (r == WAITING)
@@ -1065,6 +1067,8 @@ static enum outcome on_bind(struct admin_conn *a, struct msg *m)
 	int nformats = get_int16(m);
 	m->body += 2 * (nformats > 0 ? nformats : 0);
 	int nparams = get_int16(m);
+	if (m->bad)
+		return FAILED;
 	if (!stmt) {
 		snprintf(msg, sizeof(msg), "prepared statement \"%s\" does not exist", stmt_name);
 		send_error(a, "26000", msg, NULL);
@@ -1094,6 +1098,8 @@ static enum outcome on_describe(struct admin_conn *a, struct msg *m)
 	struct admin_cmd cmd;
 	char msg[200];
 
+	if (m->bad)
+		return FAILED;
 	if (!n) {
 		snprintf(msg, sizeof(msg), "%s \"%s\" does not exist", kind == 'S' ? "prepared statement" : "portal", name);
 		send_error(a, kind == 'S' ? "26000" : "34000", msg, NULL);
@@ -1120,6 +1126,8 @@ static enum outcome on_execute(struct client *c, struct msg *m)
 	struct admin_cmd cmd;
 	char msg[200];
 
+	if (m->bad)
+		return FAILED;
 	if (!n) {
 		snprintf(msg, sizeof(msg), "portal \"%s\" does not exist", portal);
 		send_error(a, "34000", msg, NULL);
@@ -1138,6 +1146,8 @@ static enum outcome on_close(struct admin_conn *a, struct msg *m)
 	uint8_t kind = get_byte(m);
 	const char *name = get_str(m);
 
+	if (m->bad)
+		return FAILED;
 	drop_named(find_named(kind == 'S' ? a->stmts : a->portals, name));
 	msg_empty(a, '3');
 	return DONE;
@@ -1201,11 +1211,17 @@ static bool next_message(struct client *c)
 	enum outcome r = dispatch(c, &m);
 	if (r == GONE)
 		return false;
-	if (r == FAILED || m.bad) {
-		if (m.bad)
-			send_error(c->admin, "08P01", "malformed message", NULL);
-		c->admin->skip_to_sync = m.type != 'Q';
+	if (m.bad) {
+		/* Like PostgreSQL: a message whose fields overrun it ends the session. */
+		char msg[96];
+		snprintf(msg, sizeof(msg), "invalid message format (message type \"%c\")",
+			 m.type >= 32 && m.type < 127 ? m.type : '?');
+		flush(c);
+		client_fatal(c, "08P01", msg, NULL);
+		return false;
 	}
+	if (r == FAILED)
+		c->admin->skip_to_sync = m.type != 'Q';
 	return r != WAITING;
 }
 

@@ -330,3 +330,18 @@ def test_large_show_clients_reply_is_streamed(pglease):
     w.terminate()
     for c in conns:
         c.terminate()
+
+
+def test_malformed_and_unknown_messages_are_fatal_08P01(pglease):
+    d = pglease()
+    w = console_wire(d)
+    w.send(pgwire.message(b"Q", b"SHOW POOLS"))        # no terminating NUL
+    fields = pgwire.read_fatal(w)
+    assert fields["S"] == "FATAL" and fields["C"] == "08P01"
+    w.close()
+    w = console_wire(d)
+    w.send(pgwire.message(b"F", b"\0\0\0\0"))
+    fields = pgwire.read_fatal(w)
+    assert fields["C"] == "08P01" and "invalid frontend message type" in fields["M"]
+    w.close()
+    assert d.psql("-c", "show version", dbname="pglease").returncode == 0
