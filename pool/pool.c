@@ -346,7 +346,12 @@ static void rotate_stats(struct pool *p, ev_tstamp now)
 	p->stats_last_at = now;
 }
 
-/* Leak detection: each lease older than lease_warn_after is logged once. */
+/*
+ * Leak detection: each lease older than lease_warn_after is logged once.
+ * pool->active is in lease order (appended when a lease starts), so the
+ * walk stops at the first lease still young enough: a tick costs only the
+ * leases already past the limit.
+ */
 static void warn_old_leases(struct pool *p, ev_tstamp now)
 {
 	struct list_node *pos, *tmp;
@@ -355,7 +360,9 @@ static void warn_old_leases(struct pool *p, ev_tstamp now)
 		return;
 	list_for_each_safe(pos, tmp, &p->active) {
 		struct client *c = list_entry(pos, struct client, node);
-		if (c->lease_warned || now - c->state_since < cfg->lease_warn_after)
+		if (now - c->state_since < cfg->lease_warn_after)
+			return;
+		if (c->lease_warned)
 			continue;
 		c->lease_warned = true;
 		p->stats.lease_warnings++;

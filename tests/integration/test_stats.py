@@ -131,3 +131,21 @@ def test_lease_warn_after_off_by_default(pglease):
     c.commit()
     c.close()
     assert "lease_warn_after" not in d.log_text()
+
+
+@pytest.mark.timeout(30)
+def test_lease_warn_after_each_of_several_leases_once(pglease):
+    d = pglease(lease_warn_after="0.3")
+    a = d.connect(autocommit=False, application_name="first")
+    a.execute("select 1")
+    time.sleep(0.6)
+    b = d.connect(autocommit=False, application_name="second")
+    b.execute("select 1")
+    time.sleep(1.0)
+    a.commit()
+    b.commit()
+    lines = [l for l in d.log_text().splitlines() if "lease_warn_after" in l]
+    assert len(lines) == 2, lines
+    assert stats(d)["lease_warnings"] == 2
+    a.close()
+    b.close()
