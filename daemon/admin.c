@@ -497,10 +497,19 @@ static int show_pools(struct admin_conn *a)
 	return rows;
 }
 
+/* A switch, not a table: states added elsewhere must not shift the names. */
 static const char *client_state_name(enum client_state st)
 {
-	static const char *const names[] = { "login", "login_wait", "idle", "waiting", "active", "admin", "closed" };
-	return names[st];
+	switch (st) {
+	case CLIENT_LOGIN: return "login";
+	case CLIENT_LOGIN_WAIT: return "login_wait";
+	case CLIENT_IDLE: return "idle";
+	case CLIENT_WAITING: return "waiting";
+	case CLIENT_ACTIVE: return "active";
+	case CLIENT_ADMIN: return "admin";
+	case CLIENT_CLOSED: return "closed";
+	}
+	return "unknown";
 }
 
 static void client_row(struct admin_conn *a, const struct client *c, ev_tstamp now)
@@ -559,8 +568,14 @@ static int show_clients(struct admin_conn *a)
 
 static const char *server_state_name(enum server_state st)
 {
-	static const char *const names[] = { "connecting", "idle", "active", "cleaning", "closed" };
-	return names[st];
+	switch (st) {
+	case SERVER_CONNECTING: return "connecting";
+	case SERVER_IDLE: return "idle";
+	case SERVER_LEASED: return "active";
+	case SERVER_CLEANING: return "cleaning";
+	case SERVER_CLOSED: return "closed";
+	}
+	return "unknown";
 }
 
 static void server_row(struct admin_conn *a, const struct server *s, ev_tstamp now)
