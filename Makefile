@@ -7,6 +7,12 @@ ifeq ($(HAVE_SYSTEMD),1)
 PKGS    += libsystemd
 CPPFLAGS += -DHAVE_LIBSYSTEMD
 endif
+# libmicrohttpd serves metrics_listen (Prometheus); without it that key is refused at start.
+HAVE_MHD := $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo 1)
+ifeq ($(HAVE_MHD),1)
+PKGS    += libmicrohttpd
+CPPFLAGS += -DHAVE_LIBMICROHTTPD
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

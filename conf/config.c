@@ -6,6 +6,9 @@
  *   config_free()     release a loaded config
  *   config_find_db()  the [databases] entry for a client-visible name ("*" fallback)
  *   pool_mode_name()  "transaction" or "session", as written in the file
+ *   config_key_count() / config_key_show()  iterate the [pglease] keys (SHOW CONFIG)
+ *   config_user_listed()  is a user in a comma-separated list (admin_users, stats_users)
+ *   config_parse_listen() metrics_listen: "ADDR:PORT" or an absolute socket path
  *
  * inih does the tokenizing; everything here is about telling the operator
  * precisely what is wrong, so a load collects every error it can find
@@ -20,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <ini.h>
@@ -140,6 +145,10 @@ static const struct key_def keys[] = {
 	STR(server_reset_query, 0, "DISCARD ALL"),
 	STR(server_check_query, 0, "select 1"),
 	ENUM(log_level, log_levels, "info"),
+	STR(admin_users, 0, ""),
+	STR(stats_users, 0, ""),
+	STR(metrics_listen, 0, ""),
+	SECS(lease_warn_after, 0, "0"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 
@@ -472,6 +481,22 @@ static void value_error(struct parser *p, const char *section, const char *name,
 
 /* ---- [pglease] */
 
+static const char *skip_blank(const char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	return s;
+}
+
+/* The first non-blank of s[0, n), or "" when there is none. */
+static const char *skip_blank_n(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t')
+			return s + i;
+	return "";
+}
+
 static const struct key_def *find_key(const char *name)
 {
 	for (int i = 0; i < N_KEYS; i++)
@@ -516,6 +541,36 @@ static int key_line_of(const struct parser *p, const char *name)
 	return p->key_line[find_key(name) - keys];
 }
 
+/* "a, b": names separated by commas, blanks around them ignored, none empty. */
+static void check_user_list(struct parser *p, const char *key, const char *list)
+{
+	const char *s = skip_blank(list);
+
+	if (!*s)
+		return;
+	for (;;) {
+		size_t n = strcspn(s, ",");
+		if (!*skip_blank_n(s, n)) {
+			key_error(p, key_line_of(p, key), "pglease", key,
+				  "empty user name in \"%s\": expected names separated by commas", list);
+			return;
+		}
+		if (!s[n])
+			return;
+		s += n + 1;
+	}
+}
+
+static void check_listen(struct parser *p, const char *spec)
+{
+	struct listen_addr addr;
+	const char *why;
+
+	if (*spec && !config_parse_listen(spec, &addr, &why))
+		key_error(p, key_line_of(p, "metrics_listen"), "pglease", "metrics_listen",
+			  "invalid value \"%s\": %s", spec, why);
+}
+
 /* Cross-key checks, reported where the operator has to make the fix. */
 static void check_globals(struct parser *p)
 {
@@ -530,6 +585,9 @@ static void check_globals(struct parser *p)
 		key_error(p, key_line_of(p, "unix_socket_dir"), "pglease", "unix_socket_dir",
 			  "too long: the socket path \"%s/.s.PGSQL.%d\" would be %d bytes, at most %d fit",
 			  c->unix_socket_dir, c->listen_port, len, SOCKET_PATH_MAX);
+	check_user_list(p, "admin_users", c->admin_users);
+	check_user_list(p, "stats_users", c->stats_users);
+	check_listen(p, c->metrics_listen);
 }
 
 /* ---- [databases]: pglease's own keys inside a libpq conninfo */
@@ -926,4 +984,83 @@ const char *pool_mode_name(enum pool_mode mode)
 	if ((int)mode < 0 || mode > POOL_MODE_SESSION)
 		return "unknown";
 	return pool_modes[mode];
+}
+
+/* ---- SHOW CONFIG, access lists, metrics_listen */
+
+int config_key_count(void)
+{
+	return N_KEYS;
+}
+
+/* The i-th [pglease] key: its name, default, and current value written as in the file. */
+const char *config_key_show(const struct config *c, int i, const char **def, char *value, size_t cap)
+{
+	const struct key_def *k = &keys[i];
+	const void *field = (const char *)c + k->offset;
+
+	*def = k->def;
+	switch (k->type) {
+	case K_INT: snprintf(value, cap, "%d", *(const int *)field); break;
+	case K_SECONDS: snprintf(value, cap, "%.15g", *(const double *)field); break;
+	case K_MODE: snprintf(value, cap, "%04o", *(const int *)field); break;
+	case K_ENUM: snprintf(value, cap, "%s", k->choices[*(const int *)field]); break;
+	case K_STRING: snprintf(value, cap, "%s", *(char *const *)field); break;
+	}
+	return k->name;
+}
+
+bool config_user_listed(const char *list, const char *user)
+{
+	size_t len = strlen(user);
+
+	for (const char *s = list; *s;) {
+		s = skip_blank(s);
+		size_t n = strcspn(s, ",");
+		size_t m = n;
+		while (m && (s[m - 1] == ' ' || s[m - 1] == '\t'))
+			m--;
+		if (m == len && strncmp(s, user, len) == 0)
+			return true;
+		s += n + (s[n] == ',');
+	}
+	return false;
+}
+
+static bool parse_port(const char *s, int *port)
+{
+	return parse_int(s, 1, 65535, port);
+}
+
+/* Numeric addresses only: a name would need DNS, which may block the loop. */
+bool config_parse_listen(const char *spec, struct listen_addr *out, const char **why)
+{
+	*out = (struct listen_addr){ 0 };
+	if (spec[0] == '/') {
+		out->family = AF_UNIX;
+		if (strlen(spec) > (size_t)SOCKET_PATH_MAX)
+			return *why = "socket path too long", false;
+		snprintf(out->path, sizeof(out->path), "%s", spec);
+		return true;
+	}
+	const char *colon = strrchr(spec, ':');
+	if (!colon || !parse_port(colon + 1, &out->port))
+		return *why = "expected ADDRESS:PORT (port 1 to 65535) or an absolute Unix socket path", false;
+	size_t hlen = (size_t)(colon - spec);
+	if (hlen >= 2 && spec[0] == '[' && spec[hlen - 1] == ']') {
+		spec++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(out->host))
+		return *why = "expected a numeric IPv4 or [IPv6] address before the port", false;
+	memcpy(out->host, spec, hlen);
+	out->host[hlen] = '\0';
+	uint8_t scratch[16];
+	if (inet_pton(AF_INET, out->host, scratch) == 1)
+		out->family = AF_INET;
+	else if (inet_pton(AF_INET6, out->host, scratch) == 1)
+		out->family = AF_INET6;
+	else
+		return *why = "the address must be a numeric IPv4 or [IPv6] address (no host names)", false;
+	return true;
 }

@@ -6,12 +6,18 @@
  *   config_free()     release a loaded config
  *   config_find_db()  the [databases] entry for a client-visible name ("*" fallback)
  *   pool_mode_name()  "transaction" or "session", as written in the file
+ *   config_key_count() / config_key_show()  the [pglease] keys with value and default
+ *   config_user_listed()   is a user in a comma-separated user list
+ *   config_parse_listen()  parse metrics_listen
  *
  * A loaded config is immutable. Reload builds a new one and swaps it in only
  * when it loaded without error, so a bad file never replaces a good one.
  */
 #ifndef PGLEASE_CONFIG_H
 #define PGLEASE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
 enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
@@ -47,6 +53,10 @@ struct config {
 	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
 	char *server_check_query;    /* "select 1"; "" disables the check */
 	enum log_level log_level;    /* info */
+	char *admin_users;           /* "": comma-separated users with full admin console access */
+	char *stats_users;           /* "": comma-separated users who may only SHOW */
+	char *metrics_listen;        /* "": off; "ADDR:PORT" or "/path/to/socket" for Prometheus */
+	double lease_warn_after;     /* 0: off; log a lease held longer, once */
 	struct db_config *dbs;
 	int db_count;
 };
@@ -62,5 +72,20 @@ struct config *config_load(const char *path, char **errors);
 void config_free(struct config *cfg);
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
 const char *pool_mode_name(enum pool_mode mode);
+
+int config_key_count(void);
+/* Fills value (as it would be written) and *def; returns the key's name. */
+const char *config_key_show(const struct config *cfg, int i, const char **def, char *value, size_t cap);
+bool config_user_listed(const char *list, const char *user);
+
+/* metrics_listen, parsed: AF_UNIX with path, or AF_INET/AF_INET6 with host and port. */
+struct listen_addr {
+	int family;
+	char host[64];
+	int port;
+	char path[108];
+};
+/* false with *why set when spec is not "ADDR:PORT", "[ADDR6]:PORT" or "/absolute/path". */
+bool config_parse_listen(const char *spec, struct listen_addr *out, const char **why);
 
 #endif

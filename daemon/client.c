@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include "admin.h"
 #include "cancel.h"
 #include "client.h"
 #include "daemon.h"
@@ -48,6 +49,7 @@ static struct list *state_list(struct client *c, enum client_state state)
 	case CLIENT_IDLE: return &c->pool->clients;
 	case CLIENT_WAITING: return &c->pool->waiting;
 	case CLIENT_ACTIVE: return &c->pool->active;
+	case CLIENT_ADMIN: return &admin_clients;
 	case CLIENT_CLOSED: return &closed_clients;
 	}
 	return NULL;
@@ -95,7 +97,7 @@ void client_accept(int fd)
 		c->cancel_key = (uint32_t)random();
 	c->state = CLIENT_LOGIN;
 	c->exit_why = EXIT_CLIENT_GONE;
-	c->state_since = ev_now(loop);
+	c->state_since = c->connected_at = ev_now(loop);
 	list_push_tail(&login_clients, &c->node);
 	ev_io_init(&c->rio, on_readable, fd, EV_READ);
 	ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
@@ -143,6 +145,7 @@ void client_reap(void)
 			continue;
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
+		admin_free(c);
 		free(c->violation);
 		free(c);
 	}
@@ -324,7 +327,7 @@ static void login(struct client *c, struct startup *st)
 
 	if (client_count > cfg->max_client_conn)
 		return client_fatal(c, "53300", "no more connections allowed (max_client_conn)", NULL);
-	if (!config_find_db(cfg, st->database)) {
+	if (!admin_is_console(st->database) && !config_find_db(cfg, st->database)) {
 		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
 		return client_fatal(c, "3D000", msg, NULL);
 	}
@@ -336,6 +339,11 @@ static void login(struct client *c, struct startup *st)
 /* Authenticated: join the pool, and be welcomed once it knows its backend. */
 static void login_finish(struct client *c, struct startup *st)
 {
+	if (st->minor > 0 || st->pq_option_count)
+		send_negotiate(c, st);
+	if (admin_is_console(st->database))
+		return admin_login(c, st);
+
 	const struct db_config *db = config_find_db(cfg, st->database);
 	struct pool *p = db ? pool_find_or_create(db, st->database, st->user) : NULL;
 
@@ -344,8 +352,6 @@ static void login_finish(struct client *c, struct startup *st)
 	c->pool = p;
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
-	if (st->minor > 0 || st->pq_option_count)
-		send_negotiate(c, st);
 	if (p->have_base)
 		return client_welcome(c);
 	if (p->last_error && ev_now(loop) < p->retry_after && pool_server_count(p) == 0)
@@ -511,6 +517,7 @@ static int send_to_server(struct client *c, struct server *s)
 			return -1;
 		}
 		in->start += (uint32_t)n;
+		c->pool->stats.bytes_received += (uint64_t)n;
 	}
 	bool blocked = iobuf_unsent(in) > 0;
 	server_want_write(s, blocked);
@@ -525,9 +532,12 @@ void client_relay_to_server(struct server *s)
 
 	if (!in)
 		return;
+	bool was_idle = s->stream.owed_z == 0;
 	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
 			       STREAM_CLIENT_WHOLE, client_msg, c);
 	in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+	if (was_idle && s->stream.owed_z)
+		s->stream.busy_since = ev_now(loop);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
@@ -564,6 +574,7 @@ static int read_from_server(struct client *c, struct server *s)
 	ssize_t n = recv(s->fd, out->data + out->end, iobuf_room(out), MSG_DONTWAIT);
 	if (n > 0) {
 		out->end += (uint32_t)n;
+		c->pool->stats.bytes_sent += (uint64_t)n;
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -579,12 +590,15 @@ void client_relay_from_server(struct server *s)
 	if (read_from_server(c, s) <= 0)
 		return;
 	struct iobuf *out = c->out;
+	bool was_busy = s->stream.owed_z > 0;
 	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
 			       STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");
 		return;
 	}
+	if (was_busy && !s->stream.owed_z)
+		c->pool->stats.query_time_us += (uint64_t)((ev_now(loop) - s->stream.busy_since) * 1e6);
 	out->scanned += (uint32_t)n;
 	c->mid_message = s->stream.from_server.body_left > 0;
 	if (c->violation && s->stream.owed_z == 0 && !c->mid_message) {
@@ -641,6 +655,8 @@ static void on_readable(struct ev_loop *l, ev_io *w, int revents)
 	(void)revents;
 	if (c->state == CLIENT_LOGIN)
 		login_read(c);
+	else if (c->state == CLIENT_ADMIN)
+		admin_on_readable(c);
 	else
 		on_data(c);
 }
@@ -653,6 +669,8 @@ static void on_writable(struct ev_loop *l, ev_io *w, int revents)
 	(void)revents;
 	if (flush_out(c) < 0)
 		return client_close(c, "client went away while being written to");
+	if (c->state == CLIENT_ADMIN)
+		return admin_on_writable(c);
 	if (c->server && c->server->phase == PHASE_RAW)
 		server_want_read(c->server, true);
 }
@@ -704,6 +722,7 @@ void client_close_all(const char *reason)
 	struct list_node *pos, *tmp;
 
 	close_list(&login_clients, reason);
+	close_list(&admin_clients, reason);
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		close_list(&p->login_wait, reason);
@@ -711,4 +730,33 @@ void client_close_all(const char *reason)
 		close_list(&p->waiting, reason);
 		close_list(&p->active, reason);
 	}
+}
+
+/* ---- raw I/O for the admin console (admin.c) ---- */
+
+int client_read(struct client *c)
+{
+	return read_into(c, &c->in) > 0;
+}
+
+long client_write(struct client *c, const void *data, size_t len)
+{
+	struct iobuf *out = out_buffer(c);
+
+	if (!out)
+		return -1;
+	size_t n = len < iobuf_room(out) ? len : iobuf_room(out);
+	memcpy(out->data + out->end, data, n);
+	out->end += (uint32_t)n;
+	out->scanned = out->end;
+	if (flush_out(c) < 0) {
+		client_close(c, "client went away while being written to");
+		return -1;
+	}
+	return (long)n;
+}
+
+void client_want_read(struct client *c, bool on)
+{
+	want_read(c, on);
 }

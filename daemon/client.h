@@ -11,6 +11,7 @@
  *   client_find_by_key() the client a CancelRequest names
  *   client_maintain()    periodic: login timeout
  *   client_reap()        free closed clients (outside any handler)
+ *   client_read() / client_write() / client_want_read()  raw I/O for the admin console
  */
 #ifndef PGLEASE_CLIENT_H
 #define PGLEASE_CLIENT_H
@@ -24,6 +25,7 @@
 
 struct pool;
 struct server;
+struct admin_conn;
 
 enum client_state {
 	CLIENT_LOGIN,        /* login_clients: reading the startup packet */
@@ -31,6 +33,7 @@ enum client_state {
 	CLIENT_IDLE,         /* pool->clients: logged in, no lease */
 	CLIENT_WAITING,      /* pool->waiting: wants a lease, FIFO */
 	CLIENT_ACTIVE,       /* pool->active: holds a lease */
+	CLIENT_ADMIN,        /* admin_clients: logged in to the admin console (admin.c) */
 	CLIENT_CLOSED,       /* dead, waiting to be freed */
 };
 
@@ -46,11 +49,14 @@ struct client {
 	struct param_set params;   /* the session settings the client asked for */
 	uint32_t id, cancel_key;   /* our BackendKeyData */
 	ev_tstamp state_since;
+	ev_tstamp connected_at;    /* accepted; SHOW CLIENTS */
 	uint8_t exit_why;          /* enum lease_exit_reason if it closes leased */
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
+	bool lease_warned;         /* this lease was logged as older than lease_warn_after */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
+	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */
 };
 
 extern struct list login_clients;
@@ -68,5 +74,10 @@ struct client *client_find_by_key(uint32_t id, uint32_t key);
 void client_maintain(ev_tstamp now);
 void client_reap(void);
 void client_close_all(const char *reason);
+/* Read into c->in: 1 ok (maybe nothing new), 0 the client is gone. */
+int client_read(struct client *c);
+/* Queue up to len bytes (as many as its buffer takes) and send; bytes taken, -1 if it went away. */
+long client_write(struct client *c, const void *data, size_t len);
+void client_want_read(struct client *c, bool on);
 
 #endif

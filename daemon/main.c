@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "worker.h"
+#include "admin.h"
 #include "client.h"
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "server.h"
 
@@ -61,6 +63,7 @@ static void on_maintenance(struct ev_loop *l, ev_timer *w, int revents)
 	ev_tstamp now = ev_now(loop);
 	client_maintain(now);
 	pool_maintain(now);
+	admin_maintain(now);
 }
 
 static void on_prepare(struct ev_loop *l, ev_prepare *w, int revents)
@@ -129,7 +132,7 @@ static int run(const char *path)
 	signal(SIGPIPE, SIG_IGN);
 	loop = ev_default_loop(EVFLAG_AUTO);
 	int rc = 1;
-	if (listener_start() < 0 || worker_start() < 0)
+	if (listener_start() < 0 || worker_start() < 0 || metrics_start() < 0)
 		goto out;
 	start_watchers();
 	log_info("pglease %s started (pid %d)", PGLEASE_VERSION, (int)getpid());
@@ -138,6 +141,7 @@ static int run(const char *path)
 	rc = 0;
 out:
 	listener_stop();
+	metrics_stop();
 	worker_stop();
 	client_reap();
 	server_reap();

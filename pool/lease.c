@@ -36,7 +36,7 @@ void lease_enter(struct client *c)
 	struct pool *p = c->pool;
 	struct list_node *idle = list_last(&p->idle);
 
-	if (idle && list_empty(&p->waiting)) {
+	if (idle && list_empty(&p->waiting) && !p->paused) {
 		lease_grant(c, list_entry(idle, struct server, node));
 		return;
 	}
@@ -85,16 +85,29 @@ static int setup_sql(struct client *c, struct server *s, char *sql, int cap)
 	return n;
 }
 
+static void note_wait(struct client *c)
+{
+	struct pool_stats *st = &c->pool->stats;
+
+	st->wait_count++;
+	st->wait_time_us += (uint64_t)((ev_now(loop) - c->state_since) * 1e6);
+}
+
 void lease_grant(struct client *c, struct server *s)
 {
 	/* Quoted settings from a startup packet of up to 10 000 bytes fit. */
 	static char sql[4 * STARTUP_MAX_LEN];
 
+	s->pool->stats.lease_count++;
+	if (c->state == CLIENT_WAITING)
+		note_wait(c);
 	server_set_state(s, SERVER_LEASED);
 	client_set_state(c, CLIENT_ACTIVE);
 	s->client = c;
 	c->server = s;
+	c->lease_warned = false;
 	stream_reset(&s->stream);
+	s->stream.counts = &s->pool->stats.stream;
 	memset(&s->exit, 0, sizeof(s->exit));
 	int n = setup_sql(c, s, sql, sizeof(sql));
 	if (n < 0) {
@@ -151,6 +164,16 @@ static void carry_server_bytes(struct client *c, struct server *s)
 		out->end = out->scanned;
 }
 
+static void note_exit(struct client *c, struct server *s, enum lease_exit_reason why)
+{
+	struct pool_stats *st = &s->pool->stats;
+
+	st->exits[(unsigned)why < STATS_EXIT_REASONS ? why : STATS_EXIT_REASONS - 1]++;
+	if (c->state == CLIENT_ACTIVE)
+		st->lease_time_us += (uint64_t)((ev_now(loop) - c->state_since) * 1e6);
+	s->stream.counts = NULL;
+}
+
 static void detach(struct client *c, struct server *s)
 {
 	c->server = NULL;
@@ -169,6 +192,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		carry_server_bytes(c, s);
 	}
 	bool nothing_sent = s->phase == PHASE_QUERY;
+	note_exit(c, s, why);
 	detach(c, s);
 	if (why == EXIT_TX_DONE)
 		client_set_state(c, CLIENT_IDLE);
@@ -310,6 +334,7 @@ static void rollback_done(struct server *s, const char *sqlstate, const char *er
 		return;
 	}
 	s->stream.txstatus = 'I';
+	s->pool->stats.exit_rollbacks++;
 	log_info("server %d (backend pid %d): %srolled back after its lease ended (%s)", s->id, s->backend_pid,
 		 s->exit.drained ? "owed replies drained, " : "", lease_exit_reason_name(s->exit.why));
 	clean_poll(s);

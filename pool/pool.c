@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "lease.h"
 #include "log.h"
+#include "pause.h"
 #include "pool.h"
 #include "resolve.h"
 #include "server.h"
@@ -143,6 +144,7 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->user = strdup(user);
 	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
 	p->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
+	p->paused = pause_covers(dbname);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
 		free_connect_params(p);
@@ -189,7 +191,7 @@ const char *const *pool_reported_params(int *count)
 void pool_server_free(struct server *s)
 {
 	struct pool *p = s->pool;
-	struct list_node *first = list_first(&p->waiting);
+	struct list_node *first = p->paused ? NULL : list_first(&p->waiting);
 
 	if (s->generation != p->generation) {
 		server_close(s, "retired by a reconnect or a changed conninfo");
@@ -214,6 +216,7 @@ void pool_server_connected(struct server *s)
 
 	if (!p->have_base)
 		capture_base(p, s->conn);
+	p->stats.servers_opened++;
 	free(p->last_error);
 	p->last_error = NULL;
 	/* Idle first, so the first welcomed client that speaks takes this backend. */
@@ -244,6 +247,7 @@ static void note_connect_failure(struct pool *p, const char *sqlstate, const cha
 void pool_server_failed(struct server *s, const char *sqlstate, const char *error)
 {
 	note_connect_failure(s->pool, sqlstate, error);
+	s->pool->stats.servers_failed++;
 	server_close(s, "connect failed");
 }
 
@@ -289,7 +293,7 @@ static bool awaiting_dns(struct pool *p)
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
-	int want = p->waiting.count + (!p->have_base && p->login_wait.count ? 1 : 0);
+	int want = (p->paused ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
 
 	if (ev_now(loop) < p->retry_after)
 		return;
@@ -328,6 +332,43 @@ static void expire_waiters(struct pool *p, ev_tstamp now)
 			 "query_wait_timeout: no server connection became free within %g s (%s)",
 			 cfg->query_wait_timeout, snapshot);
 		client_fatal(c, "53300", message, NULL);
+	}
+}
+
+/* The avg_* columns of SHOW STATS compare the two latest snapshots. */
+static void rotate_stats(struct pool *p, ev_tstamp now)
+{
+	if (p->stats_last_at && now - p->stats_last_at < STATS_PERIOD)
+		return;
+	p->stats_prev = p->stats_last;
+	p->stats_prev_at = p->stats_last_at ? p->stats_last_at : now;
+	p->stats_last = p->stats;
+	p->stats_last_at = now;
+}
+
+/*
+ * Leak detection: each lease older than lease_warn_after is logged once.
+ * pool->active is in lease order (appended when a lease starts), so the
+ * walk stops at the first lease still young enough: a tick costs only the
+ * leases already past the limit.
+ */
+static void warn_old_leases(struct pool *p, ev_tstamp now)
+{
+	struct list_node *pos, *tmp;
+
+	if (cfg->lease_warn_after <= 0)
+		return;
+	list_for_each_safe(pos, tmp, &p->active) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (now - c->state_since < cfg->lease_warn_after)
+			return;
+		if (c->lease_warned)
+			continue;
+		c->lease_warned = true;
+		p->stats.lease_warnings++;
+		log_warning("client %u (%s/%s): lease held for %.1f s (lease_warn_after %g s), backend pid %d",
+			    c->id, p->dbname, p->user, now - c->state_since, cfg->lease_warn_after,
+			    c->server ? c->server->backend_pid : 0);
 	}
 }
 
@@ -392,6 +433,8 @@ void pool_maintain(ev_tstamp now)
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		expire_waiters(p, now);
+		warn_old_leases(p, now);
+		rotate_stats(p, now);
 		expire_idle_servers(p, now);
 		pool_want_servers(p);
 		forget_if_unused(p, now);
@@ -425,6 +468,26 @@ void pool_reconnect(struct pool *p, const char *reason)
 	log_info("pool %s/%s: reconnecting (%s)", p->dbname, p->user, reason);
 	list_for_each_safe(pos, tmp, &p->idle)
 		server_close(list_entry(pos, struct server, node), "retired: %s", reason);
+	pool_want_servers(p);
+}
+
+void pool_pause(struct pool *p)
+{
+	if (!p->paused)
+		log_info("pool %s/%s: paused", p->dbname, p->user);
+	p->paused = true;
+}
+
+/* Hand the idle backends to the clients that queued while paused. */
+void pool_resume(struct pool *p)
+{
+	struct list_node *idle, *first;
+
+	if (p->paused)
+		log_info("pool %s/%s: resumed", p->dbname, p->user);
+	p->paused = false;
+	while ((idle = list_last(&p->idle)) && (first = list_first(&p->waiting)))
+		lease_grant(list_entry(first, struct client, node), list_entry(idle, struct server, node));
 	pool_want_servers(p);
 }
 

@@ -9,6 +9,7 @@
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
  *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
+ *   pool_pause() / pool_resume()  stop granting leases / grant them again (admin console)
  */
 #ifndef PGLEASE_POOL_H
 #define PGLEASE_POOL_H
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "list.h"
 #include "params.h"
+#include "stats.h"
 
 struct server;
 struct client;
@@ -48,7 +50,14 @@ struct pool {
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
+	bool paused;                  /* admin PAUSE/KILL: no lease is granted until RESUME */
+	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
+	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
+	ev_tstamp stats_last_at, stats_prev_at;
 };
+
+/* Seconds between the snapshots the avg_* statistics are computed from. */
+#define STATS_PERIOD 15.0
 
 extern struct list all_pools;
 
@@ -65,6 +74,8 @@ void pool_close_all(void);
 void pool_free_all(void);
 void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
+void pool_pause(struct pool *p);
+void pool_resume(struct pool *p);
 const char *const *pool_reported_params(int *count);
 
 #endif

@@ -378,6 +378,18 @@ struct server *server_connect(struct pool *pool)
 
 /* ---- closing ---- */
 
+/* Counted by the state it leaves; failed connects are counted by pool_server_failed(). */
+static void note_close(struct server *s)
+{
+	struct pool_stats *st = &s->pool->stats;
+
+	if (s->state == SERVER_CONNECTING)
+		return;
+	st->servers_closed++;
+	st->servers_lost += s->state == SERVER_LEASED;
+	st->servers_discarded += s->state == SERVER_CLEANING;
+}
+
 void server_close(struct server *s, const char *reason_fmt, ...)
 {
 	char reason[512];
@@ -390,6 +402,7 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	va_end(ap);
 	log_info("server %d (backend pid %d, pool %s/%s) closed: %s",
 		 s->id, s->backend_pid, s->pool->dbname, s->pool->user, reason);
+	note_close(s);
 	/* A lease on it ends through the one door, which tells the client. */
 	if (s->client)
 		lease_exit(s->client, EXIT_SERVER_LOST);

@@ -29,6 +29,8 @@ enum frame_verdict stream_client_msg(struct stream *st, const struct frame_msg *
 	switch (m->type) {
 	case 'Q':
 		st->execute_last = false;
+		if (st->counts)
+			st->counts->queries++;
 		/* fall through */
 	case 'F':
 		st->owed_z++;
@@ -38,6 +40,8 @@ enum frame_verdict stream_client_msg(struct stream *st, const struct frame_msg *
 		return FRAME_CONTINUE;
 	case 'E':
 		st->execute_last = true;
+		if (st->counts)
+			st->counts->queries++;
 		st->syncs_after_execute = 0;
 		/* fall through */
 	case 'P': case 'B': case 'D': case 'C': case 'H':
@@ -75,6 +79,8 @@ enum frame_verdict stream_server_msg(struct stream *st, const struct frame_msg *
 			return FRAME_ERROR;
 		st->txstatus = (char)m->body[0];
 		st->copy_in = false;
+		if (st->counts && st->txstatus == 'I')
+			st->counts->xacts++;
 		if (st->owed_z)
 			st->owed_z--;
 		return FRAME_CONTINUE;

@@ -16,6 +16,12 @@
 
 #include "frame.h"
 
+/* Where a leased stream counts what it sees (the pool's statistics); NULL: nowhere. */
+struct stream_counts {
+	uint64_t xacts;               /* ReadyForQuery 'I': a transaction (or autocommit statement) ended */
+	uint64_t queries;             /* Query and Execute messages from the client */
+};
+
 struct stream {
 	struct frame to_server;       /* framing of what was sent to the backend */
 	struct frame from_server;     /* framing of what was read from it */
@@ -26,6 +32,8 @@ struct stream {
 	bool copy_extended;           /* ... started by Execute: its end needs a Sync */
 	bool execute_last;            /* the newest request was Execute, not Query */
 	char txstatus;                /* from the newest 'Z': 'I', 'T' or 'E' */
+	struct stream_counts *counts; /* set while leased; the exit door's own traffic is not counted */
+	double busy_since;            /* when owed_z last rose from 0 (query time, kept by the relay) */
 };
 
 /* Types the client side needs to see whole, and the backend side. */

@@ -1,0 +1,39 @@
+/*
+ * admin.h — the admin console: the special database "pglease".
+ *
+ *   admin_is_console()   is this database name the console
+ *   admin_login()        an authenticated client asked for the console: check access, welcome
+ *   admin_on_readable() / admin_on_writable()  its socket events (from client.c)
+ *   admin_maintain()     periodic: answer PAUSE once the paused pools' leases have ended
+ *   admin_db_paused()    is this database paused (PAUSE, KILL)
+ *   admin_user()         the user a console client logged in as (NULL for other clients)
+ *   admin_free()         release a closed client's console state
+ *
+ * A console client never leases a backend: it speaks its own small protocol
+ * handler (simple and extended query protocol) and sits on admin_clients.
+ */
+#ifndef PGLEASE_ADMIN_H
+#define PGLEASE_ADMIN_H
+
+#include <stdbool.h>
+#include <ev.h>
+
+#include "list.h"
+
+struct client;
+struct startup;
+
+#define ADMIN_DBNAME "pglease"
+
+extern struct list admin_clients;
+
+bool admin_is_console(const char *dbname);
+void admin_login(struct client *c, struct startup *st);
+void admin_on_readable(struct client *c);
+void admin_on_writable(struct client *c);
+void admin_maintain(ev_tstamp now);
+bool admin_db_paused(const char *dbname);
+const char *admin_user(const struct client *c);
+void admin_free(struct client *c);
+
+#endif

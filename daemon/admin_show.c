@@ -1,0 +1,408 @@
+/*
+ * admin_show.c — the admin console's SHOW result sets.
+ *
+ * Each SHOW has a fixed column table (so Describe can answer before
+ * Execute) and a function writing one DataRow per object, read straight
+ * from the lists that are the objects' states. PgBouncer's column names
+ * come first where a column means the same; pglease's own follow.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <libpq-fe.h>
+
+#include "admin.h"
+#include "admin_show.h"
+#include "client.h"
+#include "daemon.h"
+#include "lease.h"
+#include "metrics.h"
+#include "pause.h"
+#include "pool.h"
+#include "server.h"
+
+static const struct col pools_cols[] = {
+	{ "database", OID_TEXT }, { "user", OID_TEXT }, { "cl_active", OID_INT8 }, { "cl_waiting", OID_INT8 },
+	{ "sv_active", OID_INT8 }, { "sv_idle", OID_INT8 }, { "sv_used", OID_INT8 }, { "sv_login", OID_INT8 },
+	{ "maxwait", OID_INT8 }, { "maxwait_us", OID_INT8 }, { "pool_mode", OID_TEXT },
+	/* pglease's own */
+	{ "cl_leased", OID_INT8 }, { "cl_idle", OID_INT8 }, { "cl_login_wait", OID_INT8 },
+	{ "sv_cleaning", OID_INT8 }, { "pool_size", OID_INT8 }, { "paused", OID_INT8 },
+	{ "oldest_lease", OID_FLOAT8 },
+};
+
+static const struct col clients_cols[] = {
+	{ "type", OID_TEXT }, { "user", OID_TEXT }, { "database", OID_TEXT }, { "state", OID_TEXT },
+	{ "addr", OID_TEXT }, { "port", OID_INT8 }, { "connect_time", OID_TEXT }, { "request_time", OID_TEXT },
+	{ "wait", OID_INT8 }, { "wait_us", OID_INT8 }, { "application_name", OID_TEXT },
+	/* pglease's own */
+	{ "id", OID_INT8 }, { "lease_age", OID_FLOAT8 }, { "server_id", OID_INT8 }, { "backend_pid", OID_INT8 },
+};
+
+static const struct col servers_cols[] = {
+	{ "type", OID_TEXT }, { "user", OID_TEXT }, { "database", OID_TEXT }, { "state", OID_TEXT },
+	{ "addr", OID_TEXT }, { "port", OID_TEXT }, { "connect_time", OID_TEXT }, { "request_time", OID_TEXT },
+	{ "remote_pid", OID_INT8 },
+	/* pglease's own */
+	{ "id", OID_INT8 }, { "client_id", OID_INT8 }, { "lease_age", OID_FLOAT8 }, { "retired", OID_INT8 },
+	{ "cleaning_for", OID_TEXT },
+};
+
+static const struct col stats_cols[] = {
+	{ "database", OID_TEXT }, { "user", OID_TEXT },
+	{ "total_xact_count", OID_INT8 }, { "total_query_count", OID_INT8 },
+	{ "total_received", OID_INT8 }, { "total_sent", OID_INT8 },
+	{ "total_xact_time", OID_INT8 }, { "total_query_time", OID_INT8 }, { "total_wait_time", OID_INT8 },
+	{ "avg_xact_count", OID_INT8 }, { "avg_query_count", OID_INT8 }, { "avg_recv", OID_INT8 },
+	{ "avg_sent", OID_INT8 }, { "avg_xact_time", OID_INT8 }, { "avg_query_time", OID_INT8 },
+	{ "avg_wait_time", OID_INT8 },
+	/* pglease's own */
+	{ "total_lease_count", OID_INT8 }, { "total_wait_count", OID_INT8 },
+	{ "servers_opened", OID_INT8 }, { "servers_closed", OID_INT8 }, { "servers_lost", OID_INT8 },
+	{ "server_connect_failures", OID_INT8 }, { "servers_discarded", OID_INT8 },
+	{ "exit_rollbacks", OID_INT8 }, { "lease_warnings", OID_INT8 },
+	{ "exits_transaction_done", OID_INT8 }, { "exits_client_gone", OID_INT8 },
+	{ "exits_client_protocol", OID_INT8 }, { "exits_server_lost", OID_INT8 },
+	{ "exits_setup_failed", OID_INT8 }, { "exits_timeout", OID_INT8 }, { "exits_shutdown", OID_INT8 },
+	{ "exits_other", OID_INT8 },
+};
+_Static_assert(STATS_EXIT_REASONS == 8, "one exits_* column per reason");
+
+static const struct col databases_cols[] = {
+	{ "name", OID_TEXT }, { "host", OID_TEXT }, { "port", OID_TEXT }, { "database", OID_TEXT },
+	{ "force_user", OID_TEXT }, { "pool_size", OID_INT8 }, { "min_pool_size", OID_INT8 },
+	{ "pool_mode", OID_TEXT }, { "current_connections", OID_INT8 }, { "paused", OID_INT8 },
+	{ "disabled", OID_INT8 },
+};
+
+static const struct col config_cols[] = {
+	{ "key", OID_TEXT }, { "value", OID_TEXT }, { "default", OID_TEXT }, { "changeable", OID_TEXT },
+};
+
+static const struct col version_cols[] = { { "version", OID_TEXT } };
+
+static const struct table t_pools = TABLE(pools_cols), t_clients = TABLE(clients_cols),
+	t_servers = TABLE(servers_cols), t_stats = TABLE(stats_cols), t_databases = TABLE(databases_cols),
+	t_config = TABLE(config_cols), t_version = TABLE(version_cols);
+
+const struct table *admin_show_table(enum admin_verb verb)
+{
+	switch (verb) {
+	case ADMIN_SHOW_POOLS: return &t_pools;
+	case ADMIN_SHOW_CLIENTS: return &t_clients;
+	case ADMIN_SHOW_SERVERS: return &t_servers;
+	case ADMIN_SHOW_STATS: return &t_stats;
+	case ADMIN_SHOW_DATABASES: return &t_databases;
+	case ADMIN_SHOW_CONFIG: return &t_config;
+	case ADMIN_SHOW_VERSION: return &t_version;
+	default: return NULL;
+	}
+}
+
+static int show_pools(struct reply *r)
+{
+	struct list_node *pos, *tmp;
+	int rows = 0;
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct stats_sample s;
+		metrics_sample(list_entry(pos, struct pool, node), &s);
+		size_t m = reply_row_begin(r, &t_pools);
+		reply_cell(r, s.database);
+		reply_cell(r, s.user);
+		reply_cell_int(r, s.cl_active + s.cl_idle);
+		reply_cell_int(r, s.cl_waiting);
+		reply_cell_int(r, s.sv_active);
+		reply_cell_int(r, s.sv_idle - s.sv_used);
+		reply_cell_int(r, s.sv_used);
+		reply_cell_int(r, s.sv_login);
+		reply_cell_int(r, (long long)s.maxwait);
+		reply_cell_int(r, (long long)((s.maxwait - (long long)s.maxwait) * 1e6));
+		reply_cell(r, s.pool_mode);
+		reply_cell_int(r, s.cl_active);
+		reply_cell_int(r, s.cl_idle);
+		reply_cell_int(r, s.cl_login_wait);
+		reply_cell_int(r, s.sv_cleaning);
+		reply_cell_int(r, s.pool_size);
+		reply_cell_int(r, s.paused);
+		reply_cell_float(r, s.oldest_lease);
+		reply_end(r, m);
+		rows++;
+	}
+	return rows;
+}
+
+/* A switch, not r table: states added elsewhere must not shift the names. */
+static const char *client_state_name(enum client_state st)
+{
+	switch (st) {
+	case CLIENT_LOGIN: return "login";
+	case CLIENT_LOGIN_WAIT: return "login_wait";
+	case CLIENT_IDLE: return "idle";
+	case CLIENT_WAITING: return "waiting";
+	case CLIENT_ACTIVE: return "active";
+	case CLIENT_ADMIN: return "admin";
+	case CLIENT_CLOSED: return "closed";
+	}
+	return "unknown";
+}
+
+static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
+{
+	const char *app = params_get(&c->params, "application_name");
+	double waited = c->state == CLIENT_WAITING ? now - c->state_since : 0;
+	size_t m = reply_row_begin(r, &t_clients);
+
+	reply_cell(r, "C");
+	reply_cell(r, c->pool ? c->pool->user : admin_user(c));
+	reply_cell(r, c->pool ? c->pool->dbname : c->admin ? ADMIN_DBNAME : NULL);
+	reply_cell(r, client_state_name(c->state));
+	reply_cell(r, "unix");
+	reply_cell_int(r, cfg->listen_port);
+	reply_cell_time(r, c->connected_at);
+	reply_cell_time(r, c->state_since);
+	reply_cell_int(r, (long long)waited);
+	reply_cell_int(r, (long long)((waited - (long long)waited) * 1e6));
+	reply_cell(r, app ? app : "");
+	reply_cell_int(r, c->id);
+	if (c->state == CLIENT_ACTIVE)
+		reply_cell_float(r, now - c->state_since);
+	else
+		reply_cell(r, NULL);
+	if (c->server) {
+		reply_cell_int(r, c->server->id);
+		reply_cell_int(r, c->server->backend_pid);
+	} else {
+		reply_cell(r, NULL);
+		reply_cell(r, NULL);
+	}
+	reply_end(r, m);
+}
+
+static int client_rows(struct reply *r, const struct list *l)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		client_row(r, list_entry(pos, struct client, node), ev_now(loop));
+	return l->count;
+}
+
+static int show_clients(struct reply *r)
+{
+	struct list_node *pos, *tmp;
+	int rows = client_rows(r, &login_clients) + client_rows(r, &admin_clients);
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		rows += client_rows(r, &p->active) + client_rows(r, &p->waiting) + client_rows(r, &p->clients) +
+			client_rows(r, &p->login_wait);
+	}
+	return rows;
+}
+
+static const char *server_state_name(enum server_state st)
+{
+	switch (st) {
+	case SERVER_CONNECTING: return "connecting";
+	case SERVER_IDLE: return "idle";
+	case SERVER_LEASED: return "active";
+	case SERVER_CLEANING: return "cleaning";
+	case SERVER_CLOSED: return "closed";
+	}
+	return "unknown";
+}
+
+static void server_row(struct reply *r, const struct server *s, ev_tstamp now)
+{
+	size_t m = reply_row_begin(r, &t_servers);
+	const struct client *c = s->client;
+
+	reply_cell(r, "S");
+	reply_cell(r, s->pool->user);
+	reply_cell(r, s->pool->dbname);
+	reply_cell(r, server_state_name(s->state));
+	reply_cell(r, s->conn && s->state != SERVER_CONNECTING ? PQhost(s->conn) : NULL);
+	reply_cell(r, s->conn && s->state != SERVER_CONNECTING ? PQport(s->conn) : NULL);
+	reply_cell_time(r, s->connected_at);
+	reply_cell_time(r, s->idle_since);
+	reply_cell_int(r, s->backend_pid);
+	reply_cell_int(r, s->id);
+	if (c) {
+		reply_cell_int(r, c->id);
+		reply_cell_float(r, now - c->state_since);
+	} else {
+		reply_cell(r, NULL);
+		reply_cell(r, NULL);
+	}
+	reply_cell_int(r, s->generation != s->pool->generation);
+	reply_cell(r, s->state == SERVER_CLEANING ? lease_exit_reason_name(s->exit.why) : NULL);
+	reply_end(r, m);
+}
+
+static int server_rows(struct reply *r, const struct list *l)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		server_row(r, list_entry(pos, struct server, node), ev_now(loop));
+	return l->count;
+}
+
+static int show_servers(struct reply *r)
+{
+	struct list_node *pos, *tmp;
+	int rows = 0;
+
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		rows += server_rows(r, &p->leased) + server_rows(r, &p->cleaning) + server_rows(r, &p->idle) +
+			server_rows(r, &p->connecting);
+	}
+	return rows;
+}
+
+static long long per(uint64_t amount, double per_what)
+{
+	return per_what > 0 ? (long long)(amount / per_what) : 0;
+}
+
+/* avg_*: over the latest STATS_PERIOD, like PgBouncer's stats_period. */
+static void average_cells(struct reply *r, const struct pool *p)
+{
+	const struct pool_stats *l = &p->stats_last, *o = &p->stats_prev;
+	double secs = p->stats_last_at - p->stats_prev_at;
+	uint64_t xacts = l->stream.xacts - o->stream.xacts, queries = l->stream.queries - o->stream.queries;
+
+	reply_cell_int(r, per(xacts, secs));
+	reply_cell_int(r, per(queries, secs));
+	reply_cell_int(r, per(l->bytes_received - o->bytes_received, secs));
+	reply_cell_int(r, per(l->bytes_sent - o->bytes_sent, secs));
+	reply_cell_int(r, per(l->lease_time_us - o->lease_time_us, (double)xacts));
+	reply_cell_int(r, per(l->query_time_us - o->query_time_us, (double)queries));
+	reply_cell_int(r, per(l->wait_time_us - o->wait_time_us, (double)(l->lease_count - o->lease_count)));
+}
+
+static void stats_row(struct reply *r, const struct pool *p)
+{
+	const struct pool_stats *st = &p->stats;
+	size_t m = reply_row_begin(r, &t_stats);
+
+	reply_cell(r, p->dbname);
+	reply_cell(r, p->user);
+	reply_cell_int(r, (long long)st->stream.xacts);
+	reply_cell_int(r, (long long)st->stream.queries);
+	reply_cell_int(r, (long long)st->bytes_received);
+	reply_cell_int(r, (long long)st->bytes_sent);
+	reply_cell_int(r, (long long)st->lease_time_us);
+	reply_cell_int(r, (long long)st->query_time_us);
+	reply_cell_int(r, (long long)st->wait_time_us);
+	average_cells(r, p);
+	reply_cell_int(r, (long long)st->lease_count);
+	reply_cell_int(r, (long long)st->wait_count);
+	reply_cell_int(r, (long long)st->servers_opened);
+	reply_cell_int(r, (long long)st->servers_closed);
+	reply_cell_int(r, (long long)st->servers_lost);
+	reply_cell_int(r, (long long)st->servers_failed);
+	reply_cell_int(r, (long long)st->servers_discarded);
+	reply_cell_int(r, (long long)st->exit_rollbacks);
+	reply_cell_int(r, (long long)st->lease_warnings);
+	for (int i = 0; i < STATS_EXIT_REASONS; i++)
+		reply_cell_int(r, (long long)st->exits[i]);
+	reply_end(r, m);
+}
+
+static int show_stats(struct reply *r)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, &all_pools)
+		stats_row(r, list_entry(pos, struct pool, node));
+	return all_pools.count;
+}
+
+static const char *conn_option(const PQconninfoOption *o, const char *key)
+{
+	for (; o && o->keyword; o++)
+		if (strcmp(o->keyword, key) == 0)
+			return o->val;
+	return NULL;
+}
+
+static void db_counts(const char *name, int *servers, bool *paused)
+{
+	struct list_node *pos, *tmp;
+
+	*servers = 0;
+	*paused = pause_covers(name);
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (strcmp(p->dbname, name) == 0)
+			*servers += pool_server_count(p);
+	}
+}
+
+static int show_databases(struct reply *r)
+{
+	for (int i = 0; i < cfg->db_count; i++) {
+		const struct db_config *db = &cfg->dbs[i];
+		PQconninfoOption *o = PQconninfoParse(db->conninfo, NULL);
+		const char *dbname = conn_option(o, "dbname");
+		int servers;
+		bool paused;
+		db_counts(db->name, &servers, &paused);
+		size_t m = reply_row_begin(r, &t_databases);
+		reply_cell(r, db->name);
+		reply_cell(r, conn_option(o, "host"));
+		reply_cell(r, conn_option(o, "port"));
+		reply_cell(r, dbname ? dbname : strcmp(db->name, "*") ? db->name : NULL);
+		reply_cell(r, conn_option(o, "user"));
+		reply_cell_int(r, db->pool_size > 0 ? db->pool_size : cfg->default_pool_size);
+		reply_cell_int(r, cfg->min_pool_size);
+		reply_cell(r, pool_mode_name(db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode));
+		reply_cell_int(r, servers);
+		reply_cell_int(r, paused);
+		reply_cell_int(r, 0);
+		reply_end(r, m);
+		PQconninfoFree(o);
+	}
+	return cfg->db_count;
+}
+
+static int show_config(struct reply *r)
+{
+	char value[1024];
+	const char *def;
+
+	for (int i = 0; i < config_key_count(); i++) {
+		const char *name = config_key_show(cfg, i, &def, value, sizeof(value));
+		size_t m = reply_row_begin(r, &t_config);
+		reply_cell(r, name);
+		reply_cell(r, value);
+		reply_cell(r, def);
+		reply_cell(r, "no");
+		reply_end(r, m);
+	}
+	return config_key_count();
+}
+
+static int show_version(struct reply *r)
+{
+	size_t m = reply_row_begin(r, &t_version);
+	reply_cell(r, "pglease " PGLEASE_VERSION);
+	reply_end(r, m);
+	return 1;
+}
+
+int admin_show(struct reply *r, enum admin_verb verb)
+{
+	switch (verb) {
+	case ADMIN_SHOW_POOLS: return show_pools(r);
+	case ADMIN_SHOW_CLIENTS: return show_clients(r);
+	case ADMIN_SHOW_SERVERS: return show_servers(r);
+	case ADMIN_SHOW_STATS: return show_stats(r);
+	case ADMIN_SHOW_DATABASES: return show_databases(r);
+	case ADMIN_SHOW_CONFIG: return show_config(r);
+	case ADMIN_SHOW_VERSION: return show_version(r);
+	default: return 0;
+	}
+}

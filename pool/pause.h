@@ -1,0 +1,21 @@
+/*
+ * pause.h — which databases are paused (admin PAUSE and KILL), by name.
+ *
+ *   pause_add()      pause a database, or all of them ("")
+ *   pause_remove()   resume a database, or all of them ("")
+ *   pause_covers()   is this database paused (a pool made for it later starts paused)
+ *   pause_all()      is everything paused
+ *
+ * Pure bookkeeping: the pools themselves are paused by pool_pause().
+ */
+#ifndef PGLEASE_PAUSE_H
+#define PGLEASE_PAUSE_H
+
+#include <stdbool.h>
+
+int pause_add(const char *dbname);
+void pause_remove(const char *dbname);
+bool pause_covers(const char *dbname);
+bool pause_all(void);
+
+#endif
