@@ -162,7 +162,7 @@ struct pool *pool_find_or_create(const struct db_config *db, const char *dbname,
 
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
+		if (!p->retired && strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
 			return p;
 	}
 	return pool_create(db, dbname, user);
@@ -264,6 +264,11 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 	struct pool *p = arg;
 
 	p->resolving = false;
+	if (p->resolve_generation != p->generation) {
+		/* A reload changed the hosts while this lookup ran: look up the new ones. */
+		pool_want_servers(p);
+		return;
+	}
 	if (error) {
 		note_connect_failure(p, "08001", error);
 		pool_server_gone(p);
@@ -281,8 +286,10 @@ static bool awaiting_dns(struct pool *p)
 {
 	if (!p->dns_hosts || (p->hostaddr && ev_now(loop) - p->resolved_at < DNS_MAX_AGE))
 		return false;
-	if (!p->resolving && resolve_start(p->dns_hosts, resolved, p) == 0)
+	if (!p->resolving && resolve_start(p->dns_hosts, resolved, p) == 0) {
 		p->resolving = true;
+		p->resolve_generation = p->generation;
+	}
 	return true;
 }
 
@@ -291,7 +298,7 @@ void pool_want_servers(struct pool *p)
 	int total = pool_server_count(p);
 	int want = p->waiting.count + (!p->have_base && p->login_wait.count ? 1 : 0);
 
-	if (ev_now(loop) < p->retry_after)
+	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
 	want -= p->connecting.count;
 	if (cfg->min_pool_size - total > want)
@@ -376,6 +383,11 @@ static void forget_if_unused(struct pool *p, ev_tstamp now)
 		p->unused_since = 0;
 		return;
 	}
+	if (p->closing) {
+		log_info("pool %s/%s removed: closed and empty", p->dbname, p->user);
+		pool_free(p);
+		return;
+	}
 	if (!p->unused_since)
 		p->unused_since = now;
 	if (cfg->server_idle_timeout <= 0 || now - p->unused_since < cfg->server_idle_timeout)
@@ -426,6 +438,63 @@ void pool_reconnect(struct pool *p, const char *reason)
 	list_for_each_safe(pos, tmp, &p->idle)
 		server_close(list_entry(pos, struct server, node), "retired: %s", reason);
 	pool_want_servers(p);
+}
+
+static void close_excess_idle(struct pool *p)
+{
+	struct list_node *first;
+
+	while (pool_server_count(p) > p->size && (first = list_first(&p->idle)))
+		server_close(list_entry(first, struct server, node), "pool_size lowered to %d", p->size);
+}
+
+/* Build the new conninfo's parameters aside, so a failure leaves the old ones in place. */
+static int replace_connect_params(struct pool *p, const struct db_config *db)
+{
+	struct pool fresh = { .db = db, .dbname = p->dbname, .user = p->user };
+
+	if (build_connect_params(&fresh) < 0) {
+		free_connect_params(&fresh);
+		return -1;
+	}
+	free_connect_params(p);
+	p->keywords = fresh.keywords;
+	p->values = fresh.values;
+	p->dns_hosts = fresh.dns_hosts;
+	p->hostaddr = NULL;
+	p->hostaddr_slot = fresh.hostaddr_slot;
+	p->resolved_at = 0;
+	return 0;
+}
+
+/*
+ * The running config was replaced: point at the new entry for this pool's
+ * database (the old one is about to be freed) and apply what changed. A new
+ * conninfo retires the backends opened with the old one.
+ */
+int pool_reconfigure(struct pool *p, const struct db_config *db)
+{
+	bool conninfo_changed = strcmp(p->db->conninfo, db->conninfo) != 0;
+
+	if (conninfo_changed && replace_connect_params(p, db) < 0)
+		return -1;
+	p->db = db;
+	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
+	p->retry_after = 0;
+	if (conninfo_changed)
+		pool_reconnect(p, "conninfo changed by a reload");
+	close_excess_idle(p);
+	pool_want_servers(p);
+	return 0;
+}
+
+/* Its clients are closed by daemon/drain.c as their leases end; the pool goes once empty. */
+void pool_close(struct pool *p, enum pool_closing how, const char *reason)
+{
+	p->closing = how;
+	p->retired = true;
+	p->prewarmed = false;
+	pool_reconnect(p, reason);
 }
 
 static void close_servers(struct list *l, const char *reason)

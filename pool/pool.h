@@ -9,6 +9,8 @@
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
  *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
+ *   pool_reconfigure()     a reload changed its database entry: re-point, resize, new conninfo
+ *   pool_close()           a reload removed it, or shutdown: no new leases; freed once empty
  */
 #ifndef PGLEASE_POOL_H
 #define PGLEASE_POOL_H
@@ -21,6 +23,13 @@
 
 struct server;
 struct client;
+
+/* Why a pool takes no new leases; its clients leave when their lease ends (daemon/drain.c). */
+enum pool_closing {
+	POOL_OPEN,
+	POOL_CLOSE_AT_LEASE_END,   /* shutdown: sessions (session mode) run to their end */
+	POOL_CLOSE_AT_TX_END,      /* database removed: session-mode leases end at the transaction's end too */
+};
 
 struct pool {
 	struct list_node node;        /* on the global list of pools */
@@ -48,6 +57,9 @@ struct pool {
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
+	unsigned resolve_generation;  /* the generation a DNS lookup under way was started for */
+	bool retired;                 /* a reload replaced or removed its entry: no new clients join */
+	enum pool_closing closing;
 };
 
 extern struct list all_pools;
@@ -65,6 +77,8 @@ void pool_close_all(void);
 void pool_free_all(void);
 void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
+int pool_reconfigure(struct pool *p, const struct db_config *db);
+void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);
 
 #endif
