@@ -149,10 +149,12 @@ def test_changed_conninfo_retires_old_backends_as_leases_end(pglease, cluster, d
 @pytest.mark.timeout(60)
 def test_pool_size_change_applies_at_once(pglease, cluster):
     d = pglease(databases={"app": cluster.conninfo("app", pool_size=2)})
-    clients = [spawn_client(d.dsn(), ["begin", "select 1"]) for _ in range(3)]
+    clients = [spawn_client(d.dsn(), ["begin", "select 1"]) for _ in range(2)]
     try:
-        for c in clients[:2]:
+        for c in clients:
             read_lines_until(c, "READY")
+        clients.append(spawn_client(d.dsn(), ["begin", "select 1"]))
+        read_lines_until(clients[2], "PID")
         with pytest.raises(AssertionError):
             read_lines_until(clients[2], "READY", timeout=1)
         d.databases["app"] = cluster.conninfo("app", pool_size=3)
