@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs="gcc make pkg-config libpq-dev libev-dev libinih-dev libsystemd-dev"
 run_pkgs="$build_pkgs postgresql postgresql-client"
-test_pkgs="$run_pkgs clang libclang-rt-14-dev libcriterion-dev python3-psycopg python3-pytest procps util-linux"
+test_pkgs="$run_pkgs clang libclang-rt-14-dev libcriterion-dev python3-psycopg python3-pytest procps util-linux systemd"
 bench_pkgs="$test_pkgs pgbouncer"
 
 case "${1:-build}" in
