@@ -11,7 +11,9 @@
 #include "daemon.h"
 #include "drain.h"
 #include "iobuf.h"
+#include "lease.h"
 #include "log.h"
+#include "server.h"
 
 static const char *drain_message(const struct pool *p)
 {
@@ -41,13 +43,43 @@ static void drain_idle(struct pool *p)
 		drain_client(list_entry(pos, struct client, node));
 }
 
-void drain_pool(struct pool *p, enum pool_closing how, const char *reason)
+static bool between_transactions(const struct client *c)
 {
-	pool_close(p, how, reason);
+	const struct server *s = c->server;
+
+	return s && s->phase == PHASE_RAW && s->stream.txstatus == 'I' && stream_idle(&s->stream) &&
+	       (!c->in || iobuf_is_empty(c->in)) && (!c->out || iobuf_is_empty(c->out));
+}
+
+/* A session that is not inside a transaction sends nothing that would end its lease: end it here. */
+static void end_idle_sessions(struct pool *p)
+{
+	struct list_node *pos, *tmp;
+
+	if (p->closing != POOL_CLOSE_AT_TX_END)
+		return;
+	list_for_each_safe(pos, tmp, &p->active) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (!between_transactions(c))
+			continue;
+		lease_exit(c, EXIT_TX_DONE);
+		drain_client(c);
+	}
+}
+
+static void drain_clients(struct pool *p)
+{
 	/* Waiting clients have not begun a transaction: refusing them loses nothing. */
 	fatal_all(&p->login_wait, drain_message(p));
 	fatal_all(&p->waiting, drain_message(p));
 	drain_idle(p);
+	end_idle_sessions(p);
+}
+
+void drain_pool(struct pool *p, enum pool_closing how, const char *reason)
+{
+	pool_close(p, how, reason);
+	drain_clients(p);
 }
 
 /* Returns true when the client is the drain's to close (now or at the next sweep). */
@@ -76,11 +108,8 @@ void drain_sweep(void)
 
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (!p->closing)
-			continue;
 		/* A lease lost during its setup puts its client back in the queue. */
-		fatal_all(&p->login_wait, drain_message(p));
-		fatal_all(&p->waiting, drain_message(p));
-		drain_idle(p);
+		if (p->closing)
+			drain_clients(p);
 	}
 }

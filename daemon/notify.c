@@ -103,6 +103,8 @@ void notify_reloading(void)
 	struct timespec ts;
 	char msg[64];
 
+	if (!ready)
+		return;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
 		 (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL);

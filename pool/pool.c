@@ -491,7 +491,8 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 /* Its clients are closed by daemon/drain.c as their leases end; the pool goes once empty. */
 void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 {
-	p->closing = how;
+	if (how > p->closing)
+		p->closing = how;
 	p->retired = true;
 	p->prewarmed = false;
 	pool_reconnect(p, reason);

@@ -187,3 +187,27 @@ def test_restart_only_settings_are_kept(pglease):
     assert "listen_port changed from %s to %d: restart pglease to apply it" % (port, int(port) + 1) in d.log_text()
     d.settings["listen_port"] = port
     assert d.psql("-c", "select 1").returncode == 0
+
+
+@pytest.mark.timeout(60)
+def test_removed_session_mode_database_ends_sessions_at_transaction_end(pglease, cluster, direct):
+    d = pglease(databases={"app": cluster.conninfo("app"),
+                           "gone": cluster.conninfo("app", application_name="gone_session", pool_mode="session")})
+    between = d.connect("gone")
+    between.execute("select 1")        # holds its session's backend, not in a transaction
+    inside = d.connect("gone", autocommit=False)
+    inside.execute("insert into items (val) values ('removed-session-commit')")
+    del d.databases["gone"]
+    d.reload()
+    with pytest.raises(psycopg.OperationalError) as e:
+        between.execute("select 1")
+    assert "was removed from the pglease configuration" in str(e.value)
+    inside.commit()
+    with pytest.raises(psycopg.OperationalError):
+        inside.execute("select 1")
+    assert direct.execute("select count(*) from items where val = 'removed-session-commit'").fetchone()[0] == 1
+    wait_for(lambda: not direct.execute(
+        "select pid from pg_stat_activity where application_name = 'gone_session'").fetchall(),
+        what="the removed database's backends to close")
+    between.close()
+    inside.close()
