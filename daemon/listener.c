@@ -32,11 +32,20 @@ static bool socket_passed;      /* systemd's socket: not ours to unlink */
 static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static char lock_path[sizeof(socket_path) + 8];
 
-static int take_lock(void)
+/*
+ * Under socket activation systemd already runs one instance per socket, and
+ * the socket's directory may not be ours to write: a lock file that cannot
+ * be created is then only a warning. One held by another pglease is an error.
+ */
+static int take_lock(bool optional)
 {
 	char pid[32];
 
 	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 && optional) {
+		log_warning("cannot open lock file %s: %s; going on (socket activation)", lock_path, strerror(errno));
+		return 0;
+	}
 	if (lock_fd < 0) {
 		log_error("cannot open lock file %s: %s", lock_path, strerror(errno));
 		return -1;
@@ -145,9 +154,11 @@ int listener_start(void)
 {
 	snprintf(socket_path, sizeof(socket_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
 	snprintf(lock_path, sizeof(lock_path), "%s.lock", socket_path);
-	if (take_lock() < 0)
+	bool passed = adopt_passed_socket() == 0;
+
+	if (take_lock(passed) < 0)
 		return -1;
-	if (adopt_passed_socket() == 0) {
+	if (passed) {
 		log_info("socket activation: accepting on the socket passed by systemd (fd %d)", listen_fd);
 	} else if (bind_socket() < 0) {
 		log_error("cannot listen on %s: %s", socket_path, strerror(errno));
