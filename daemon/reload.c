@@ -14,6 +14,7 @@
  * once. listen_port, unix_socket_dir and unix_socket_mode need a restart.
  */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +182,9 @@ int reload_apply(void)
 
 static bool points_into(const struct pool *p, const struct config *c)
 {
-	return p->db >= c->dbs && p->db < c->dbs + c->db_count;
+	uintptr_t at = (uintptr_t)p->db, first = (uintptr_t)c->dbs;
+
+	return at >= first && at < first + (uintptr_t)c->db_count * sizeof(*c->dbs);
 }
 
 static bool in_use(const struct config *c)
