@@ -89,8 +89,10 @@ bool drain_client(struct client *c)
 
 	if (c->state != CLIENT_IDLE || !c->pool->closing)
 		return false;
-	if (in && !iobuf_is_empty(in) && in->data[in->start] == 'X')
-		return false;
+	if (in && !iobuf_is_empty(in) && in->data[in->start] == 'X') {
+		client_close(c, "client sent Terminate");
+		return true;
+	}
 	if (c->out && !iobuf_is_empty(c->out))
 		return true;
 	client_fatal(c, "57P01", drain_message(c->pool), NULL);
