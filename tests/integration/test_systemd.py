@@ -149,16 +149,22 @@ def test_client_connecting_while_pglease_is_down_is_served_by_the_next_one(pglea
     try:
         d.start()
         assert d.psql("-c", "select 1").stdout.strip() == "1"
+        busy = d.connect(autocommit=False)
+        busy.execute("select 1")
         d.signal(signal.SIGTERM)
-        assert d.wait_exit(10) == 0
-        assert os.path.exists(d.socket_path)
-        # pglease is down: this client's connection waits in the socket's backlog.
+        # pglease is draining, then down: this client's connection waits in the socket's backlog.
         result = {}
         waiting = threading.Thread(target=lambda: result.update(r=d.psql("-c", "select 'queued'", timeout=60)))
         waiting.start()
         time.sleep(1.0)
         assert waiting.is_alive(), "the client should be waiting, not refused: %r" % result
-        d.logf.close() if d.logf else None
+        busy.commit()
+        busy.close()
+        assert d.wait_exit(10) == 0
+        assert os.path.exists(d.socket_path)
+        time.sleep(0.5)
+        assert waiting.is_alive(), "the client should still be waiting: %r" % result
+        d.logf.close()
         d.start(wait=False)
         waiting.join(30)
         assert not waiting.is_alive()
