@@ -408,6 +408,21 @@ def _nonblocking_read(f):
         return ""
 
 
+def closed_with(d, conn, sqlstate="57P01"):
+    """Wait until pglease logs closing conn's client with sqlstate; return what the client then sees
+    (its error and the notices libpq made of a FATAL that arrived while it was idle)."""
+    line = "client %d (" % conn.info.backend_pid
+    wait_for(lambda: [l for l in d.log_text().splitlines() if line in l and sqlstate in l], timeout=5,
+             what="pglease to close client %d" % conn.info.backend_pid)
+    notices = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    try:
+        conn.execute("select 1")
+    except psycopg.OperationalError as e:
+        return str(e) + " " + " ".join(notices)
+    raise AssertionError("the connection still works")
+
+
 def kill9(proc):
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)

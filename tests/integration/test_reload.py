@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from harness import app_backends, clean_env, read_lines_until, spawn_client, wait_for, kill9
+from harness import app_backends, closed_with, clean_env, read_lines_until, spawn_client, wait_for, kill9
 
 PGBENCH_SCRIPT = """\
 BEGIN;
@@ -119,9 +119,7 @@ def test_removed_database_closes_after_its_lease(pglease, cluster, direct):
     d.reload()
     assert "0 databases added, 1 removed, 0 changed" in d.log_text()
     # The idle client is told why at once.
-    with pytest.raises(psycopg.OperationalError) as e:
-        idle.execute("select 1")
-    assert "was removed from the pglease configuration" in str(e.value)
+    assert "was removed from the pglease configuration" in closed_with(d, idle)
     # The leased one finishes its transaction, then is closed.
     leased.execute("select 1")
     leased.commit()
@@ -199,9 +197,7 @@ def test_removed_session_mode_database_ends_sessions_at_transaction_end(pglease,
     inside.execute("insert into items (val) values ('removed-session-commit')")
     del d.databases["gone"]
     d.reload()
-    with pytest.raises(psycopg.OperationalError) as e:
-        between.execute("select 1")
-    assert "was removed from the pglease configuration" in str(e.value)
+    assert "was removed from the pglease configuration" in closed_with(d, between)
     inside.commit()
     with pytest.raises(psycopg.OperationalError):
         inside.execute("select 1")
