@@ -125,7 +125,7 @@ static void on_shutdown_deadline(struct ev_loop *l, ev_timer *w, int revents)
  * without a lease, and those waiting for one, leave at once: none is inside
  * a transaction.
  */
-static void drain_all(void)
+static void start_graceful_shutdown(void)
 {
 	struct list_node *pos, *tmp;
 
@@ -147,7 +147,7 @@ static void drain_all(void)
 void daemon_shutdown(enum shutdown_kind kind)
 {
 	if (kind == SHUTDOWN_GRACEFUL && !draining && !stopping)
-		drain_all();
+		start_graceful_shutdown();
 	else
 		shut_down(kind == SHUTDOWN_GRACEFUL ? "second graceful shutdown request, now fast" : "fast shutdown");
 }

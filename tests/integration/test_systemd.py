@@ -96,6 +96,24 @@ def test_ready_is_not_blocked_by_a_backend_that_is_down(pglease, cluster, notify
 
 
 @pytest.mark.timeout(60)
+def test_ready_is_not_blocked_by_a_backend_that_never_answers(pglease, cluster, notify, systemd_build):
+    mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)   # accepts (backlog), never answers
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)
+    try:
+        hung = "host=127.0.0.1 port=%d dbname=app user=postgres" % mute.getsockname()[1]
+        d = pglease(start=False, min_pool_size=1, server_connect_timeout=2, databases={"app": hung})
+        d.env["NOTIFY_SOCKET"] = notify.path
+        t0 = time.monotonic()
+        d.start(wait=False)
+        notify.wait(lambda m: m == "READY=1", timeout=10, what="READY=1 despite a backend that hangs")
+        assert time.monotonic() - t0 >= 1.5, "READY should wait for the connect to settle"
+        assert d.alive()
+    finally:
+        mute.close()
+
+
+@pytest.mark.timeout(60)
 def test_watchdog_pings(pglease, notify, systemd_build):
     d = pglease(start=False)
     d.env.update(NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000")
