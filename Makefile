@@ -1,4 +1,5 @@
-# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`.
+# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`,
+# `make install` / `make uninstall` (systemd/install.mk).
 CC      ?= cc
 PKGS    := libpq inih
 # libsystemd (sd_notify, socket activation) when present; `make clean; make HAVE_SYSTEMD=` builds without it.
@@ -81,6 +82,7 @@ test:
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
+	@$(MAKE) --no-print-directory systemd-check
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -98,5 +100,7 @@ bench:
 
 clean:
 	rm -rf build pglease
+
+include systemd/install.mk
 
 -include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)
