@@ -293,6 +293,12 @@ static bool awaiting_dns(struct pool *p)
 	return true;
 }
 
+/* A retired pool only serves the clients it has: it keeps no spare backends. */
+static int pool_min_size(const struct pool *p)
+{
+	return p->retired ? 0 : cfg->min_pool_size;
+}
+
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
@@ -301,8 +307,8 @@ void pool_want_servers(struct pool *p)
 	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
 	want -= p->connecting.count;
-	if (cfg->min_pool_size - total > want)
-		want = cfg->min_pool_size - total;
+	if (pool_min_size(p) - total > want)
+		want = pool_min_size(p) - total;
 	if (want <= 0 || total >= p->size || awaiting_dns(p))
 		return;
 	for (; want > 0 && total < p->size; want--, total++)
@@ -343,7 +349,7 @@ static bool server_expired(const struct pool *p, const struct server *s, ev_tsta
 	if (cfg->server_lifetime > 0 && now - s->connected_at > cfg->server_lifetime)
 		return true;
 	return cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
-	       pool_server_count(p) > cfg->min_pool_size;
+	       pool_server_count(p) > pool_min_size(p);
 }
 
 static void expire_idle_servers(struct pool *p, ev_tstamp now)
@@ -373,18 +379,28 @@ static void pool_free(struct pool *p)
 	free(p);
 }
 
+static void close_servers(struct list *l, const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		server_close(list_entry(pos, struct server, node), "%s", reason);
+}
+
 /*
  * Free a pool left with no clients and no backends for server_idle_timeout:
  * with a "*" entry every database name a client tries makes a pool.
  */
 static void forget_if_unused(struct pool *p, ev_tstamp now)
 {
+	if (p->retired && !pool_client_count(p))
+		close_servers(&p->idle, "its pool was retired by a reload and has no clients left");
 	if (pool_client_count(p) || pool_server_count(p) || p->resolving || p->prewarmed) {
 		p->unused_since = 0;
 		return;
 	}
-	if (p->closing) {
-		log_info("pool %s/%s removed: closed and empty", p->dbname, p->user);
+	if (p->retired) {
+		log_info("pool %s/%s removed: retired and empty", p->dbname, p->user);
 		pool_free(p);
 		return;
 	}
@@ -496,14 +512,6 @@ void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 	p->retired = true;
 	p->prewarmed = false;
 	pool_reconnect(p, reason);
-}
-
-static void close_servers(struct list *l, const char *reason)
-{
-	struct list_node *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, l)
-		server_close(list_entry(pos, struct server, node), "%s", reason);
 }
 
 void pool_close_all(void)

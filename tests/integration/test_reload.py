@@ -207,3 +207,26 @@ def test_removed_session_mode_database_ends_sessions_at_transaction_end(pglease,
         what="the removed database's backends to close")
     between.close()
     inside.close()
+
+
+@pytest.mark.timeout(60)
+def test_pool_mode_change_applies_to_new_clients(pglease, cluster):
+    d = pglease(query_wait_timeout=2, databases={"app": cluster.conninfo("app", pool_size=1)})
+    old = d.connect()
+    old.execute("select 1")
+    d.databases["app"] = cluster.conninfo("app", pool_size=1, pool_mode="session")
+    d.reload()
+    assert "pool_mode changed to session; current clients keep transaction mode" in d.log_text()
+    # New clients get a session-mode pool of one backend: a second session waits, then times out.
+    first = d.connect()
+    first.execute("select 1")
+    second = d.connect()
+    with pytest.raises(psycopg.OperationalError) as e:
+        second.execute("select 1")
+    assert "query_wait_timeout" in str(e.value)
+    # The client from before the reload still has its transaction-mode pool.
+    assert old.execute("select 2").fetchone()[0] == 2
+    old.close()
+    wait_for(lambda: "removed: retired and empty" in d.log_text(), what="the retired pool to go")
+    first.close()
+    second.close()
