@@ -18,11 +18,11 @@
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
 
-/* STATUS= is re-sent at most this often, and only when it changed. */
+/* STATUS= is looked at this often, and sent only when it changed. */
 #define STATUS_INTERVAL 2.0
 
 static ev_timer watchdog;
-static ev_tstamp started_at, status_sent_at;
+static ev_tstamp started_at, status_checked_at;
 static bool ready;
 static char last_status[128];
 
@@ -69,15 +69,17 @@ static void send_status(ev_tstamp now, bool force)
 	int leases = 0, waiting = 0;
 	char status[sizeof(last_status)];
 
+	if (!force && now - status_checked_at < STATUS_INTERVAL)
+		return;
+	status_checked_at = now;
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		leases += p->active.count;
 		waiting += p->waiting.count;
 	}
 	snprintf(status, sizeof(status), "STATUS=clients %d, leases %d, waiting %d", client_count, leases, waiting);
-	if (!force && (now - status_sent_at < STATUS_INTERVAL || strcmp(status, last_status) == 0))
+	if (!force && strcmp(status, last_status) == 0)
 		return;
-	status_sent_at = now;
 	memcpy(last_status, status, sizeof(status));
 	sd_notify(0, status);
 }
