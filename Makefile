@@ -2,6 +2,7 @@
 # `make install` / `make uninstall` (systemd/install.mk).
 CC      ?= cc
 PKGS    := libpq inih
+# libsystemd (sd_notify, socket activation) when present; `make clean; make HAVE_SYSTEMD=` builds without it.
 HAVE_SYSTEMD := $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1)
 ifeq ($(HAVE_SYSTEMD),1)
 PKGS    += libsystemd

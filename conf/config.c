@@ -142,6 +142,7 @@ static const struct key_def keys[] = {
 	SECS(server_idle_timeout, 0, "600"),
 	SECS(server_lifetime, 0, "3600"),
 	SECS(server_drain_timeout, NONZERO, "5"),
+	SECS(shutdown_timeout, 0, "30"),
 	STR(server_reset_query, 0, "DISCARD ALL"),
 	STR(server_check_query, 0, "select 1"),
 	ENUM(log_level, log_levels, "info"),

@@ -50,6 +50,7 @@ struct config {
 	double server_idle_timeout;  /* 600 */
 	double server_lifetime;      /* 3600 */
 	double server_drain_timeout; /* 5: per step while cleaning a lease's backend */
+	double shutdown_timeout;     /* 30: SIGTERM waits this long for leases to end */
 	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
 	char *server_check_query;    /* "select 1"; "" disables the check */
 	enum log_level log_level;    /* info */

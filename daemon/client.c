@@ -22,6 +22,7 @@
 #include "cancel.h"
 #include "client.h"
 #include "daemon.h"
+#include "drain.h"
 #include "lease.h"
 #include "log.h"
 #include "pool.h"
@@ -454,6 +455,8 @@ static void dispatch_input(struct client *c)
 {
 	struct iobuf *in = c->in;
 
+	if (c->pool->closing && drain_client(c))
+		return;
 	if (!in || iobuf_is_empty(in)) {
 		iobuf_put(in);
 		c->in = NULL;
@@ -556,7 +559,10 @@ void client_relay_to_server(struct server *s)
 
 static bool lease_done(const struct client *c, const struct server *s)
 {
-	return c->pool->mode == POOL_MODE_TRANSACTION && s->stream.txstatus == 'I' &&
+	/* A removed database's session-mode clients are let go at a transaction's end too. */
+	bool tx_ends_lease = c->pool->mode == POOL_MODE_TRANSACTION || c->pool->closing == POOL_CLOSE_AT_TX_END;
+
+	return tx_ends_lease && s->stream.txstatus == 'I' &&
 	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
 	       (!c->in || iobuf_unsent(c->in) == 0);
 }

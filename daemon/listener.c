@@ -1,8 +1,13 @@
 /*
  * listener.c — the Unix socket clients connect to.
+ *
+ * Under systemd socket activation the socket is systemd's: pglease accepts
+ * on it, but never unlinks it, so clients that connect while pglease is
+ * down or restarting wait in its backlog for the next instance.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,17 +21,31 @@
 #include "listener.h"
 #include "log.h"
 
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 static ev_io accept_io;
 static ev_timer accept_pause;
 static int listen_fd = -1, lock_fd = -1;
+static bool socket_passed;      /* systemd's socket: not ours to unlink */
 static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static char lock_path[sizeof(socket_path) + 8];
 
-static int take_lock(void)
+/*
+ * Under socket activation systemd already runs one instance per socket, and
+ * the socket's directory may not be ours to write: a lock file that cannot
+ * be created is then only a warning. One held by another pglease is an error.
+ */
+static int take_lock(bool optional)
 {
 	char pid[32];
 
 	lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 && optional) {
+		log_warning("cannot open lock file %s: %s; going on (socket activation)", lock_path, strerror(errno));
+		return 0;
+	}
 	if (lock_fd < 0) {
 		log_error("cannot open lock file %s: %s", lock_path, strerror(errno));
 		return -1;
@@ -88,13 +107,60 @@ static int bind_socket(void)
 	return listen(listen_fd, 4096);
 }
 
+#ifdef HAVE_LIBSYSTEMD
+/*
+ * The socket systemd passed (LISTEN_FDS): the one bound to our path, else
+ * the only one passed if it is a listening Unix stream socket. -1: none.
+ */
+static int passed_socket(void)
+{
+	int n = sd_listen_fds(1);
+
+	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++)
+		if (sd_is_socket_unix(fd, SOCK_STREAM, 1, socket_path, 0) > 0)
+			return fd;
+	if (n == 1 && sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) > 0) {
+		log_warning("the socket passed by systemd is not bound to %s; using it anyway", socket_path);
+		return SD_LISTEN_FDS_START;
+	}
+	if (n > 0)
+		log_warning("systemd passed %d sockets, none a listening Unix socket for %s; creating our own",
+			    n, socket_path);
+	return -1;
+}
+#else
+static int passed_socket(void)
+{
+	return -1;
+}
+#endif
+
+static int adopt_passed_socket(void)
+{
+	int fd = passed_socket();
+
+	if (fd < 0)
+		return -1;
+	/* accept() must not block: the loop drains the backlog until EAGAIN. */
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -1;
+	listen_fd = fd;
+	socket_passed = true;
+	return 0;
+}
+
 int listener_start(void)
 {
 	snprintf(socket_path, sizeof(socket_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
 	snprintf(lock_path, sizeof(lock_path), "%s.lock", socket_path);
-	if (take_lock() < 0)
+	bool passed = adopt_passed_socket() == 0;
+
+	if (take_lock(passed) < 0)
 		return -1;
-	if (bind_socket() < 0) {
+	if (passed) {
+		log_info("socket activation: accepting on the socket passed by systemd (fd %d)", listen_fd);
+	} else if (bind_socket() < 0) {
 		log_error("cannot listen on %s: %s", socket_path, strerror(errno));
 		return -1;
 	}
@@ -111,7 +177,8 @@ void listener_stop(void)
 		ev_io_stop(loop, &accept_io);
 		ev_timer_stop(loop, &accept_pause);
 		close(listen_fd);
-		unlink(socket_path);
+		if (!socket_passed)
+			unlink(socket_path);
 		listen_fd = -1;
 	}
 	if (lock_fd >= 0) {

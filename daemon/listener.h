@@ -1,8 +1,8 @@
 /*
  * listener.h — the Unix socket clients connect to.
  *
- *   listener_start()  take the lock file, replace a stale socket, listen
- *   listener_stop()   stop accepting, remove the socket and the lock
+ *   listener_start()  take the lock file; use the socket systemd passed, else replace a stale one and listen
+ *   listener_stop()   stop accepting, remove the lock and the socket (unless systemd's)
  *
  * The socket is <unix_socket_dir>/.s.PGSQL.<listen_port>, PostgreSQL's own
  * naming, so `psql -h DIR -p PORT` finds it. The lock file beside it

@@ -6,6 +6,10 @@
  *
  * Everything runs on one libev loop. Closed clients and servers are freed
  * from a prepare watcher, i.e. never inside the handler that closed them.
+ *
+ * Signals: SIGHUP reloads the config file; SIGTERM shuts down gracefully
+ * (leases may finish for shutdown_timeout); SIGINT, or a second SIGTERM,
+ * shuts down fast (roll back and close now).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,10 +21,13 @@
 #include "admin.h"
 #include "client.h"
 #include "daemon.h"
+#include "drain.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "pool.h"
+#include "reload.h"
 #include "server.h"
 
 #define MAINTENANCE_INTERVAL 0.2
@@ -29,9 +36,9 @@ struct ev_loop *loop;
 const struct config *cfg;
 
 static ev_signal sig_term, sig_int, sig_hup;
-static ev_timer maintenance;
+static ev_timer maintenance, shutdown_deadline;
 static ev_prepare reaper;
-static bool stopping;
+static bool stopping, draining;
 
 static void usage(FILE *out)
 {
@@ -57,13 +64,26 @@ static struct config *load_or_report(const char *path)
 	return c;
 }
 
+static void shut_down(const char *why);
+
+/* Console sessions do not hold a shutdown up: they are closed with the rest. */
+static int clients_left(void)
+{
+	return client_count - admin_clients.count;
+}
+
 static void on_maintenance(struct ev_loop *l, ev_timer *w, int revents)
 {
 	(void)l; (void)w; (void)revents;
 	ev_tstamp now = ev_now(loop);
 	client_maintain(now);
+	drain_sweep();
 	pool_maintain(now);
 	admin_maintain(now);
+	reload_collect();
+	notify_maintain(now);
+	if (draining && clients_left() == 0)
+		shut_down("graceful shutdown: every client has finished");
 }
 
 static void on_prepare(struct ev_loop *l, ev_prepare *w, int revents)
@@ -79,22 +99,66 @@ static void shut_down(const char *why)
 		return;
 	stopping = true;
 	log_info("%s: shutting down", why);
+	notify_stopping();
 	listener_stop();
 	client_close_all("terminating connection: pglease is shutting down");
 	pool_close_all();
 	ev_timer_stop(loop, &maintenance);
+	ev_timer_stop(loop, &shutdown_deadline);
 	ev_break(loop, EVBREAK_ALL);
 }
 
 int daemon_reload(void)
 {
-	log_warning("configuration reload is not supported yet; restart pglease to apply changes");
-	return -1;
+	if (stopping || draining) {
+		log_warning("reload ignored: pglease is shutting down");
+		return -1;
+	}
+	notify_reloading();
+	int rc = reload_apply();
+	notify_reloaded();
+	return rc;
 }
 
+static void on_shutdown_deadline(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)l; (void)w; (void)revents;
+	log_info("shutdown_timeout (%g s) expired with %d clients left; rolling them back",
+		 cfg->shutdown_timeout, client_count);
+	shut_down("graceful shutdown timed out");
+}
+
+/*
+ * Stop accepting (a systemd socket stays open in systemd, queueing new
+ * clients for the next instance), let every lease end, then stop. Clients
+ * without a lease, and those waiting for one, leave at once: none is inside
+ * a transaction.
+ */
+static void start_graceful_shutdown(void)
+{
+	struct list_node *pos, *tmp;
+
+	draining = true;
+	notify_stopping();
+	log_info("graceful shutdown: not accepting connections; leases have %g s (shutdown_timeout) to end",
+		 cfg->shutdown_timeout);
+	listener_stop();
+	drain_logins("terminating connection: pglease is shutting down");
+	list_for_each_safe(pos, tmp, &all_pools)
+		drain_pool(list_entry(pos, struct pool, node), POOL_CLOSE_AT_LEASE_END, "pglease is shutting down");
+	ev_timer_init(&shutdown_deadline, on_shutdown_deadline, cfg->shutdown_timeout, 0.);
+	ev_timer_start(loop, &shutdown_deadline);
+	if (clients_left() == 0)
+		shut_down("graceful shutdown: no clients");
+}
+
+/* A second graceful request means: do not wait any longer. */
 void daemon_shutdown(enum shutdown_kind kind)
 {
-	shut_down(kind == SHUTDOWN_GRACEFUL ? "graceful shutdown" : "fast shutdown");
+	if (kind == SHUTDOWN_GRACEFUL && !draining && !stopping)
+		start_graceful_shutdown();
+	else
+		shut_down(kind == SHUTDOWN_GRACEFUL ? "second graceful shutdown request, now fast" : "fast shutdown");
 }
 
 static void on_signal(struct ev_loop *l, ev_signal *w, int revents)
@@ -136,7 +200,9 @@ static int run(const char *path)
 		goto out;
 	start_watchers();
 	log_info("pglease %s started (pid %d)", PGLEASE_VERSION, (int)getpid());
+	notify_start();
 	pool_prewarm();
+	notify_maintain(ev_now(loop));
 	ev_run(loop, 0);
 	rc = 0;
 out:
@@ -146,7 +212,7 @@ out:
 	client_reap();
 	server_reap();
 	pool_free_all();
-	config_free(c);
+	reload_free_all();   /* cfg, and any config a reload replaced */
 	return rc;
 }
 

@@ -164,7 +164,7 @@ struct pool *pool_find_or_create(const struct db_config *db, const char *dbname,
 
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
+		if (!p->retired && strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
 			return p;
 	}
 	return pool_create(db, dbname, user);
@@ -268,6 +268,11 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 	struct pool *p = arg;
 
 	p->resolving = false;
+	if (p->resolve_generation != p->generation) {
+		/* A reload changed the hosts while this lookup ran: look up the new ones. */
+		pool_want_servers(p);
+		return;
+	}
 	if (error) {
 		note_connect_failure(p, "08001", error);
 		pool_server_gone(p);
@@ -285,9 +290,17 @@ static bool awaiting_dns(struct pool *p)
 {
 	if (!p->dns_hosts || (p->hostaddr && ev_now(loop) - p->resolved_at < DNS_MAX_AGE))
 		return false;
-	if (!p->resolving && resolve_start(p->dns_hosts, resolved, p) == 0)
+	if (!p->resolving && resolve_start(p->dns_hosts, resolved, p) == 0) {
 		p->resolving = true;
+		p->resolve_generation = p->generation;
+	}
 	return true;
+}
+
+/* A retired pool only serves the clients it has: it keeps no spare backends. */
+static int pool_min_size(const struct pool *p)
+{
+	return p->retired ? 0 : cfg->min_pool_size;
 }
 
 void pool_want_servers(struct pool *p)
@@ -295,11 +308,11 @@ void pool_want_servers(struct pool *p)
 	int total = pool_server_count(p);
 	int want = (p->paused ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
 
-	if (ev_now(loop) < p->retry_after)
+	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
 	want -= p->connecting.count;
-	if (cfg->min_pool_size - total > want)
-		want = cfg->min_pool_size - total;
+	if (pool_min_size(p) - total > want)
+		want = pool_min_size(p) - total;
 	if (want <= 0 || total >= p->size || awaiting_dns(p))
 		return;
 	for (; want > 0 && total < p->size; want--, total++)
@@ -377,7 +390,7 @@ static bool server_expired(const struct pool *p, const struct server *s, ev_tsta
 	if (cfg->server_lifetime > 0 && now - s->connected_at > cfg->server_lifetime)
 		return true;
 	return cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
-	       pool_server_count(p) > cfg->min_pool_size;
+	       pool_server_count(p) > pool_min_size(p);
 }
 
 static void expire_idle_servers(struct pool *p, ev_tstamp now)
@@ -407,14 +420,29 @@ static void pool_free(struct pool *p)
 	free(p);
 }
 
+static void close_servers(struct list *l, const char *reason)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		server_close(list_entry(pos, struct server, node), "%s", reason);
+}
+
 /*
  * Free a pool left with no clients and no backends for server_idle_timeout:
  * with a "*" entry every database name a client tries makes a pool.
  */
 static void forget_if_unused(struct pool *p, ev_tstamp now)
 {
+	if (p->retired && !pool_client_count(p))
+		close_servers(&p->idle, "its pool was retired by a reload and has no clients left");
 	if (pool_client_count(p) || pool_server_count(p) || p->resolving || p->prewarmed) {
 		p->unused_since = 0;
+		return;
+	}
+	if (p->retired) {
+		log_info("pool %s/%s removed: retired and empty", p->dbname, p->user);
+		pool_free(p);
 		return;
 	}
 	if (!p->unused_since)
@@ -491,12 +519,62 @@ void pool_resume(struct pool *p)
 	pool_want_servers(p);
 }
 
-static void close_servers(struct list *l, const char *reason)
+static void close_excess_idle(struct pool *p)
 {
-	struct list_node *pos, *tmp;
+	struct list_node *first;
 
-	list_for_each_safe(pos, tmp, l)
-		server_close(list_entry(pos, struct server, node), "%s", reason);
+	while (pool_server_count(p) > p->size && (first = list_first(&p->idle)))
+		server_close(list_entry(first, struct server, node), "pool_size lowered to %d", p->size);
+}
+
+/* Build the new conninfo's parameters aside, so a failure leaves the old ones in place. */
+static int replace_connect_params(struct pool *p, const struct db_config *db)
+{
+	struct pool fresh = { .db = db, .dbname = p->dbname, .user = p->user };
+
+	if (build_connect_params(&fresh) < 0) {
+		free_connect_params(&fresh);
+		return -1;
+	}
+	free_connect_params(p);
+	p->keywords = fresh.keywords;
+	p->values = fresh.values;
+	p->dns_hosts = fresh.dns_hosts;
+	p->hostaddr = NULL;
+	p->hostaddr_slot = fresh.hostaddr_slot;
+	p->resolved_at = 0;
+	return 0;
+}
+
+/*
+ * The running config was replaced: point at the new entry for this pool's
+ * database (the old one is about to be freed) and apply what changed. A new
+ * conninfo retires the backends opened with the old one.
+ */
+int pool_reconfigure(struct pool *p, const struct db_config *db)
+{
+	bool conninfo_changed = strcmp(p->db->conninfo, db->conninfo) != 0;
+
+	if (conninfo_changed && replace_connect_params(p, db) < 0)
+		return -1;
+	p->db = db;
+	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
+	p->retry_after = 0;
+	if (conninfo_changed)
+		pool_reconnect(p, "conninfo changed by a reload");
+	close_excess_idle(p);
+	pool_want_servers(p);
+	return 0;
+}
+
+/* Its clients are closed by daemon/drain.c as their leases end; the pool goes once empty. */
+void pool_close(struct pool *p, enum pool_closing how, const char *reason)
+{
+	if (how > p->closing)
+		p->closing = how;
+	p->retired = true;
+	p->prewarmed = false;
+	pool_reconnect(p, reason);
 }
 
 void pool_close_all(void)

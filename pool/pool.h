@@ -10,6 +10,8 @@
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
  *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
  *   pool_pause() / pool_resume()  stop granting leases / grant them again (admin console)
+ *   pool_reconfigure()     a reload changed its database entry: re-point, resize, new conninfo
+ *   pool_close()           a reload removed it, or shutdown: no new leases; freed once empty
  */
 #ifndef PGLEASE_POOL_H
 #define PGLEASE_POOL_H
@@ -23,6 +25,13 @@
 
 struct server;
 struct client;
+
+/* Why a pool takes no new leases; its clients leave when their lease ends (daemon/drain.c). */
+enum pool_closing {
+	POOL_OPEN,
+	POOL_CLOSE_AT_LEASE_END,   /* shutdown: sessions (session mode) run to their end */
+	POOL_CLOSE_AT_TX_END,      /* database removed: session-mode leases end at the transaction's end too */
+};
 
 struct pool {
 	struct list_node node;        /* on the global list of pools */
@@ -54,6 +63,9 @@ struct pool {
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
 	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
 	ev_tstamp stats_last_at, stats_prev_at;
+	unsigned resolve_generation;  /* the generation a DNS lookup under way was started for */
+	bool retired;                 /* a reload replaced or removed its entry: no new clients join */
+	enum pool_closing closing;
 };
 
 /* Seconds between the snapshots the avg_* statistics are computed from. */
@@ -76,6 +88,8 @@ void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
 void pool_pause(struct pool *p);
 void pool_resume(struct pool *p);
+int pool_reconfigure(struct pool *p, const struct db_config *db);
+void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);
 
 #endif

@@ -118,6 +118,7 @@ Test(config, defaults_for_an_empty_section)
 	cr_assert_float_eq(c->server_idle_timeout, 600, 1e-9);
 	cr_assert_float_eq(c->server_lifetime, 3600, 1e-9);
 	cr_assert_float_eq(c->server_drain_timeout, 5, 1e-9);
+	cr_assert_float_eq(c->shutdown_timeout, 30, 1e-9);
 	cr_assert_str_eq(c->server_reset_query, "DISCARD ALL");
 	cr_assert_str_eq(c->server_check_query, "select 1");
 	cr_assert_eq(c->log_level, LOG_INFO);
@@ -154,6 +155,7 @@ Test(config, every_key_is_parsed)
 		"server_idle_timeout = 30\n"
 		"server_lifetime = 0\n"
 		"server_drain_timeout = 1.5\n"
+		"shutdown_timeout = 0\n"
 		"server_reset_query = RESET ALL; SELECT 1\n"
 		"server_check_query = SELECT 'ok'\n"
 		"log_level = debug\n");
@@ -173,6 +175,7 @@ Test(config, every_key_is_parsed)
 	cr_assert_float_eq(c->server_idle_timeout, 30, 1e-9);
 	cr_assert_float_eq(c->server_lifetime, 0, 1e-9);
 	cr_assert_float_eq(c->server_drain_timeout, 1.5, 1e-9);
+	cr_assert_float_eq(c->shutdown_timeout, 0, 1e-9);
 	/* ";" not preceded by whitespace is not a comment */
 	cr_assert_str_eq(c->server_reset_query, "RESET ALL; SELECT 1");
 	cr_assert_str_eq(c->server_check_query, "SELECT 'ok'");

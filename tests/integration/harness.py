@@ -150,6 +150,9 @@ class Daemon:
         self.stopped_by_us = False
         self.stop_seconds = None
         self.sigkilled = False
+        self.env = {}        # extra environment (NOTIFY_SOCKET, ...)
+        self.wrapper = []    # argv before pglease's own (e.g. a shell that sets WATCHDOG_PID=$$)
+        self.pass_fds = ()
 
     # -- config and process
     def config_text(self):
@@ -163,14 +166,39 @@ class Daemon:
             lines.append("%s = %s" % (k, v))
         return "\n".join(lines) + "\n"
 
-    def start(self, ready_timeout=15.0):
+    def write_config(self, text=None):
         with open(self.config_path, "w") as f:
-            f.write(self.config_text())
+            f.write(self.config_text() if text is None else text)
+
+    def start(self, ready_timeout=15.0, wait=True):
+        self.write_config()
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, self.config_path], stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=clean_env(),
-                                     start_new_session=True)
-        self.wait_ready(ready_timeout)
+        self.proc = subprocess.Popen(self.wrapper + [self.binary, self.config_path], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=clean_env(**self.env),
+                                     start_new_session=True, pass_fds=self.pass_fds)
+        self.stopped_by_us = False
+        if wait:
+            self.wait_ready(ready_timeout)
+
+    def signal(self, sig):
+        self.check_alive()
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=15.0):
+        """Wait for pglease to exit (after a signal the test sent); returns its exit status."""
+        self.stopped_by_us = True
+        return self.proc.wait(timeout=timeout)
+
+    def reload_count(self):
+        text = self.log_text()
+        return text.count(": reloaded ") + text.count("reload of ")
+
+    def reload(self, timeout=10.0):
+        """Rewrite the config from settings/databases, SIGHUP, and wait until the reload is logged."""
+        before = self.reload_count()
+        self.write_config()
+        self.signal(signal.SIGHUP)
+        wait_for(lambda: self.reload_count() > before, timeout, what="the reload's log line")
 
     @property
     def pid(self):
@@ -378,6 +406,21 @@ def _nonblocking_read(f):
         return os.read(f.fileno(), 65536).decode(errors="replace") if r else ""
     except Exception:
         return ""
+
+
+def closed_with(d, conn, sqlstate="57P01"):
+    """Wait until pglease logs closing conn's client with sqlstate; return what the client then sees
+    (its error and the notices libpq made of a FATAL that arrived while it was idle)."""
+    line = "client %d (" % conn.info.backend_pid
+    wait_for(lambda: [l for l in d.log_text().splitlines() if line in l and sqlstate in l], timeout=5,
+             what="pglease to close client %d" % conn.info.backend_pid)
+    notices = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    try:
+        conn.execute("select 1")
+    except psycopg.OperationalError as e:
+        return str(e) + " " + " ".join(notices)
+    raise AssertionError("the connection still works")
 
 
 def kill9(proc):
