@@ -51,6 +51,8 @@ struct client {
 	bool mid_message;          /* part of a backend message has gone to the client */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
+	struct pin *pin;           /* transaction mode: watches what it sends for session state (session.c) */
+	bool pinned;               /* ... it made some: keeps its lease until it leaves */
 };
 
 extern struct list login_clients;

@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "session.h"
 
 static void clean_poll(struct server *s);
 
@@ -169,6 +170,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		carry_server_bytes(c, s);
 	}
 	bool nothing_sent = s->phase == PHASE_QUERY;
+	bool pinned = session_unpin(c, s);
 	detach(c, s);
 	if (why == EXIT_TX_DONE)
 		client_set_state(c, CLIENT_IDLE);
@@ -185,7 +187,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		return;
 	}
 	s->exit.why = (uint8_t)why;
-	s->exit.reset_needed = s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query;
+	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query) || pinned;
 	server_set_state(s, SERVER_CLEANING);
 	if (s->phase != PHASE_QUERY)
 		clean_poll(s);
@@ -375,7 +377,8 @@ static void clean_poll(struct server *s)
 			run_query(s, "ROLLBACK", rollback_done);
 			return;
 		case CLEAN_RESET:
-			run_query(s, cfg->server_reset_query, reset_done);
+			/* A pinned client's state must go even when session mode needs no reset. */
+			run_query(s, *cfg->server_reset_query ? cfg->server_reset_query : "DISCARD ALL", reset_done);
 			return;
 		case CLEAN_DONE:
 			server_stop_timer(s);

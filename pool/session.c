@@ -1,0 +1,93 @@
+/*
+ * session.c — a client's session state across the backends it leases.
+ *
+ * Two halves: ParameterStatus messages a backend sends during a lease update
+ * both the client's wanted settings and the backend's applied ones, so the
+ * next lease, on whichever backend, replays exactly what differs; and what
+ * the client sends is watched (pin.c) so that state no backend switch could
+ * carry keeps the client on its backend until it leaves.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client.h"
+#include "daemon.h"
+#include "log.h"
+#include "pin.h"
+#include "pool.h"
+#include "server.h"
+#include "session.h"
+
+static bool watching(const struct client *c)
+{
+	return !c->pinned && c->pool->mode == POOL_MODE_TRANSACTION && cfg->session_state == SESSION_STATE_PIN;
+}
+
+/* Plain '...' strings take backslash escapes when standard_conforming_strings is off. */
+static bool backslash_quotes(const struct client *c)
+{
+	const char *v = params_get(&c->params, "standard_conforming_strings");
+
+	if (!v)
+		v = params_get(&c->pool->base, "standard_conforming_strings");
+	return v && strcmp(v, "off") == 0;
+}
+
+static void pinned(struct client *c, const char *why, const char *statement)
+{
+	struct server *s = c->server;
+
+	c->pinned = true;
+	log_info("client %u (%s/%s) pinned to server %d (backend pid %d) by: %s (%s)", c->id, c->pool->dbname,
+		 c->pool->user, s->id, s->backend_pid, statement, why);
+	free(c->pin);
+	c->pin = NULL;
+}
+
+void session_client_sends(struct client *c, const uint8_t *data, size_t n)
+{
+	if (n == 0 || !watching(c))
+		return;
+	if (!c->pin && (c->pin = malloc(sizeof(*c->pin))))
+		pin_init(c->pin, backslash_quotes(c));
+	if (!c->pin)
+		return pinned(c, "out of memory watching its statements", "-");
+	if (pin_feed_wire(c->pin, &c->pool->base, data, n))
+		pinned(c, pin_why(c->pin), pin_statement(c->pin));
+}
+
+void session_param_status(struct client *c, struct server *s, const struct frame_msg *m)
+{
+	const char *name = (const char *)m->body;
+	size_t len = m->len - 4;
+
+	if (!name || !c)
+		return;
+	size_t nlen = strnlen(name, len);
+	if (nlen + 1 >= len || strnlen(name + nlen + 1, len - nlen - 1) != len - nlen - 2)
+		return;
+	if (!pin_setting_tracked(name, NULL))
+		return;
+	const char *value = name + nlen + 1;
+	if (params_put(&c->params, name, value) < 0 || params_put(&s->applied, name, value) < 0)
+		log_warning("client %u: out of memory tracking %s", c->id, name);
+	if (c->pin && strcasecmp(name, "standard_conforming_strings") == 0)
+		c->pin->lx.backslash_quotes = strcmp(value, "off") == 0;
+}
+
+bool session_unpin(struct client *c, struct server *s)
+{
+	if (!c->pinned)
+		return false;
+	c->pinned = false;
+	log_info("client %u (%s/%s) leaves server %d (backend pid %d), pinned: resetting it before reuse", c->id,
+		 c->pool->dbname, c->pool->user, s->id, s->backend_pid);
+	return true;
+}
+
+void session_free(struct client *c)
+{
+	free(c->pin);
+	c->pin = NULL;
+}
