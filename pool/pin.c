@@ -17,7 +17,7 @@ enum word {
 	W_NONE, W_LISTEN, W_LOAD, W_PREPARE, W_TRANSACTION, W_SET, W_LOCAL, W_SESSION,
 	W_CHARACTERISTICS, W_AUTHORIZATION, W_ROLE, W_TIME, W_NAMES, W_SCHEMA, W_CONSTRAINTS,
 	W_CREATE, W_TEMP, W_TEMPORARY, W_PG_TEMP, W_DECLARE, W_WITH, W_HOLD, W_FOR, W_SELECT,
-	W_INTO, W_TRUE, W_FALSE, W_SET_CONFIG, W_ADVISORY,
+	W_INTO, W_TRUE, W_FALSE, W_SET_CONFIG, W_ADVISORY, W_OR, W_REPLACE, W_GLOBAL, W_UNLOGGED,
 };
 
 static const struct { const char *text; uint8_t len; uint8_t id; } words[] = {
@@ -33,6 +33,7 @@ static const struct { const char *text; uint8_t len; uint8_t id; } words[] = {
 	WD("false", W_FALSE), WD("set_config", W_SET_CONFIG),
 	WD("pg_advisory_lock", W_ADVISORY), WD("pg_advisory_lock_shared", W_ADVISORY),
 	WD("pg_try_advisory_lock", W_ADVISORY), WD("pg_try_advisory_lock_shared", W_ADVISORY),
+	WD("or", W_OR), WD("replace", W_REPLACE), WD("global", W_GLOBAL), WD("unlogged", W_UNLOGGED),
 #undef WD
 };
 
@@ -209,7 +210,7 @@ static void first_word(struct pin *p, const struct sqltok *t, enum word w)
 	case W_LOAD: pin(p, "LOAD"); break;
 	case W_PREPARE: p->kind = K_PREPARE; break;
 	case W_SET: p->kind = K_SET; break;
-	case W_CREATE: p->kind = K_CREATE; break;
+	case W_CREATE: p->kind = K_CREATE; p->create_prefix = true; break;
 	case W_DECLARE: p->kind = K_DECLARE; break;
 	case W_SELECT: case W_WITH: p->kind = K_SELECT; break;
 	default: break;
@@ -230,8 +231,9 @@ static void later_word(struct pin *p, const struct sqltok *t, enum word w, uint8
 		set_token(p, t, w);
 		break;
 	case K_CREATE:
-		if ((temp && idx <= 4) || w == W_PG_TEMP)
+		if ((temp && p->create_prefix) || w == W_PG_TEMP)
 			pin(p, "temporary object");
+		p->create_prefix = p->create_prefix && (w == W_OR || w == W_REPLACE || w == W_GLOBAL || w == W_LOCAL);
 		break;
 	case K_DECLARE:
 		p->declare_for = p->declare_for || w == W_FOR;
@@ -254,7 +256,7 @@ static void statement_end(struct pin *p)
 	capture(p);
 	p->kind = K_OTHER;
 	p->ntok = p->set_stage = p->prev_word = p->cfg_depth = 0;
-	p->declare_for = false;
+	p->declare_for = p->create_prefix = false;
 }
 
 static void on_token(void *arg, const struct sqltok *t)

@@ -38,6 +38,7 @@ struct pin {
 	/* the statement being classified */
 	uint8_t kind, ntok, set_stage, prev_word;
 	bool declare_for;
+	bool create_prefix;                /* CREATE [OR REPLACE] [GLOBAL | LOCAL] so far */
 	/* a set_config( call being read */
 	uint8_t cfg_depth, cfg_arg, cfg_argtok, cfg_local;
 	bool cfg_name_ok;

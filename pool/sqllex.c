@@ -142,10 +142,11 @@ static bool number_byte(struct sqllex *lx, unsigned char c)
 	return false;
 }
 
-static void excerpt_drop(struct sqllex *lx, const char *pair)
+/* The comment's first byte went into the excerpt before it was known to be one. */
+static void excerpt_drop(struct sqllex *lx, char first)
 {
-	if (lx->excerpt_len >= 2 && memcmp(lx->excerpt + lx->excerpt_len - 2, pair, 2) == 0)
-		lx->excerpt[lx->excerpt_len -= 2] = '\0';
+	if (lx->excerpt_len && lx->excerpt[lx->excerpt_len - 1] == first)
+		lx->excerpt[--lx->excerpt_len] = '\0';
 }
 
 /* A '-' or '/' that does not start a comment is an operator. */
@@ -155,7 +156,7 @@ static bool maybe_comment(struct sqllex *lx, unsigned char c, unsigned char seco
 		emit(lx, SQLTOK_OTHER, false);
 		return false;
 	}
-	excerpt_drop(lx, comment == S_LINE_COMMENT ? "--" : "/*");
+	excerpt_drop(lx, comment == S_LINE_COMMENT ? '-' : '/');
 	lx->state = (uint8_t)comment;
 	lx->depth = 1;
 	return true;
@@ -272,7 +273,7 @@ static bool in_comment(int state)
 
 static void excerpt_add(struct sqllex *lx, int state, unsigned char c)
 {
-	if (in_comment(state) || lx->excerpt_len == SQLLEX_EXCERPT_MAX || (c == ';' && state == S_SPACE))
+	if (in_comment(state) || in_comment(lx->state) || lx->excerpt_len == SQLLEX_EXCERPT_MAX || (c == ';' && state == S_SPACE))
 		return;
 	if (is_space(c)) {
 		bool literal = state == S_STRING || state == S_IDENT || state == S_DOLLAR_BODY;
