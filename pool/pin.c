@@ -79,7 +79,11 @@ static void capture(struct pin *p)
 {
 	if (!p->capture)
 		return;
-	memcpy(p->statement, sqllex_excerpt(&p->lx), sizeof(p->statement));
+	size_t len = strlen(sqllex_excerpt(&p->lx));
+
+	memcpy(p->statement, sqllex_excerpt(&p->lx), len + 1);
+	while (len && p->statement[len - 1] == ' ')
+		p->statement[--len] = '\0';
 	p->capture = false;
 }
 

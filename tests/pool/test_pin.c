@@ -283,7 +283,7 @@ Test(pin, statement_text_for_the_log)
 	pin_init(&p, false);
 	pin_feed_sql(&p, NULL, sql, strlen(sql));
 	cr_assert(pin_end_sql(&p));
-	cr_assert_str_eq(pin_statement(&p), "LISTEN my_channel ");
+	cr_assert_str_eq(pin_statement(&p), "LISTEN my_channel");
 	cr_assert_str_eq(pin_why(&p), "LISTEN");
 }
 
