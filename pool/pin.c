@@ -57,13 +57,35 @@ bool pin_setting_tracked(const char *name, const struct param_set *reported)
 	return false;
 }
 
+/* Every word of every query is looked up: the table is indexed by length, then first byte. */
+#define N_WORDS (sizeof(words) / sizeof(*words))
+static uint8_t by_len[SQLLEX_TEXT_MAX + 2];   /* words[by_len[l] .. by_len[l + 1]) have length l */
+static uint8_t sorted[N_WORDS];
+
+static void index_words(void)
+{
+	uint8_t n = 0;
+
+	for (int len = 0; len <= SQLLEX_TEXT_MAX; len++) {
+		by_len[len] = n;
+		for (uint8_t i = 0; i < N_WORDS; i++)
+			if (words[i].len == len)
+				sorted[n++] = i;
+	}
+	by_len[SQLLEX_TEXT_MAX + 1] = n;
+}
+
 static enum word word_id(const struct sqltok *t)
 {
 	if (t->type != SQLTOK_WORD || t->truncated)
 		return W_NONE;
-	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
-		if (words[i].len == t->len && memcmp(words[i].text, t->text, t->len) == 0)
-			return (enum word)words[i].id;
+	if (by_len[SQLLEX_TEXT_MAX + 1] == 0)
+		index_words();
+	for (uint8_t k = by_len[t->len]; k < by_len[t->len + 1]; k++) {
+		const char *w = words[sorted[k]].text;
+		if (w[0] == t->text[0] && memcmp(w, t->text, t->len) == 0)
+			return (enum word)words[sorted[k]].id;
+	}
 	return W_NONE;
 }
 
@@ -79,11 +101,19 @@ static void capture(struct pin *p)
 {
 	if (!p->capture)
 		return;
-	size_t len = strlen(sqllex_excerpt(&p->lx));
+	const char *from = sqllex_excerpt(&p->lx);
+	size_t len = 0;
 
-	memcpy(p->statement, sqllex_excerpt(&p->lx), len + 1);
+	/* One log line: whitespace and control bytes squeezed to single spaces. */
+	for (; *from; from++) {
+		bool blank = (unsigned char)*from <= ' ' || *from == 0x7f;
+		if (blank && (len == 0 || p->statement[len - 1] == ' '))
+			continue;
+		p->statement[len++] = blank ? ' ' : *from;
+	}
 	while (len && p->statement[len - 1] == ' ')
-		p->statement[--len] = '\0';
+		len--;
+	p->statement[len] = '\0';
 	p->capture = false;
 }
 
@@ -299,7 +329,6 @@ void pin_feed_sql(struct pin *p, const struct param_set *reported, const char *s
 {
 	p->reported = reported;
 	sqllex_feed(&p->lx, sql, n);
-	capture(p);
 }
 
 bool pin_end_sql(struct pin *p)

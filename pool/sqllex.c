@@ -6,6 +6,7 @@
  * function body must never be taken for a statement's own word, and a ';'
  * inside them must not end a statement. Everything else is kept coarse.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "sqllex.h"
@@ -44,22 +45,59 @@ const char *sqllex_excerpt(const struct sqllex *lx)
 	return lx->excerpt;
 }
 
+#define NOWHERE SIZE_MAX
+
+/*
+ * The excerpt is copied a piece at a time, not byte by byte: the lexer's
+ * per-byte loop is the relay's hot path, and the text is wanted only when a
+ * statement pins its client.
+ */
+static void excerpt_flush(struct sqllex *lx, size_t upto)
+{
+	if (lx->rec_from == NOWHERE || upto <= lx->rec_from)
+		return;
+	size_t take = upto - lx->rec_from, room = SQLLEX_EXCERPT_MAX - lx->excerpt_len;
+	if (take > room)
+		take = room;
+	memcpy(lx->excerpt + lx->excerpt_len, lx->piece + lx->rec_from, take);
+	lx->excerpt_len = (uint8_t)(lx->excerpt_len + take);
+	lx->excerpt[lx->excerpt_len] = '\0';
+	lx->rec_from = upto;
+}
+
+/* A statement's first token: record from where it began (in this piece, or the piece's start). */
+static void excerpt_begin(struct sqllex *lx)
+{
+	lx->stmt_started = true;
+	if (lx->piece)
+		lx->rec_from = lx->tok_start <= lx->pos ? lx->tok_start : 0;
+}
+
 static bool is_space(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static bool word_start(unsigned char c)
+/* Byte classes: a table, since this is asked for every byte the relay passes. */
+enum { C_START = 1, C_WORD = 2 };
+static const uint8_t cclass[256] = {
+	['$'] = C_WORD,
+	['0' ... '9'] = C_WORD,
+	['A' ... 'Z'] = C_START | C_WORD, ['_'] = C_START | C_WORD, ['a' ... 'z'] = C_START | C_WORD,
+	[0x80 ... 0xff] = C_START | C_WORD,
+};
+
+static inline bool word_start(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+	return cclass[c] & C_START;
 }
 
-static bool word_char(unsigned char c)
+static inline bool word_char(unsigned char c)
 {
-	return word_start(c) || (c >= '0' && c <= '9') || c == '$';
+	return cclass[c] & C_WORD;
 }
 
-static void text_add(struct sqllex *lx, unsigned char c, bool fold)
+static inline void text_add(struct sqllex *lx, unsigned char c, bool fold)
 {
 	if (lx->len == SQLLEX_TEXT_MAX) {
 		lx->truncated = true;
@@ -82,10 +120,16 @@ static void emit(struct sqllex *lx, enum sqltok_type type, bool quoted)
 	struct sqltok t = { type, lx->text, lx->len, lx->truncated, quoted };
 
 	lx->text[lx->len] = '\0';
+	if (type != SQLTOK_END && !lx->stmt_started)
+		excerpt_begin(lx);
+	if (type == SQLTOK_END && lx->piece)
+		excerpt_flush(lx, lx->pos);
 	lx->cb(lx->arg, &t);
 	if (type == SQLTOK_END) {
 		lx->excerpt_len = 0;
 		lx->excerpt[0] = '\0';
+		lx->stmt_started = false;
+		lx->rec_from = NOWHERE;
 	}
 	begin(lx, S_SPACE);
 }
@@ -142,13 +186,6 @@ static bool number_byte(struct sqllex *lx, unsigned char c)
 	return false;
 }
 
-/* The comment's first byte went into the excerpt before it was known to be one. */
-static void excerpt_drop(struct sqllex *lx, char first)
-{
-	if (lx->excerpt_len && lx->excerpt[lx->excerpt_len - 1] == first)
-		lx->excerpt[--lx->excerpt_len] = '\0';
-}
-
 /* A '-' or '/' that does not start a comment is an operator. */
 static bool maybe_comment(struct sqllex *lx, unsigned char c, unsigned char second, int comment)
 {
@@ -156,7 +193,6 @@ static bool maybe_comment(struct sqllex *lx, unsigned char c, unsigned char seco
 		emit(lx, SQLTOK_OTHER, false);
 		return false;
 	}
-	excerpt_drop(lx, comment == S_LINE_COMMENT ? '-' : '/');
 	lx->state = (uint8_t)comment;
 	lx->depth = 1;
 	return true;
@@ -266,35 +302,26 @@ static bool step(struct sqllex *lx, unsigned char c)
 	return true;
 }
 
-static bool in_comment(int state)
-{
-	return state == S_LINE_COMMENT || state == S_BLOCK || state == S_BLOCK_STAR || state == S_BLOCK_SLASH;
-}
-
-static void excerpt_add(struct sqllex *lx, int state, unsigned char c)
-{
-	if (in_comment(state) || in_comment(lx->state) || lx->excerpt_len == SQLLEX_EXCERPT_MAX || (c == ';' && state == S_SPACE))
-		return;
-	if (is_space(c)) {
-		bool literal = state == S_STRING || state == S_IDENT || state == S_DOLLAR_BODY;
-		if (!literal && (lx->excerpt_len == 0 || lx->excerpt[lx->excerpt_len - 1] == ' '))
-			return;
-		c = ' ';
-	}
-	lx->excerpt[lx->excerpt_len++] = (char)c;
-	lx->excerpt[lx->excerpt_len] = '\0';
-}
-
 void sqllex_feed(struct sqllex *lx, const char *data, size_t n)
 {
+	lx->piece = data;
+	lx->rec_from = lx->stmt_started ? 0 : NOWHERE;
+	lx->tok_start = 0;
 	for (size_t i = 0; i < n && !lx->lost;) {
-		unsigned char c = (unsigned char)data[i];
-		int state = lx->state;
-		if (!step(lx, c))
+		lx->pos = i;
+		if (lx->state == S_SPACE)
+			lx->tok_start = i;
+		if (!step(lx, (unsigned char)data[i++])) {
+			i--;
 			continue;
-		excerpt_add(lx, state, c);
-		i++;
+		}
+		/* The common case, a run of word bytes, without a trip through step(). */
+		while (lx->state == S_WORD && i < n && word_char((unsigned char)data[i]))
+			text_add(lx, (unsigned char)data[i++], true);
 	}
+	excerpt_flush(lx, n);
+	lx->piece = NULL;
+	lx->rec_from = NOWHERE;
 }
 
 void sqllex_end(struct sqllex *lx)

@@ -21,7 +21,7 @@
 
 /* Longer words and strings are reported cut, flagged truncated. */
 #define SQLLEX_TEXT_MAX 63
-/* The start of each statement is kept for logs, whitespace squeezed. */
+/* The start of each statement is kept for logs, raw, from its first token. */
 #define SQLLEX_EXCERPT_MAX 72
 
 enum sqltok_type {
@@ -57,7 +57,11 @@ struct sqllex {
 	uint8_t tag_len;        /* dollar tag, with its $ signs */
 	uint8_t tag_match;      /* bytes of the closing tag seen */
 	uint8_t excerpt_len;
+	bool stmt_started;      /* a token of this statement was seen: the excerpt records */
 	uint32_t depth;         /* nesting of block comments */
+	/* during sqllex_feed(): the piece, where we are, where to record from */
+	const char *piece;
+	size_t pos, tok_start, rec_from;
 	char text[SQLLEX_TEXT_MAX + 1];
 	char tag[SQLLEX_TEXT_MAX + 1];
 	char excerpt[SQLLEX_EXCERPT_MAX + 1];
@@ -66,7 +70,7 @@ struct sqllex {
 void sqllex_init(struct sqllex *lx, sqllex_cb cb, void *arg);
 void sqllex_feed(struct sqllex *lx, const char *data, size_t n);
 void sqllex_end(struct sqllex *lx);
-/* The start of the current statement, for log lines ("" before its first token). */
+/* The start of the current statement as sent, for log lines ("" before its first token). */
 const char *sqllex_excerpt(const struct sqllex *lx);
 
 #endif

@@ -251,12 +251,12 @@ def test_extended_protocol_listen_pins(pglease):
         b.close()
 
 
-def test_pinned_line_shows_the_statement_not_comments(pglease):
+def test_pinned_line_shows_the_statement_from_its_first_token(pglease):
     d = pglease(**ONE_BACKEND)
     a = d.connect()
     try:
         a.execute("/* hello */ select 1; LISTEN   \"Mixed Case\"  -- trailing")
         wait_for(lambda: pinned_lines(d), what="the pin logged")
-        assert pinned_lines(d)[0].endswith('by: LISTEN "Mixed Case" (LISTEN)'), pinned_lines(d)[0]
+        assert pinned_lines(d)[0].endswith('by: LISTEN "Mixed Case" -- trailing (LISTEN)'), pinned_lines(d)[0]
     finally:
         a.close()
