@@ -65,12 +65,12 @@ static void excerpt_flush(struct sqllex *lx, size_t upto)
 	lx->rec_from = upto;
 }
 
-/* A statement's first token: record from where it began (in this piece, or the piece's start). */
-static void excerpt_begin(struct sqllex *lx)
+static void excerpt_reset(struct sqllex *lx)
 {
-	lx->stmt_started = true;
-	if (lx->piece)
-		lx->rec_from = lx->tok_start <= lx->pos ? lx->tok_start : 0;
+	lx->excerpt_len = 0;
+	lx->excerpt[0] = '\0';
+	lx->stmt_started = lx->tok_seen = false;
+	lx->rec_from = NOWHERE;
 }
 
 static bool is_space(unsigned char c)
@@ -120,17 +120,12 @@ static void emit(struct sqllex *lx, enum sqltok_type type, bool quoted)
 	struct sqltok t = { type, lx->text, lx->len, lx->truncated, quoted };
 
 	lx->text[lx->len] = '\0';
-	if (type != SQLTOK_END && !lx->stmt_started)
-		excerpt_begin(lx);
+	lx->tok_seen = true;
 	if (type == SQLTOK_END && lx->piece)
 		excerpt_flush(lx, lx->pos);
 	lx->cb(lx->arg, &t);
-	if (type == SQLTOK_END) {
-		lx->excerpt_len = 0;
-		lx->excerpt[0] = '\0';
-		lx->stmt_started = false;
-		lx->rec_from = NOWHERE;
-	}
+	if (type == SQLTOK_END)
+		excerpt_reset(lx);
 	begin(lx, S_SPACE);
 }
 
@@ -193,6 +188,9 @@ static bool maybe_comment(struct sqllex *lx, unsigned char c, unsigned char seco
 		emit(lx, SQLTOK_OTHER, false);
 		return false;
 	}
+	/* A comment before the statement's first token is not part of its excerpt. */
+	if (!lx->tok_seen)
+		excerpt_reset(lx);
 	lx->state = (uint8_t)comment;
 	lx->depth = 1;
 	return true;
@@ -306,11 +304,12 @@ void sqllex_feed(struct sqllex *lx, const char *data, size_t n)
 {
 	lx->piece = data;
 	lx->rec_from = lx->stmt_started ? 0 : NOWHERE;
-	lx->tok_start = 0;
 	for (size_t i = 0; i < n && !lx->lost;) {
 		lx->pos = i;
-		if (lx->state == S_SPACE)
-			lx->tok_start = i;
+		if (lx->state == S_SPACE && !lx->stmt_started && !is_space((unsigned char)data[i]) && data[i] != ';') {
+			lx->stmt_started = true;
+			lx->rec_from = i;
+		}
 		if (!step(lx, (unsigned char)data[i++])) {
 			i--;
 			continue;

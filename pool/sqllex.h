@@ -57,11 +57,12 @@ struct sqllex {
 	uint8_t tag_len;        /* dollar tag, with its $ signs */
 	uint8_t tag_match;      /* bytes of the closing tag seen */
 	uint8_t excerpt_len;
-	bool stmt_started;      /* a token of this statement was seen: the excerpt records */
+	bool stmt_started;      /* this statement's first byte was seen: the excerpt records */
+	bool tok_seen;          /* ... and a token, so it did not just open a comment */
 	uint32_t depth;         /* nesting of block comments */
 	/* during sqllex_feed(): the piece, where we are, where to record from */
 	const char *piece;
-	size_t pos, tok_start, rec_from;
+	size_t pos, rec_from;
 	char text[SQLLEX_TEXT_MAX + 1];
 	char tag[SQLLEX_TEXT_MAX + 1];
 	char excerpt[SQLLEX_EXCERPT_MAX + 1];
