@@ -170,7 +170,6 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		carry_server_bytes(c, s);
 	}
 	bool nothing_sent = s->phase == PHASE_QUERY;
-	bool pinned = session_unpin(c, s);
 	detach(c, s);
 	if (why == EXIT_TX_DONE)
 		client_set_state(c, CLIENT_IDLE);
@@ -187,6 +186,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		return;
 	}
 	s->exit.why = (uint8_t)why;
+	bool pinned = session_unpin(c, s);
 	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query) || pinned;
 	server_set_state(s, SERVER_CLEANING);
 	if (s->phase != PHASE_QUERY)

@@ -283,6 +283,8 @@ static void later_word(struct pin *p, const struct sqltok *t, enum word w, uint8
 
 static void statement_end(struct pin *p)
 {
+	if (p->lx.lost)
+		pin(p, "a dollar-quote tag too long to follow");
 	if (p->kind == K_SET && p->set_stage == SET_NAME)
 		set_decide(p, false);
 	if (p->cfg_depth)

@@ -267,6 +267,17 @@ Test(pin, keywords_in_strings_comments_and_dollar_quotes_do_not_pin)
 	does_not_pin("DO $$ BEGIN PERFORM 1; END $$");
 }
 
+Test(pin, text_the_lexer_cannot_follow_pins_rather_than_risk_a_leak)
+{
+	char sql[300];
+	char tag[100];
+
+	memset(tag, 'x', 80);
+	tag[80] = '\0';
+	snprintf(sql, sizeof(sql), "SELECT $%s$ a $%s$; LISTEN x", tag, tag);
+	pins(sql);
+}
+
 Test(pin, any_statement_of_a_multi_statement_query)
 {
 	pins("SELECT 1; LISTEN x");
