@@ -67,6 +67,7 @@ static void setup_done(struct server *s, const char *sqlstate, const char *error
 		return;
 	}
 	params_copy(&s->applied, &c->params);
+	s->settings_unknown = false;
 	go_relay(c, s);
 }
 
@@ -78,8 +79,7 @@ static bool check_due(const struct server *s)
 /* The SQL that makes the backend fit this client: settings, else a health check. */
 static int setup_sql(struct client *c, struct server *s, char *sql, int cap)
 {
-	int n = params_equal(&c->params, &s->applied) ? 0 :
-		params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
+	int n = session_setup_sql(c, s, sql, cap);
 
 	if (n == 0 && check_due(s))
 		n = snprintf(sql, cap, "%s", cfg->server_check_query);

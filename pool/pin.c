@@ -18,6 +18,7 @@ enum word {
 	W_CHARACTERISTICS, W_AUTHORIZATION, W_ROLE, W_TIME, W_NAMES, W_SCHEMA, W_CONSTRAINTS,
 	W_CREATE, W_TEMP, W_TEMPORARY, W_PG_TEMP, W_DECLARE, W_WITH, W_HOLD, W_FOR, W_SELECT,
 	W_INTO, W_TRUE, W_FALSE, W_SET_CONFIG, W_ADVISORY, W_OR, W_REPLACE, W_GLOBAL, W_UNLOGGED,
+	W_RESET, W_DISCARD,
 };
 
 static const struct { const char *text; uint8_t len; uint8_t id; } words[] = {
@@ -34,6 +35,7 @@ static const struct { const char *text; uint8_t len; uint8_t id; } words[] = {
 	WD("pg_advisory_lock", W_ADVISORY), WD("pg_advisory_lock_shared", W_ADVISORY),
 	WD("pg_try_advisory_lock", W_ADVISORY), WD("pg_try_advisory_lock_shared", W_ADVISORY),
 	WD("or", W_OR), WD("replace", W_REPLACE), WD("global", W_GLOBAL), WD("unlogged", W_UNLOGGED),
+	WD("reset", W_RESET), WD("discard", W_DISCARD),
 #undef WD
 };
 
@@ -247,6 +249,8 @@ static void first_word(struct pin *p, const struct sqltok *t, enum word w)
 	case W_CREATE: p->kind = K_CREATE; p->create_prefix = true; break;
 	case W_DECLARE: p->kind = K_DECLARE; break;
 	case W_SELECT: case W_WITH: p->kind = K_SELECT; break;
+	/* Settings pglease applied may be gone (or not, if it rolls back). */
+	case W_RESET: case W_DISCARD: p->resets = true; break;
 	default: break;
 	}
 }

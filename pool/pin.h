@@ -5,6 +5,7 @@
  *   pin_feed_wire()       protocol bytes the client sends, in pieces of any size
  *   pin_feed_sql() / pin_end_sql()   plain SQL text (tests, tools)
  *   pin_why()             NULL, or why the client is pinned
+ *   pin->resets           a RESET or DISCARD was sent: settings on the backend are unknown
  *   pin_statement()       the start of the statement that pinned it, for the log
  *   pin_setting_tracked() is this setting carried from backend to backend?
  *
@@ -31,6 +32,7 @@ struct pin {
 	struct sqllex lx;
 	const struct param_set *reported;  /* what the backend reports (during a feed) */
 	const char *why;                   /* set once: the client is pinned */
+	bool resets;                       /* a RESET or DISCARD went by (the reader clears it) */
 	bool capture;                      /* the pinning statement's text is still to copy */
 	/* the protocol message being walked */
 	uint8_t hdr[5], hdr_have, part;

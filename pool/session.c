@@ -53,7 +53,11 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 		pin_init(c->pin, backslash_quotes(c));
 	if (!c->pin)
 		return pinned(c, "out of memory watching its statements", "-");
-	if (pin_feed_wire(c->pin, &c->pool->base, data, n))
+	bool pin = pin_feed_wire(c->pin, &c->pool->base, data, n);
+	if (c->pin->resets)
+		c->server->settings_unknown = true;
+	c->pin->resets = false;
+	if (pin)
 		pinned(c, pin_why(c->pin), pin_statement(c->pin));
 }
 
@@ -84,6 +88,24 @@ bool session_unpin(struct client *c, struct server *s)
 	log_info("client %u (%s/%s) leaves server %d (backend pid %d), pinned: resetting it before reuse", c->id,
 		 c->pool->dbname, c->pool->user, s->id, s->backend_pid);
 	return true;
+}
+
+int session_setup_sql(struct client *c, struct server *s, char *sql, int cap)
+{
+	static const char reset_all[] = "RESET ALL;";
+	const int rlen = (int)sizeof(reset_all) - 1;
+
+	if (!s->settings_unknown)
+		return params_equal(&c->params, &s->applied) ? 0 :
+			params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
+	/* A client's RESET or DISCARD may have run, or been rolled back: start from the defaults. */
+	if (cap <= rlen)
+		return -1;
+	int n = params_diff_sql(&c->params, &PARAMS_EMPTY, &s->pool->base, sql + rlen, cap - rlen);
+	if (n < 0)
+		return -1;
+	memcpy(sql, reset_all, rlen);
+	return n + rlen;
 }
 
 void session_free(struct client *c)

@@ -260,3 +260,29 @@ def test_pinned_line_shows_the_statement_from_its_first_token(pglease):
         assert pinned_lines(d)[0].endswith('by: LISTEN "Mixed Case" -- trailing (LISTEN)'), pinned_lines(d)[0]
     finally:
         a.close()
+
+
+def test_reset_of_a_startup_setting_is_replayed_on_the_next_transaction(pglease, direct):
+    """After the client's own RESET the backend's value is unknown to pglease: the next
+    transaction starts from RESET ALL and the client's settings, so it sees its startup value
+    again (as RESET does on a direct connection), and B never sees it."""
+    default_wm = scalar(direct, "show work_mem")
+    d = pglease(default_pool_size=1, pool_mode="transaction")
+    a = d.connect(options="-c work_mem=5MB")
+    b = d.connect()
+    try:
+        assert scalar(a, "show work_mem") == "5MB"
+        a.execute("RESET work_mem")
+        assert scalar(a, "show work_mem") == "5MB"
+        a.execute("begin")
+        a.execute("RESET ALL")
+        a.execute("rollback")
+        assert scalar(b, "show work_mem") == default_wm
+        assert scalar(a, "show work_mem") == "5MB"
+        a.execute("DISCARD ALL")
+        assert scalar(a, "show work_mem") == "5MB"
+        assert scalar(b, "show work_mem") == default_wm
+        assert pinned_lines(d) == []
+    finally:
+        a.close()
+        b.close()

@@ -220,6 +220,24 @@ Test(pin, temporary_objects)
 	does_not_pin("SELECT 'CREATE TEMP TABLE x'");
 }
 
+Test(pin, reset_and_discard_are_noticed_without_pinning)
+{
+	struct pin p;
+	const char *sql = "select 1; /* RESET x */ RESET work_mem";
+
+	pin_init(&p, false);
+	pin_feed_sql(&p, NULL, sql, 9);
+	cr_assert_not(p.resets);
+	pin_feed_sql(&p, NULL, sql + 9, strlen(sql) - 9);
+	cr_assert_not(pin_end_sql(&p));
+	cr_assert(p.resets);
+	pin_init(&p, false);
+	sql = "discard all";
+	pin_feed_sql(&p, NULL, sql, strlen(sql));
+	cr_assert_not(pin_end_sql(&p));
+	cr_assert(p.resets);
+}
+
 Test(pin, with_hold_cursors)
 {
 	pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1");
