@@ -235,7 +235,7 @@ def test_pinned_listener_receives_notify_sent_while_it_waits_for_nothing(pglease
         w.terminate()
 
 
-def test_extended_protocol_listen_pins(pglease):
+def test_extended_protocol_statement_pins(pglease):
     d = pglease(**ONE_BACKEND)
     a = d.connect()
     b = d.connect()
