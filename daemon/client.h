@@ -51,8 +51,9 @@ struct client {
 	bool mid_message;          /* part of a backend message has gone to the client */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
-	struct pin *pin;           /* transaction mode: watches what it sends for session state (session.c) */
-	bool pinned;               /* ... it made some: keeps its lease until it leaves */
+	struct pin *pin;           /* session.c: its statement watcher, while a message is split between reads */
+	bool pinned;               /* it made session state: keeps its lease until it leaves */
+	bool quotes_known, backslash_quotes;  /* session.c: standard_conforming_strings, cached */
 };
 
 extern struct list login_clients;

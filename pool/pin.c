@@ -399,6 +399,18 @@ bool pin_feed_wire(struct pin *p, const struct param_set *reported, const uint8_
 	return p->why != NULL;
 }
 
+bool pin_at_boundary(const struct pin *p)
+{
+	return p->left == 0 && p->hdr_have == 0;
+}
+
+/* The lexer calls back with a pointer to its watcher: point it at the new home. */
+void pin_move(struct pin *dst, const struct pin *src)
+{
+	memcpy(dst, src, sizeof(*dst));
+	dst->lx.arg = dst;
+}
+
 const char *pin_why(const struct pin *p)
 {
 	return p->why;

@@ -4,6 +4,8 @@
  *   pin_init()            a fresh watcher (start of a client's session)
  *   pin_feed_wire()       protocol bytes the client sends, in pieces of any size
  *   pin_feed_sql() / pin_end_sql()   plain SQL text (tests, tools)
+ *   pin_at_boundary()     between protocol messages: the watcher holds no state
+ *   pin_move()            carry a watcher's state to another struct pin
  *   pin_why()             NULL, or why the client is pinned
  *   pin->resets           a RESET or DISCARD was sent: settings on the backend are unknown
  *   pin_statement()       the start of the statement that pinned it, for the log
@@ -54,6 +56,8 @@ void pin_init(struct pin *p, bool backslash_quotes);
 bool pin_feed_wire(struct pin *p, const struct param_set *reported, const uint8_t *data, size_t n);
 void pin_feed_sql(struct pin *p, const struct param_set *reported, const char *sql, size_t n);
 bool pin_end_sql(struct pin *p);
+bool pin_at_boundary(const struct pin *p);
+void pin_move(struct pin *dst, const struct pin *src);
 const char *pin_why(const struct pin *p);
 const char *pin_statement(const struct pin *p);
 /* A ParameterStatus setting pglease re-applies with set_config(); reported NULL: any backend. */

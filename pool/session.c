@@ -25,13 +25,16 @@ static bool watching(const struct client *c)
 }
 
 /* Plain '...' strings take backslash escapes when standard_conforming_strings is off. */
-static bool backslash_quotes(const struct client *c)
+static bool backslash_quotes(struct client *c)
 {
-	const char *v = params_get(&c->params, "standard_conforming_strings");
-
-	if (!v)
-		v = params_get(&c->pool->base, "standard_conforming_strings");
-	return v && strcmp(v, "off") == 0;
+	if (!c->quotes_known) {
+		const char *v = params_get(&c->params, "standard_conforming_strings");
+		if (!v)
+			v = params_get(&c->pool->base, "standard_conforming_strings");
+		c->backslash_quotes = v && strcmp(v, "off") == 0;
+		c->quotes_known = true;
+	}
+	return c->backslash_quotes;
 }
 
 static void pinned(struct client *c, const char *why, const char *statement)
@@ -41,24 +44,53 @@ static void pinned(struct client *c, const char *why, const char *statement)
 	c->pinned = true;
 	log_info("client %u (%s/%s) pinned to server %d (backend pid %d) by: %s (%s)", c->id, c->pool->dbname,
 		 c->pool->user, s->id, s->backend_pid, statement, why);
-	free(c->pin);
-	c->pin = NULL;
+}
+
+/*
+ * Almost every piece the relay sends ends at a message boundary, where the
+ * watcher holds no state: one scratch watcher serves them all, and a client
+ * owns one only while a message of its is split between reads. An idle
+ * client keeps no memory for this.
+ */
+static struct pin scratch;
+
+static struct pin *watcher(struct client *c)
+{
+	if (c->pin)
+		return c->pin;
+	pin_init(&scratch, backslash_quotes(c));
+	return &scratch;
+}
+
+/* Returns -1 when mid-message state could not be kept. */
+static int keep_state(struct client *c, struct pin *p)
+{
+	if (pin_at_boundary(p) || p->why) {
+		free(c->pin);
+		c->pin = NULL;
+		return 0;
+	}
+	if (c->pin)
+		return 0;
+	if (!(c->pin = malloc(sizeof(*c->pin))))
+		return -1;
+	pin_move(c->pin, p);
+	return 0;
 }
 
 void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 {
 	if (n == 0 || !watching(c))
 		return;
-	if (!c->pin && (c->pin = malloc(sizeof(*c->pin))))
-		pin_init(c->pin, backslash_quotes(c));
-	if (!c->pin)
-		return pinned(c, "out of memory watching its statements", "-");
-	bool pin = pin_feed_wire(c->pin, &c->pool->base, data, n);
-	if (c->pin->resets)
+	struct pin *p = watcher(c);
+	bool pin = pin_feed_wire(p, &c->pool->base, data, n);
+	if (p->resets)
 		c->server->settings_unknown = true;
-	c->pin->resets = false;
+	p->resets = false;
 	if (pin)
-		pinned(c, pin_why(c->pin), pin_statement(c->pin));
+		pinned(c, pin_why(p), pin_statement(p));
+	if (keep_state(c, p) < 0)
+		pinned(c, "out of memory following a split message", "-");
 }
 
 void session_param_status(struct client *c, struct server *s, const struct frame_msg *m)
@@ -76,8 +108,12 @@ void session_param_status(struct client *c, struct server *s, const struct frame
 	const char *value = name + nlen + 1;
 	if (params_put(&c->params, name, value) < 0 || params_put(&s->applied, name, value) < 0)
 		log_warning("client %u: out of memory tracking %s", c->id, name);
-	if (c->pin && strcasecmp(name, "standard_conforming_strings") == 0)
-		c->pin->lx.backslash_quotes = strcmp(value, "off") == 0;
+	if (strcasecmp(name, "standard_conforming_strings") == 0) {
+		c->backslash_quotes = strcmp(value, "off") == 0;
+		c->quotes_known = true;
+		if (c->pin)
+			c->pin->lx.backslash_quotes = c->backslash_quotes;
+	}
 }
 
 bool session_unpin(struct client *c, struct server *s)

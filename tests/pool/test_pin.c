@@ -391,3 +391,23 @@ Test(pin_tracked, reported_settable_settings)
 	cr_assert_not(pin_setting_tracked("session_authorization", NULL));
 	cr_assert_not(pin_setting_tracked("work_mem", NULL));
 }
+
+Test(pin_wire, state_moves_with_the_watcher)
+{
+	uint8_t wire[128];
+	size_t n = put_msg(wire, 'Q', "SELECT 1; LISTEN moved\0", 23);
+	struct pin *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+
+	for (size_t cut = 1; cut < n; cut++) {
+		pin_init(a, false);
+		if (pin_feed_wire(a, NULL, wire, cut))
+			continue;  /* LISTEN was complete before the cut */
+		cr_assert_not(pin_at_boundary(a));
+		pin_move(b, a);
+		memset(a, 0xee, sizeof(*a));  /* nothing may still point into the old one */
+		cr_assert(pin_feed_wire(b, NULL, wire + cut, n - cut), "cut %zu", cut);
+		cr_assert(pin_at_boundary(b));
+	}
+	free(a);
+	free(b);
+}
