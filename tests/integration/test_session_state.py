@@ -286,3 +286,24 @@ def test_reset_of_a_startup_setting_is_replayed_on_the_next_transaction(pglease,
     finally:
         a.close()
         b.close()
+
+
+def test_statements_longer_than_a_buffer_are_followed_across_reads(pglease):
+    """A Query of 200 kB reaches pglease in many reads: the watcher keeps its state between
+    them, a LISTEN after it still pins, and keywords inside its string do not."""
+    d = pglease(**ONE_BACKEND)
+    a = d.connect()
+    b = d.connect()
+    try:
+        filler = "LISTEN nope; " * 16000
+        a.execute("select length('%s') /* LISTEN no */" % filler)
+        assert scalar(b, "select 1") == 1
+        assert pinned_lines(d) == []
+        a.execute("select length('%s'); LISTEN big_chan" % filler)
+        wait_for(lambda: pinned_lines(d), what="the pin logged")
+        assert "LISTEN" in pinned_lines(d)[0] and pinned_lines(d)[0].endswith("(LISTEN)")
+        with pytest.raises(psycopg.OperationalError, match="query_wait_timeout"):
+            b.execute("select 1")
+    finally:
+        a.close()
+        b.close()
