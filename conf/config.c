@@ -44,11 +44,13 @@
 _Static_assert(sizeof(enum pool_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum auth_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum session_state) == sizeof(int), "enum size");
 
 /* Indexed by the enum values in config.h. */
 static const char *const pool_modes[] = { "transaction", "session", NULL };
 static const char *const auth_types[] = { "trust", "peer", NULL };
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
+static const char *const session_states[] = { "pin", "ignore", NULL };
 
 /* ---- allocation: a config loader has no useful way to go on without memory */
 
@@ -145,6 +147,7 @@ static const struct key_def keys[] = {
 	SECS(shutdown_timeout, 0, "30"),
 	STR(server_reset_query, 0, "DISCARD ALL"),
 	STR(server_check_query, 0, "select 1"),
+	ENUM(session_state, session_states, "pin"),
 	ENUM(log_level, log_levels, "info"),
 	STR(admin_users, 0, ""),
 	STR(stats_users, 0, ""),

@@ -22,6 +22,7 @@
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
 enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
 enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+enum session_state { SESSION_STATE_PIN = 0, SESSION_STATE_IGNORE = 1 };
 
 /* One [databases] entry. */
 struct db_config {
@@ -53,6 +54,7 @@ struct config {
 	double shutdown_timeout;     /* 30: SIGTERM waits this long for leases to end */
 	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
 	char *server_check_query;    /* "select 1"; "" disables the check */
+	enum session_state session_state; /* pin: transaction mode keeps state-making clients on their backend */
 	enum log_level log_level;    /* info */
 	char *admin_users;           /* "": comma-separated users with full admin console access */
 	char *stats_users;           /* "": comma-separated users who may only SHOW */

@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "session.h"
 #include "startup.h"
 #include "worker.h"
 
@@ -147,6 +148,7 @@ void client_reap(void)
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
 		admin_free(c);
+		session_free(c);
 		free(c->violation);
 		free(c);
 	}
@@ -536,11 +538,14 @@ void client_relay_to_server(struct server *s)
 	if (!in)
 		return;
 	bool was_idle = s->stream.owed_z == 0;
+	uint32_t from = in->scanned;
 	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
 			       STREAM_CLIENT_WHOLE, client_msg, c);
 	in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
 	if (was_idle && s->stream.owed_z)
 		s->stream.busy_since = ev_now(loop);
+	/* Pinned before the backend sees the statement, so before its lease could end. */
+	session_client_sends(c, in->data + from, in->scanned - from);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
@@ -560,7 +565,8 @@ void client_relay_to_server(struct server *s)
 static bool lease_done(const struct client *c, const struct server *s)
 {
 	/* A removed database's session-mode clients are let go at a transaction's end too. */
-	bool tx_ends_lease = c->pool->mode == POOL_MODE_TRANSACTION || c->pool->closing == POOL_CLOSE_AT_TX_END;
+	bool tx_ends_lease = (c->pool->mode == POOL_MODE_TRANSACTION && !c->pinned) ||
+			     c->pool->closing == POOL_CLOSE_AT_TX_END;
 
 	return tx_ends_lease && s->stream.txstatus == 'I' &&
 	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
@@ -589,6 +595,15 @@ static int read_from_server(struct client *c, struct server *s)
 	return -1;
 }
 
+static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
+{
+	struct server *s = arg;
+
+	if (m->type == 'S')
+		session_param_status(s->client, s, m);
+	return stream_server_msg(&s->stream, m);
+}
+
 void client_relay_from_server(struct server *s)
 {
 	struct client *c = s->client;
@@ -598,7 +613,7 @@ void client_relay_from_server(struct server *s)
 	struct iobuf *out = c->out;
 	bool was_busy = s->stream.owed_z > 0;
 	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
-			       STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
+			       SESSION_SERVER_WHOLE, server_msg, s);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");
 		return;

@@ -57,6 +57,9 @@ struct client {
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */
+	struct pin *pin;           /* session.c: its statement watcher, while a message is split between reads */
+	bool pinned;               /* it made session state: keeps its lease until it leaves */
+	bool quotes_known, backslash_quotes;  /* session.c: standard_conforming_strings, cached */
 };
 
 extern struct list login_clients;

@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "session.h"
 
 static void clean_poll(struct server *s);
 
@@ -66,6 +67,7 @@ static void setup_done(struct server *s, const char *sqlstate, const char *error
 		return;
 	}
 	params_copy(&s->applied, &c->params);
+	s->settings_unknown = false;
 	go_relay(c, s);
 }
 
@@ -77,8 +79,7 @@ static bool check_due(const struct server *s)
 /* The SQL that makes the backend fit this client: settings, else a health check. */
 static int setup_sql(struct client *c, struct server *s, char *sql, int cap)
 {
-	int n = params_equal(&c->params, &s->applied) ? 0 :
-		params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
+	int n = session_setup_sql(c, s, sql, cap);
 
 	if (n == 0 && check_due(s))
 		n = snprintf(sql, cap, "%s", cfg->server_check_query);
@@ -209,7 +210,8 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		return;
 	}
 	s->exit.why = (uint8_t)why;
-	s->exit.reset_needed = s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query;
+	bool pinned = session_unpin(c, s);
+	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query) || pinned;
 	server_set_state(s, SERVER_CLEANING);
 	if (s->phase != PHASE_QUERY)
 		clean_poll(s);
@@ -400,7 +402,8 @@ static void clean_poll(struct server *s)
 			run_query(s, "ROLLBACK", rollback_done);
 			return;
 		case CLEAN_RESET:
-			run_query(s, cfg->server_reset_query, reset_done);
+			/* A pinned client's state must go even when session mode needs no reset. */
+			run_query(s, *cfg->server_reset_query ? cfg->server_reset_query : "DISCARD ALL", reset_done);
 			return;
 		case CLEAN_DONE:
 			server_stop_timer(s);

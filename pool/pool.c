@@ -28,7 +28,7 @@ static const char *const reported_params[] = {
 	"server_version", "server_encoding", "client_encoding", "application_name",
 	"DateStyle", "IntervalStyle", "TimeZone", "integer_datetimes",
 	"standard_conforming_strings", "is_superuser", "session_authorization",
-	"default_transaction_read_only", "in_hot_standby",
+	"default_transaction_read_only", "in_hot_standby", "search_path",
 };
 
 int pool_server_count(const struct pool *p)

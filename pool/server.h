@@ -56,6 +56,7 @@ struct server {
 	struct client *client;       /* lease holder while LEASED */
 	struct stream stream;
 	struct param_set applied;    /* settings pglease applied since connect/reset */
+	bool settings_unknown;       /* a client sent RESET or DISCARD: applied may be wrong */
 	ev_tstamp connected_at;
 	unsigned generation;         /* the pool's generation when it was opened */
 	ev_tstamp idle_since;        /* last freed by a lease: health checks and idle timeout count from here */

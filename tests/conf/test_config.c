@@ -705,3 +705,16 @@ Test(config, all_errors_reported_in_file_order)
 		"15: [databases] app: duplicate database \"app\" (first defined at line 13)\n"
 		"16: [databases] c: invalid pool_size \"0\": expected an integer from 1 to 10000\n");
 }
+
+Test(config, session_state)
+{
+	struct config *c = load_ok("[pglease]\n");
+	cr_assert_eq(c->session_state, SESSION_STATE_PIN);
+	config_free(c);
+	c = load_ok("[pglease]\nsession_state = ignore\n");
+	cr_assert_eq(c->session_state, SESSION_STATE_IGNORE);
+	config_free(c);
+	c = load_ok("[pglease]\nsession_state = PIN\n");
+	cr_assert_eq(c->session_state, SESSION_STATE_PIN);
+	config_free(c);
+}

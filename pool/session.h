@@ -1,0 +1,36 @@
+/*
+ * session.h — a client's session state across the backends it leases.
+ *
+ *   session_client_sends()  bytes on their way to the backend: may pin the client
+ *   session_param_status()  a ParameterStatus from the leased backend: track it
+ *   session_unpin()         the pinned client's lease ends: the backend needs a reset
+ *   session_setup_sql()     the SQL that gives a backend this client's settings
+ *   session_free()          the client is freed
+ *
+ * Reported settings a client changes follow it to its next backend
+ * (params_diff_sql at lease grant); state that cannot follow pins the client
+ * to its backend in transaction mode, when session_state = pin (pin.h).
+ */
+#ifndef PGLEASE_SESSION_H
+#define PGLEASE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+struct client;
+struct server;
+
+/* The relay needs these backend messages whole: 'Z' for the lease, 'S' to track settings. */
+#define SESSION_SERVER_WHOLE "ZS"
+
+void session_client_sends(struct client *c, const uint8_t *data, size_t n);
+void session_param_status(struct client *c, struct server *s, const struct frame_msg *m);
+bool session_unpin(struct client *c, struct server *s);
+/* Appends at most cap bytes to sql; returns the length, 0 for nothing to do, -1 if it does not fit. */
+int session_setup_sql(struct client *c, struct server *s, char *sql, int cap);
+void session_free(struct client *c);
+
+#endif

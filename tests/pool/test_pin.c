@@ -1,0 +1,413 @@
+/*
+ * test_pin.c — Criterion tests for pool/sqllex.c and pool/pin.c.
+ *
+ * Every SQL text is also fed one byte at a time, and as a Query message cut
+ * at every offset, and must be classified the same: the lexer and the
+ * protocol walker keep their state between pieces.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pin.h"
+#include "sqllex.h"
+
+/* ---- the lexer ---- */
+
+struct toks {
+	char out[1024];
+	size_t len;
+};
+
+static void collect(void *arg, const struct sqltok *t)
+{
+	static const char *const names[] = { "W", "S", "(", ")", ",", ".", "O", ";" };
+	struct toks *k = arg;
+	int n = t->type == SQLTOK_WORD || t->type == SQLTOK_STRING ?
+		snprintf(k->out + k->len, sizeof(k->out) - k->len, "%s:%s%s ", names[t->type], t->text,
+			 t->truncated ? "~" : "") :
+		snprintf(k->out + k->len, sizeof(k->out) - k->len, "%s ", names[t->type]);
+	k->len += (size_t)n;
+}
+
+static const char *lex(const char *sql, size_t piece)
+{
+	static struct toks k;
+	struct sqllex lx = { 0 };
+	size_t n = strlen(sql);
+
+	memset(&k, 0, sizeof(k));
+	sqllex_init(&lx, collect, &k);
+	for (size_t i = 0; i < n; i += piece) {
+		size_t m = n - i < piece ? n - i : piece;
+		char *copy = malloc(m);  /* exact size: ASan catches reads past the piece */
+		memcpy(copy, sql + i, m);
+		sqllex_feed(&lx, copy, m);
+		free(copy);
+	}
+	sqllex_end(&lx);
+	return k.out;
+}
+
+static void lexes_to(const char *sql, const char *want)
+{
+	for (size_t piece = 1; piece <= strlen(sql) + 1; piece++)
+		cr_assert_str_eq(lex(sql, piece), want, "sql <%s> piece %zu", sql, piece);
+}
+
+Test(sqllex, words_are_lower_cased_and_punctuation_reported)
+{
+	lexes_to("SELECT pg_catalog.Foo(1, 'x');", "W:select W:pg_catalog . W:foo ( O , S:x ) ; ; ");
+}
+
+Test(sqllex, comments_are_skipped_nested_too)
+{
+	lexes_to("-- listen x\nselect /* a /* listen */ b */ 1 /**/", "W:select O ; ");
+	lexes_to("a - b / c -- tail", "W:a O W:b O W:c ; ");
+}
+
+Test(sqllex, strings_with_doubled_quotes_and_e_strings)
+{
+	lexes_to("select 'it''s; listen'", "W:select S:it's; listen ; ");
+	lexes_to("select E'a\\'b;c' x", "W:select S:a'b;c W:x ; ");
+	lexes_to("select e'\\\\' ;listen", "W:select S:\\ ; W:listen ; ");
+}
+
+Test(sqllex, dollar_quotes_and_parameters)
+{
+	lexes_to("do $$ listen x; $$; select $1", "W:do S:~ ; W:select O O ; ");
+	lexes_to("create function f() as $body$ a $b$ ; $bod $body$ language sql",
+		 "W:create W:function W:f ( ) W:as S:~ W:language W:sql ; ");
+	lexes_to("select a$b$c", "W:select W:a$b$c ; ");
+}
+
+Test(sqllex, quoted_identifiers_keep_case)
+{
+	lexes_to("select \"My\"\"Col;\" from t", "W:select W:My\"Col; W:from W:t ; ");
+}
+
+Test(sqllex, backslash_in_plain_strings_only_when_standard_strings_are_off)
+{
+	struct toks k = { 0 };
+	struct sqllex lx = { .backslash_quotes = true };
+	const char *sql = "select 'a\\';listen' x";
+
+	sqllex_init(&lx, collect, &k);
+	sqllex_feed(&lx, sql, strlen(sql));
+	sqllex_end(&lx);
+	cr_assert_str_eq(k.out, "W:select S:a';listen W:x ; ");
+	cr_assert_str_eq(lex(sql, 100), "W:select S:a\\ ; W:listen ; ");
+}
+
+Test(sqllex, long_words_are_truncated)
+{
+	char sql[200];
+	memset(sql, 'a', 100);
+	sql[100] = '\0';
+	const char *out = lex(sql, 7);
+	cr_assert(strstr(out, "~ ;") != NULL, "%s", out);
+}
+
+Test(sqllex, excerpt_starts_at_the_first_token)
+{
+	struct toks k = { 0 };
+	struct sqllex lx = { 0 };
+	const char *sql = "  LISTEN  /* c */\n\t chan -- x\n";
+
+	sqllex_init(&lx, collect, &k);
+	sqllex_feed(&lx, sql, strlen(sql));
+	cr_assert_str_eq(sqllex_excerpt(&lx), "LISTEN  /* c */\n\t chan -- x\n");
+}
+
+/* ---- the classifier ---- */
+
+/* NULL when nothing pins; else the reason. Same answer for every way of cutting the text. */
+static const char *why_sql(const char *sql)
+{
+	static struct pin p;
+	const char *first = NULL;
+	size_t n = strlen(sql);
+
+	for (size_t piece = 1; piece <= n + 1; piece++) {
+		pin_init(&p, false);
+		for (size_t i = 0; i < n; i += piece)
+			pin_feed_sql(&p, NULL, sql + i, n - i < piece ? n - i : piece);
+		pin_end_sql(&p);
+		if (piece == 1)
+			first = pin_why(&p);
+		cr_assert(first == pin_why(&p), "sql <%s>: piece %zu gives %s, whole %s", sql, piece,
+			  pin_why(&p) ? pin_why(&p) : "nothing", first ? first : "nothing");
+	}
+	return first;
+}
+
+static void pins(const char *sql)
+{
+	cr_assert(why_sql(sql) != NULL, "<%s> should pin", sql);
+}
+
+static void does_not_pin(const char *sql)
+{
+	const char *why = why_sql(sql);
+	cr_assert(why == NULL, "<%s> should not pin (%s)", sql, why);
+}
+
+Test(pin, listen_load_prepare)
+{
+	pins("LISTEN chan");
+	pins("  listen \"Chan\";");
+	pins("load 'auto_explain'");
+	pins("PREPARE q(int) AS SELECT $1");
+	does_not_pin("PREPARE TRANSACTION 'gid'");
+	does_not_pin("UNLISTEN *");
+	does_not_pin("NOTIFY chan, 'listen'");
+	does_not_pin("DEALLOCATE ALL; DISCARD ALL");
+}
+
+Test(pin, set_of_unreported_settings_pins_reported_ones_are_tracked)
+{
+	pins("SET work_mem = '64MB'");
+	pins("set session statement_timeout to 0");
+	pins("SET myext.flag = on");
+	pins("SET application_name.x = 1");
+	pins("SET ROLE other");
+	pins("SET SESSION AUTHORIZATION other");
+	pins("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+	does_not_pin("SET application_name = 'a'");
+	does_not_pin("SET TIME ZONE 'UTC'");
+	does_not_pin("set timezone to 'Europe/Paris'");
+	does_not_pin("SET NAMES 'LATIN1'");
+	does_not_pin("SET DateStyle = German");
+	does_not_pin("SET LOCAL work_mem = '1MB'");
+	does_not_pin("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+	does_not_pin("SET CONSTRAINTS ALL DEFERRED");
+	does_not_pin("RESET work_mem; RESET ALL");
+	does_not_pin("SHOW work_mem");
+}
+
+Test(pin, search_path_follows_the_client_only_where_the_server_reports_it)
+{
+	struct param_set reported = PARAMS_EMPTY;
+	struct pin p;
+	const char *sql = "SET search_path = a, public";
+
+	params_put(&reported, "TimeZone", "UTC");
+	pin_init(&p, false);
+	pin_feed_sql(&p, &reported, sql, strlen(sql));
+	cr_assert(pin_end_sql(&p));
+	params_put(&reported, "search_path", "\"$user\", public");
+	pin_init(&p, false);
+	pin_feed_sql(&p, &reported, sql, strlen(sql));
+	cr_assert_not(pin_end_sql(&p));
+	params_free(&reported);
+}
+
+Test(pin, temporary_objects)
+{
+	pins("CREATE TEMP TABLE t (a int)");
+	pins("create temporary sequence s");
+	pins("CREATE GLOBAL TEMPORARY TABLE t (a int)");
+	pins("CREATE OR REPLACE TEMP VIEW v AS SELECT 1");
+	pins("CREATE TABLE pg_temp.t (a int)");
+	pins("CREATE FUNCTION pg_temp.f() RETURNS int AS 'select 1' LANGUAGE sql");
+	pins("SELECT 1 AS a INTO TEMP t");
+	pins("select * into temporary table t from items");
+	does_not_pin("CREATE TABLE temp_stuff (temp int)");
+	does_not_pin("CREATE TABLE temp (a int)");
+	does_not_pin("CREATE LOCAL INDEX i ON temp (a)");
+	does_not_pin("CREATE TABLE t (a int); INSERT INTO t VALUES (1)");
+	does_not_pin("SELECT 'CREATE TEMP TABLE x'");
+}
+
+Test(pin, reset_and_discard_are_noticed_without_pinning)
+{
+	struct pin p;
+	const char *sql = "select 1; /* RESET x */ RESET work_mem";
+
+	pin_init(&p, false);
+	pin_feed_sql(&p, NULL, sql, 9);
+	cr_assert_not(p.resets);
+	pin_feed_sql(&p, NULL, sql + 9, strlen(sql) - 9);
+	cr_assert_not(pin_end_sql(&p));
+	cr_assert(p.resets);
+	pin_init(&p, false);
+	sql = "discard all";
+	pin_feed_sql(&p, NULL, sql, strlen(sql));
+	cr_assert_not(pin_end_sql(&p));
+	cr_assert(p.resets);
+}
+
+Test(pin, with_hold_cursors)
+{
+	pins("DECLARE c CURSOR WITH HOLD FOR SELECT 1");
+	pins("declare c no scroll cursor with hold for select 1");
+	does_not_pin("DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1");
+	does_not_pin("DECLARE c CURSOR FOR WITH hold AS (SELECT 1) SELECT * FROM hold");
+}
+
+Test(pin, session_advisory_locks_anywhere_in_a_statement)
+{
+	pins("SELECT pg_advisory_lock(1)");
+	pins("select 1 where pg_try_advisory_lock(2, 3)");
+	pins("SELECT pg_catalog.pg_advisory_lock_shared (4)");
+	pins("select x from t where pg_try_advisory_lock_shared(t.id)");
+	does_not_pin("SELECT pg_advisory_xact_lock(1)");
+	does_not_pin("SELECT pg_try_advisory_xact_lock(1)");
+	does_not_pin("SELECT pg_advisory_unlock(1)");
+	does_not_pin("SELECT 'pg_advisory_lock(1)'");
+	does_not_pin("SELECT 1 -- pg_advisory_lock(1)");
+	does_not_pin("SELECT pg_advisory_lock");
+}
+
+Test(pin, set_config)
+{
+	pins("SELECT set_config('work_mem', '1MB', false)");
+	pins("SELECT set_config('work_mem', '1MB', 'f')");
+	pins("SELECT set_config($1, $2, $3)");
+	pins("SELECT set_config('work_mem', lower('1MB'), (false))");
+	does_not_pin("SELECT set_config('work_mem', '1MB', true)");
+	does_not_pin("SELECT set_config('application_name', 'x', false)");
+	does_not_pin("SELECT pg_catalog.set_config('work_mem', format('%s', 'a'), true)");
+}
+
+Test(pin, keywords_in_strings_comments_and_dollar_quotes_do_not_pin)
+{
+	does_not_pin("SELECT 'LISTEN x'");
+	does_not_pin("SELECT $$; LISTEN x; $$");
+	does_not_pin("SELECT $t$ $$ ; LISTEN x $t$");
+	does_not_pin("/* LISTEN x */ SELECT 1");
+	does_not_pin("/* /* nested */ LISTEN x */ SELECT 1");
+	does_not_pin("-- LISTEN x\nSELECT 1");
+	does_not_pin("SELECT E'\\'; LISTEN x'");
+	does_not_pin("SELECT \"listen\" FROM t");
+	does_not_pin("SELECT listen FROM t");
+	does_not_pin("DO $$ BEGIN PERFORM 1; END $$");
+}
+
+Test(pin, text_the_lexer_cannot_follow_pins_rather_than_risk_a_leak)
+{
+	char sql[300];
+	char tag[100];
+
+	memset(tag, 'x', 80);
+	tag[80] = '\0';
+	snprintf(sql, sizeof(sql), "SELECT $%s$ a $%s$; LISTEN x", tag, tag);
+	pins(sql);
+}
+
+Test(pin, any_statement_of_a_multi_statement_query)
+{
+	pins("SELECT 1; LISTEN x");
+	pins("BEGIN; SET work_mem = '1MB'; COMMIT");
+	pins("SELECT ';'; CREATE TEMP TABLE t (a int)");
+	does_not_pin("SELECT 1; SELECT 2;;");
+}
+
+Test(pin, statement_text_for_the_log)
+{
+	struct pin p;
+	const char *sql = "select 1; /* hi */  LISTEN \n  my_channel ; select 2";
+
+	pin_init(&p, false);
+	pin_feed_sql(&p, NULL, sql, strlen(sql));
+	cr_assert(pin_end_sql(&p));
+	cr_assert_str_eq(pin_statement(&p), "LISTEN my_channel");
+	cr_assert_str_eq(pin_why(&p), "LISTEN");
+}
+
+/* ---- protocol messages ---- */
+
+static size_t put_msg(uint8_t *buf, char type, const void *body, size_t len)
+{
+	uint32_t l = (uint32_t)len + 4;
+
+	buf[0] = (uint8_t)type;
+	buf[1] = (uint8_t)(l >> 24);
+	buf[2] = (uint8_t)(l >> 16);
+	buf[3] = (uint8_t)(l >> 8);
+	buf[4] = (uint8_t)l;
+	memcpy(buf + 5, body, len);
+	return 5 + len;
+}
+
+static bool wire_pins(const uint8_t *wire, size_t n, size_t piece)
+{
+	struct pin p;
+	bool pinned = false;
+
+	pin_init(&p, false);
+	for (size_t i = 0; i < n; i += piece)
+		pinned = pin_feed_wire(&p, NULL, wire + i, n - i < piece ? n - i : piece) || pinned;
+	return pinned;
+}
+
+Test(pin_wire, query_and_parse_bodies_are_read_other_messages_skipped)
+{
+	uint8_t wire[512];
+	size_t n = 0;
+
+	/* A Bind whose bytes spell LISTEN must not count; a Parse's name neither. */
+	n += put_msg(wire + n, 'B', "\0\0LISTEN x\0", 11);
+	n += put_msg(wire + n, 'P', "LISTEN\0select 1\0\0\0", 18);
+	n += put_msg(wire + n, 'S', "", 0);
+	n += put_msg(wire + n, 'Q', "select 'LISTEN'\0", 16);
+	for (size_t piece = 1; piece <= n; piece++)
+		cr_assert_not(wire_pins(wire, n, piece), "piece %zu", piece);
+
+	n += put_msg(wire + n, 'P', "s1\0LISTEN chan\0\0\0", 17);
+	for (size_t piece = 1; piece <= n; piece++)
+		cr_assert(wire_pins(wire, n, piece), "piece %zu", piece);
+}
+
+Test(pin_wire, a_query_split_across_messages_does_not_join)
+{
+	uint8_t wire[128];
+	size_t n = 0;
+
+	/* "LIS" ends one query, "TEN x" starts the next: neither is LISTEN. */
+	n += put_msg(wire + n, 'Q', "LIS\0", 4);
+	n += put_msg(wire + n, 'Q', "TEN x\0", 6);
+	for (size_t piece = 1; piece <= n; piece++)
+		cr_assert_not(wire_pins(wire, n, piece), "piece %zu", piece);
+}
+
+Test(pin_wire, simple_query_pins)
+{
+	uint8_t wire[128];
+	size_t n = put_msg(wire, 'Q', "SELECT pg_advisory_lock(42)\0", 28);
+
+	for (size_t piece = 1; piece <= n; piece++)
+		cr_assert(wire_pins(wire, n, piece), "piece %zu", piece);
+}
+
+Test(pin_tracked, reported_settable_settings)
+{
+	cr_assert(pin_setting_tracked("TimeZone", NULL));
+	cr_assert(pin_setting_tracked("application_name", NULL));
+	cr_assert(pin_setting_tracked("DateStyle", NULL));
+	cr_assert_not(pin_setting_tracked("is_superuser", NULL));
+	cr_assert_not(pin_setting_tracked("server_version", NULL));
+	cr_assert_not(pin_setting_tracked("session_authorization", NULL));
+	cr_assert_not(pin_setting_tracked("work_mem", NULL));
+}
+
+Test(pin_wire, state_moves_with_the_watcher)
+{
+	uint8_t wire[128];
+	size_t n = put_msg(wire, 'Q', "SELECT 1; LISTEN moved\0", 23);
+	struct pin *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+
+	for (size_t cut = 1; cut < n; cut++) {
+		pin_init(a, false);
+		if (pin_feed_wire(a, NULL, wire, cut))
+			continue;  /* LISTEN was complete before the cut */
+		cr_assert_not(pin_at_boundary(a));
+		pin_move(b, a);
+		memset(a, 0xee, sizeof(*a));  /* nothing may still point into the old one */
+		cr_assert(pin_feed_wire(b, NULL, wire + cut, n - cut), "cut %zu", cut);
+		cr_assert(pin_at_boundary(b));
+	}
+	free(a);
+	free(b);
+}
