@@ -27,7 +27,7 @@ static const struct col pools_cols[] = {
 	/* pglease's own */
 	{ "cl_leased", OID_INT8 }, { "cl_idle", OID_INT8 }, { "cl_login_wait", OID_INT8 },
 	{ "sv_cleaning", OID_INT8 }, { "pool_size", OID_INT8 }, { "paused", OID_INT8 },
-	{ "oldest_lease", OID_FLOAT8 },
+	{ "oldest_lease", OID_FLOAT8 }, { "cl_pinned", OID_INT8 },
 };
 
 static const struct col clients_cols[] = {
@@ -36,6 +36,7 @@ static const struct col clients_cols[] = {
 	{ "wait", OID_INT8 }, { "wait_us", OID_INT8 }, { "application_name", OID_TEXT },
 	/* pglease's own */
 	{ "id", OID_INT8 }, { "lease_age", OID_FLOAT8 }, { "server_id", OID_INT8 }, { "backend_pid", OID_INT8 },
+	{ "pinned", OID_INT8 },
 };
 
 static const struct col servers_cols[] = {
@@ -125,6 +126,7 @@ static int show_pools(struct reply *r)
 		reply_cell_int(r, s.pool_size);
 		reply_cell_int(r, s.paused);
 		reply_cell_float(r, s.oldest_lease);
+		reply_cell_int(r, s.cl_pinned);
 		reply_end(r, m);
 		rows++;
 	}
@@ -175,6 +177,7 @@ static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 		reply_cell(r, NULL);
 		reply_cell(r, NULL);
 	}
+	reply_cell_int(r, c->pinned);
 	reply_end(r, m);
 }
 

@@ -49,6 +49,16 @@ static int idle_due_check(const struct pool *p, ev_tstamp now)
 	return n;
 }
 
+static int pinned_clients(const struct pool *p)
+{
+	struct list_node *pos, *tmp;
+	int n = 0;
+
+	list_for_each_safe(pos, tmp, &p->active)
+		n += list_entry(pos, struct client, node)->pinned;
+	return n;
+}
+
 /* Oldest lease: clients on pool->active are appended as their leases start. */
 void metrics_sample(const struct pool *p, struct stats_sample *s)
 {
@@ -61,6 +71,7 @@ void metrics_sample(const struct pool *p, struct stats_sample *s)
 		.sv_used = idle_due_check(p, now), .sv_login = p->connecting.count,
 		.sv_cleaning = p->cleaning.count, .pool_size = p->size, .paused = p->paused,
 		.maxwait = oldest_since(&p->waiting, now), .oldest_lease = oldest_since(&p->active, now),
+		.cl_pinned = pinned_clients(p),
 	};
 }
 

@@ -102,6 +102,7 @@ G(g_pool_size, s->pool_size)
 G(g_paused, s->paused)
 G(g_maxwait, s->maxwait)
 G(g_oldest, s->oldest_lease)
+G(g_pinned, s->cl_pinned)
 #undef G
 
 static const struct family families[] = {
@@ -125,6 +126,7 @@ static const struct family families[] = {
 	{ "pglease_paused", "gauge", "1 while the pool is paused by the admin console.", g_paused },
 	{ "pglease_max_wait_seconds", "gauge", "How long the oldest waiting client has waited.", g_maxwait },
 	{ "pglease_oldest_lease_seconds", "gauge", "Age of the oldest current lease.", g_oldest },
+	{ "pglease_pinned_clients", "gauge", "Clients pinned to their backend by session state.", g_pinned },
 };
 
 static void labels(const struct stats_sample *s, char *out, size_t cap)

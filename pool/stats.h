@@ -49,6 +49,7 @@ struct stats_sample {
 	int sv_active, sv_idle, sv_used, sv_login, sv_cleaning;
 	int pool_size;
 	int paused;
+	int cl_pinned;                 /* leased clients pinned by session state (session.c) */
 	double maxwait;                /* seconds the oldest waiting client has waited */
 	double oldest_lease;           /* seconds the oldest current lease has lasted */
 };

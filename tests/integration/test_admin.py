@@ -345,3 +345,19 @@ def test_malformed_and_unknown_messages_are_fatal_08P01(pglease):
     assert fields["C"] == "08P01" and "invalid frontend message type" in fields["M"]
     w.close()
     assert d.psql("-c", "show version", dbname="pglease").returncode == 0
+
+
+def test_pinned_client_is_shown(pglease):
+    d = pglease()
+    pinned = d.connect()
+    pinned.execute("LISTEN chan")
+    plain = d.connect()
+    plain.execute("select 1")
+    with admin(d) as a:
+        rows = {r["id"]: r for r in show(a, "CLIENTS") if r["database"] == "app"}
+        assert sorted(r["pinned"] for r in rows.values()) == [0, 1]
+        assert pool_row(a)["cl_pinned"] == 1
+    pinned.close()
+    with admin(d) as a:
+        wait_for(lambda: pool_row(a)["cl_pinned"] == 0, what="the pin to end with its client")
+    plain.close()
