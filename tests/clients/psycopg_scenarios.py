@@ -4,6 +4,9 @@ usage: psycopg_scenarios.py CASE CONNINFO
 Prints what the client saw, one line per fact, so that a run straight against
 PostgreSQL and runs through pglease can be compared line by line. Nothing
 printed may depend on backend PIDs or time. Exits non-zero on an unexpected error.
+
+Only the prepare-threshold-0 case lets psycopg prepare named statements; the others
+turn that off (prepare_threshold=None) so that each case tests one thing.
 """
 import hashlib
 import sys
@@ -24,7 +27,7 @@ class Shuffler:
     whatever it relies on (a named statement) must then follow it there."""
 
     def __init__(self, dsn):
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
         self.holding = False
 
     def step(self, i):
@@ -58,7 +61,7 @@ def case_prepare_threshold_0(dsn):
 
 
 def case_pipeline(dsn):
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
         c.execute("drop table if exists m_psy_pipe")
         c.execute("create table m_psy_pipe (id int primary key, v text)")
         curs = []
@@ -89,7 +92,7 @@ def rows_for_copy(n):
 
 
 def case_copy_text(dsn):
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
         c.execute("drop table if exists m_psy_copy")
         c.execute("create table m_psy_copy (id int, t text, f float8)")
         with c.cursor() as cur:
@@ -107,7 +110,7 @@ def case_copy_text(dsn):
 
 
 def case_copy_binary(dsn):
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
         c.execute("drop table if exists m_psy_copyb")
         c.execute("create table m_psy_copyb (id int8, t text, b bytea, f float8)")
         with c.cursor() as cur:
@@ -120,14 +123,14 @@ def case_copy_binary(dsn):
             with cur.copy("copy (select * from m_psy_copyb order by id) to stdout (format binary)") as cp:
                 cp.set_types(["int8", "text", "bytea", "float8"])
                 for row in cp.rows():
-                    h.update(repr(row).encode())
+                    h.update(repr((row[0], row[1], bytes(row[2]), row[3])).encode())
                     n += 1
             out("copy out rows", n, h.hexdigest())
         out("count", c.execute("select count(*), sum(length(b)) from m_psy_copyb").fetchone())
 
 
 def case_binary_results(dsn):
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
         with c.cursor(binary=True) as cur:
             cur.execute("""select 42::int4, 1234567890123::int8, 3.25::float8, 12345.678901::numeric,
                            'héllo'::text, '\\x00ff10'::bytea, '2024-02-29 12:34:56.789+00'::timestamptz,
@@ -142,7 +145,7 @@ def case_binary_results(dsn):
 
 
 def case_cancel(dsn):
-    with psycopg.connect(dsn, autocommit=True) as c:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as c:
         t = threading.Timer(1.0, c.cancel)
         t.start()
         t0 = time.monotonic()
@@ -167,7 +170,7 @@ def case_cancel(dsn):
 
 
 def case_notifies(dsn):
-    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn, autocommit=True) as talker:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as listener, psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as talker:
         listener.execute("listen m_psy_chan")
         # Other transactions in between: in transaction mode the listener must keep its backend.
         for i in range(5):
