@@ -66,6 +66,23 @@ public class Scenarios {
                 }
             }
             if (holding) shuffle(sh, 1);
+            // pgjdbc silently re-prepares a statement the backend lost (26000), but only in
+            // autocommit: inside transactions a lost statement is an error the test sees.
+            c.setAutoCommit(false);
+            for (int i = 40; i < 60; i++) {
+                shuffle(sh, i);
+                ins.setInt(1, i);
+                ins.setString(2, "t" + i);
+                ins.executeUpdate();
+                sel.setInt(1, i);
+                try (ResultSet rs = sel.executeQuery()) {
+                    rs.next();
+                    out("txn step", i, rs.getLong(1), rs.getLong(2));
+                }
+                c.commit();
+            }
+            c.setAutoCommit(true);
+            if (holding) shuffle(sh, 1);
             out("server prepared", ins.unwrap(org.postgresql.PGStatement.class).isUseServerPrepare());
         }
     }
