@@ -276,6 +276,29 @@ def test_copy_done_arrives_late(pglease, direct):
     assert direct.execute("select sum(id) from %s" % t).fetchone()[0] == 6
 
 
+def test_copy_in_through_extended_protocol(pglease, direct):
+    """COPY started by Execute ends with CopyDone then Sync; a CopyFail'd one likewise.
+    Either way the lease ends cleanly and the backend is reused."""
+    d = pglease(default_pool_size=1)
+    t = marker()
+    direct.execute("create table %s (id int)" % t)
+    pid = backend_pid_via(d)
+    w = raw_client(d)
+    w.send(parse_msg("copy %s from stdin" % t) + bind_msg() + pgwire.execute_msg())
+    assert [m[0] for m in w.read_until((b"G",))] == [b"1", b"2", b"G"]
+    w.send(pgwire.copy_data_msg(b"1\n2\n3\n") + message(b"c") + pgwire.sync_msg())
+    msgs = read_through_ready(w)
+    assert [m[0] for m in msgs] == [b"C", b"Z"] and msgs[0][1] == b"COPY 3\0" and msgs[1][1] == b"I"
+    w.send(parse_msg("copy %s from stdin" % t) + bind_msg() + pgwire.execute_msg())
+    assert w.read_until((b"G",))[-1][0] == b"G"
+    w.send(pgwire.copy_data_msg(b"4\n") + message(b"f", b"client changed its mind\0") + pgwire.sync_msg())
+    msgs = read_through_ready(w)
+    assert [m[0] for m in msgs] == [b"E", b"Z"] and parse_fields(msgs[0][1])["C"] == "57014"
+    w.terminate()
+    assert backend_pid_via(d) == pid
+    assert direct.execute("select count(*), sum(id) from %s" % t).fetchone() == (3, 6)
+
+
 # ---------------------------------------------------------------- portals and formats
 def test_execute_with_row_limit_portal_suspended(pglease):
     d = pglease(default_pool_size=1)
