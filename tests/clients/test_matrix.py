@@ -249,6 +249,7 @@ CASES = {
     "node-pg-named-statements": node_case("named-statements"),
     "node-pg-cursor-batches": node_case("cursor-batches"),
     "node-pg-pool-hammer": node_case("pool-hammer"),
+    "node-pg-pool-hammer-named": node_case("pool-hammer-named"),
     "jdbc-prepare-threshold": jdbc_case("prepare-threshold"),
     "jdbc-fetch-size": jdbc_case("fetch-size"),
     "jdbc-batch": jdbc_case("batch"),

@@ -62,7 +62,9 @@ async function cursorBatches() {
   await c.end();
 }
 
-async function poolHammer() {
+// 20 pooled clients, 600 transactions on 10 counters. With named, each transaction
+// also runs a named statement, which every client prepares once on its own connection.
+async function poolHammer(named) {
   const setup = new Client(cfg);
   await setup.connect();
   await setup.query('drop table if exists m_node_hammer');
@@ -76,7 +78,8 @@ async function poolHammer() {
       try {
         await c.query('begin');
         await c.query('update m_node_hammer set n = n + 1 where k = $1', [i % 10]);
-        await c.query({ name: 'm_hammer_sel', text: 'select n from m_node_hammer where k = $1', values: [i % 10] });
+        const sel = { text: 'select n from m_node_hammer where k = $1', values: [i % 10] };
+        await c.query(named ? { name: 'm_hammer_sel', ...sel } : sel);
         await c.query('commit');
       } finally { c.release(); }
       await pool.query('select $1::int + 1 as x', [i]);
@@ -89,5 +92,6 @@ async function poolHammer() {
   await setup.end();
 }
 
-const cases = { 'named-statements': namedStatements, 'cursor-batches': cursorBatches, 'pool-hammer': poolHammer };
+const cases = { 'named-statements': namedStatements, 'cursor-batches': cursorBatches, 'pool-hammer': () => poolHammer(false),
+  'pool-hammer-named': () => poolHammer(true) };
 cases[which]().catch((e) => { console.error('FAILED:', e.code || '', e.message); process.exit(1); });
