@@ -110,8 +110,9 @@ def test_raw_pipeline_lease_ends_after_every_owed_ready_for_query(pglease, direc
         batch += parse_msg(sql) + bind_msg() + describe_msg(b"P") + pgwire.execute_msg() + pgwire.sync_msg()
     w.send(batch)
     # The second client asks while the pipeline is still running on the only backend.
-    wait_backend_state = lambda: any("nextval" in (r[2] or "") and r[1] == "active" for r in app_backends(direct))
-    wait_for(wait_backend_state, 10, 0.01, what="the pipeline running")
+    def pipeline_running():
+        return any("nextval" in (r[2] or "") and r[1] == "active" for r in app_backends(direct))
+    wait_for(pipeline_running, 10, 0.01, what="the pipeline running")
     second = {}
 
     def other():
