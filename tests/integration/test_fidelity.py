@@ -231,6 +231,19 @@ def start_copy_and_vanish(d, table, cut_mid_message):
     w.close()
 
 
+def test_copy_out_fails_in_the_middle(pglease):
+    d = pglease(default_pool_size=1)
+    pid = backend_pid_via(d)
+    w = raw_client(d)
+    r = w.query("copy (select 1 / (50000 - g) from generate_series(1, 60000) g) to stdout")
+    types = [m[0] for m in r["msgs"]]
+    assert types[0] == b"H" and types[-2:] == [b"E", b"Z"]
+    assert types.count(b"d") == 49999 and b"c" not in types
+    assert r["error"]["C"] == "22012" and r["status"] == b"I"
+    assert w.scalar("select pg_backend_pid()") == str(pid)
+    w.terminate()
+
+
 def test_client_vanishes_in_the_middle_of_copy_from(pglease, direct):
     """Gone between CopyData messages: pglease sends CopyFail, the backend rolls back
     and is reused (same pid), nothing was committed."""
