@@ -36,7 +36,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/%.c=build/tests/%)
 
 PY := /usr/bin/python3
 
-.PHONY: all deps run test unit fuzz integration integration-asan bench clean
+.PHONY: all deps run test unit fuzz integration integration-asan clients clients-asan bench clean
 all: pglease
 
 pglease: $(OBJS)
@@ -93,6 +93,8 @@ test:
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
 	@$(MAKE) --no-print-directory systemd-check
+	@$(MAKE) --no-print-directory clients
+	@$(MAKE) --no-print-directory clients-asan
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -102,6 +104,15 @@ integration: pglease
 
 integration-asan: build/pglease-asan
 	PGLEASE_BIN=$(CURDIR)/build/pglease-asan $(PY) -m pytest -q tests/integration
+
+# The client matrix (tests/clients): psql, pgbench, psycopg, node-postgres, pgjdbc.
+clients: pglease
+	cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error
+	PGLEASE_BIN=$(CURDIR)/pglease $(PY) -m pytest -q tests/clients
+
+clients-asan: build/pglease-asan
+	cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error
+	PGLEASE_BIN=$(CURDIR)/build/pglease-asan $(PY) -m pytest -q tests/clients
 
 bench:
 	@tests/lib/deps.sh bench

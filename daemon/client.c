@@ -526,7 +526,8 @@ static int send_to_server(struct client *c, struct server *s)
 	}
 	bool blocked = iobuf_unsent(in) > 0;
 	server_want_write(s, blocked);
-	want_read(c, !blocked && iobuf_room(in) > 0);
+	/* A full buffer may end in a message header cut short: read_into() compacts it. */
+	want_read(c, !blocked && (iobuf_room(in) > 0 || in->start > 0));
 	return 0;
 }
 

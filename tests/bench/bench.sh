@@ -10,12 +10,14 @@
 #     in turn (direct, pgbouncer, pglease) so drift hits them all alike. For
 #     the poolers, their CPU time per transaction.
 #  5. A table on stdout, and results.txt / results.json in build/bench/.
+#  6. A 1 GiB result through pglease, its RSS sampled (large_result.txt).
 #
 # Performance floors are reported as PASS/BELOW; they never fail the run.
 # The exit status is non-zero only when something did not work.
 #
 # env: BENCH_SECONDS (15)  BENCH_ROUNDS (3)  BENCH_TARGETS ("direct pgbouncer pglease")
 #      BENCH_IDLE_CLIENTS (1000)  BENCH_OUT (build/bench)  PGLEASE_BIN (./pglease)
+#      BENCH_LARGE_RESULT_GIB (1; 0 skips step 6)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -479,6 +481,15 @@ report() {
   say "results in $OUT/results.txt and $OUT/results.json; logs in $OUT/logs/"
 }
 
+# 6. pglease's memory while a 1 GiB result streams through it (its own cluster).
+run_large_result() {
+  has_target pglease || return 0
+  [ "${BENCH_LARGE_RESULT_GIB:-1}" = 0 ] && return 0
+  say "1 GiB result through pglease (tests/bench/large_result.py)"
+  "$PY" "$REPO/tests/bench/large_result.py" "$PGLEASE_BIN" "${BENCH_LARGE_RESULT_GIB:-1}" \
+    | tee "$OUT/large_result.txt" || FAILED=1
+}
+
 # -------------------------------------------------------------- cleanup ---
 
 save_logs() {
@@ -514,6 +525,7 @@ main() {
   run_idle_memory
   run_throughput
   report
+  run_large_result
   if [ "$FAILED" -ne 0 ]; then
     say "some runs failed (see above and $OUT/logs/)"
     exit 1
