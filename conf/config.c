@@ -139,6 +139,7 @@ static const struct key_def keys[] = {
 	SECS(server_drain_timeout, NONZERO, "5"),
 	STR(server_reset_query, 0, "DISCARD ALL"),
 	STR(server_check_query, 0, "select 1"),
+	INT(max_prepared_statements, 0, 100000, "200"),
 	ENUM(log_level, log_levels, "info"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))

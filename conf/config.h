@@ -46,6 +46,7 @@ struct config {
 	double server_drain_timeout; /* 5: per step while cleaning a lease's backend */
 	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
 	char *server_check_query;    /* "select 1"; "" disables the check */
+	int max_prepared_statements; /* 200: per backend, transaction mode; 0 disables */
 	enum log_level log_level;    /* info */
 	struct db_config *dbs;
 	int db_count;

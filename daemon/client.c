@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "rewrite.h"
 #include "server.h"
 #include "startup.h"
 #include "worker.h"
@@ -143,6 +144,7 @@ void client_reap(void)
 			continue;
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
+		prep_client_free(c->prep);
 		free(c->violation);
 		free(c);
 	}
@@ -342,6 +344,8 @@ static void login_finish(struct client *c, struct startup *st)
 	if (!p)
 		return client_fatal(c, "53200", "out of memory creating the pool", NULL);
 	c->pool = p;
+	if (p->mode == POOL_MODE_TRANSACTION && cfg->max_prepared_statements > 0 && !(c->prep = prep_client_new()))
+		return client_fatal(c, "53200", "out of memory", NULL);
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
 	if (st->minor > 0 || st->pq_option_count)
@@ -476,6 +480,8 @@ static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 		c->terminating = true;
 		return FRAME_STOP_BEFORE;
 	}
+	if (c->prep)
+		return prep_client_msg(c, m);
 	return stream_client_msg(&c->server->stream, m);
 }
 
@@ -499,12 +505,38 @@ static void protocol_violation(struct client *c)
 	want_read(c, false);
 }
 
+/*
+ * Frame the client's new bytes. With the prepared-statement layer the scan
+ * stops before messages that name statements, and rewrite.c takes them.
+ * Returns as frame_scan() does, or -2 when the layer failed.
+ */
+static ssize_t scan_client(struct client *c, struct server *s, struct iobuf *in)
+{
+	const char *whole = c->prep ? PREP_CLIENT_WHOLE : STREAM_CLIENT_WHOLE;
+	ssize_t n;
+
+	for (;;) {
+		enum prep_step step = c->prep ? prep_client_step(c, s) : PREP_AGAIN;
+		if (step != PREP_AGAIN)
+			return step == PREP_MORE ? 0 : -2;
+		n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned, whole, client_msg, c);
+		in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+		if (n < 0 || !c->prep || !c->prep->stopped)
+			return n;
+	}
+}
+
 /* Send in[start, scanned) to the backend; stop reading the client while it blocks. */
 static int send_to_server(struct client *c, struct server *s)
 {
 	struct iobuf *in = c->in;
 
-	if (iobuf_unsent(in)) {
+	if (prep_tx_pending(c->prep)) {
+		if (prep_tx_send(c, s) < 0) {
+			server_close(s, "lost while sending to the backend");
+			return -1;
+		}
+	} else if (iobuf_unsent(in)) {
 		ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
 		if (n < 0) {
 			server_close(s, "lost while sending to the backend");
@@ -512,7 +544,10 @@ static int send_to_server(struct client *c, struct server *s)
 		}
 		in->start += (uint32_t)n;
 	}
-	bool blocked = iobuf_unsent(in) > 0;
+	bool blocked = iobuf_unsent(in) > 0 || prep_tx_pending(c->prep);
+	/* A message that must be seen whole may be waiting at the end of a full buffer. */
+	if (!blocked && iobuf_room(in) == 0 && in->start > 0)
+		iobuf_compact(in);
 	server_want_write(s, blocked);
 	want_read(c, !blocked && iobuf_room(in) > 0);
 	return 0;
@@ -525,9 +560,10 @@ void client_relay_to_server(struct server *s)
 
 	if (!in)
 		return;
-	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
-			       STREAM_CLIENT_WHOLE, client_msg, c);
-	in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+	ssize_t n = scan_client(c, s, in);
+	if (n == -2)
+		return client_fatal(c, "54000", "could not relay a prepared statement message (out of memory, "
+				    "or statement names longer than 16 KB)", NULL);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
@@ -548,7 +584,7 @@ static bool lease_done(const struct client *c, const struct server *s)
 {
 	return c->pool->mode == POOL_MODE_TRANSACTION && s->stream.txstatus == 'I' &&
 	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
-	       (!c->in || iobuf_unsent(c->in) == 0);
+	       (!c->in || iobuf_unsent(c->in) == 0) && !prep_busy(c);
 }
 
 static int read_from_server(struct client *c, struct server *s)
@@ -579,7 +615,8 @@ void client_relay_from_server(struct server *s)
 	if (read_from_server(c, s) <= 0)
 		return;
 	struct iobuf *out = c->out;
-	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
+	ssize_t n = c->prep ? prep_scan_from_server(c, s, out) :
+		    frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
 			       STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");

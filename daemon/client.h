@@ -24,6 +24,7 @@
 
 struct pool;
 struct server;
+struct prep_client;
 
 enum client_state {
 	CLIENT_LOGIN,        /* login_clients: reading the startup packet */
@@ -51,6 +52,7 @@ struct client {
 	bool mid_message;          /* part of a backend message has gone to the client */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
+	struct prep_client *prep;  /* named prepared statements (transaction mode), or NULL */
 };
 
 extern struct list login_clients;
