@@ -259,11 +259,50 @@ bool prep_sql_forgets_all(const char *sql, size_t len)
 	return forgets_word(&after_prepare, end, "all");
 }
 
+/*
+ * DEALLOCATE [PREPARE] name, alone in a Query: the statement name it names
+ * (folded to lower case unless quoted) into out. Pure.
+ */
+bool prep_sql_deallocate_name(const char *sql, size_t len, char *out, size_t cap)
+{
+	const char *p = sql, *end = sql + strnlen(sql, len);
+	size_t n = 0;
+
+	if (!forgets_word(&p, end, "deallocate"))
+		return false;
+	const char *q = p;
+	if (forgets_word(&q, end, "prepare"))
+		p = q;
+	while (p < end && isspace((unsigned char)*p))
+		p++;
+	bool quoted = p < end && *p == '"';
+	p += quoted;
+	for (; p < end && n + 1 < cap; p++, n++) {
+		if (quoted ? *p == '"' : !(isalnum((unsigned char)*p) || *p == '_' || *p == '$'))
+			break;
+		out[n] = quoted ? *p : (char)tolower((unsigned char)*p);
+	}
+	out[n] = '\0';
+	if (quoted && (p == end || *p++ != '"'))
+		return false;
+	while (p < end && (isspace((unsigned char)*p) || *p == ';'))
+		p++;
+	return n > 0 && p == end && (quoted || strcasecmp(out, "all") != 0);
+}
+
 /* The client's own DEALLOCATE ALL / DISCARD ALL: its names go, and the backend's statements. */
 static void forget_all(struct client *c, struct server *s)
 {
 	preg_clear(&c->prep->reg);
 	prep_server_forget(s);
+}
+
+static bool deallocates_known(struct client *c, const struct frame_msg *m)
+{
+	char name[256];
+
+	return prep_sql_deallocate_name((const char *)m->body, m->len - 4, name, sizeof(name)) &&
+	       preg_find(&c->prep->reg, name);
 }
 
 enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
@@ -277,6 +316,10 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 	case 'Q':
 		if (m->body && prep_sql_forgets_all((const char *)m->body, m->len - 4))
 			forget_all(c, s);
+		if (m->body && c->prep->reg.count && deallocates_known(c, m)) {
+			c->prep->stopped = true;
+			return FRAME_STOP_BEFORE;
+		}
 		/* fall through */
 	case 'F':
 		if (queue(s, PQ_BOUNDARY, NULL, NULL) < 0)
@@ -415,6 +458,56 @@ static enum prep_step close_msg(struct client *c, struct server *s, const struct
 	return PREP_AGAIN;
 }
 
+/* Query text as a whole message into tx. */
+static int tx_query(struct prep_client *pc, const char *sql)
+{
+	size_t n = strlen(sql) + 1;
+
+	if (tx_reserve(pc, 5 + n) < 0)
+		return -1;
+	tx_header(pc, 'Q', (uint32_t)n);
+	tx_put(pc, sql, n);
+	return 0;
+}
+
+/*
+ * DEALLOCATE of a protocol-level statement the client named: the name goes
+ * from its registry, and the backend runs a DEALLOCATE that succeeds, so the
+ * client gets the CommandComplete and ReadyForQuery PostgreSQL would send. A
+ * backend that lacks the statement first gets a throwaway one to drop — only
+ * when nothing is in flight and no transaction is aborted, where that Parse
+ * cannot fail and leave the Query skipped; otherwise the Query goes as is.
+ */
+static enum prep_step deallocate(struct client *c, struct server *s, const struct msg_view *v)
+{
+	struct prep_client *pc = c->prep;
+	char name[256], sql[300];
+	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
+	struct pstmt *st = preg_find(&pc->reg, name);
+	struct pcache_entry *e = st ? pcache_find(&server_prep(s)->cache, st) : NULL;
+	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && s->stream.txstatus != 'E';
+
+	if (!st || (!(e && e->ready) && !quiet))
+		return queue(s, PQ_BOUNDARY, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
+	if (spill_unsent(pc, c->in) < 0)
+		return PREP_ERR;
+	if (e && e->ready) {
+		snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
+		pcache_drop(&s->prep->cache, st);
+	} else {
+		static const uint8_t trivial[] = "SELECT\0\0";    /* query, 0 parameter types */
+		snprintf(sql, sizeof(sql), "DEALLOCATE pgl_dealloc");
+		if (tx_parse(pc, "pgl_dealloc", trivial, sizeof(trivial)) < 0 ||
+		    queue(s, PQ_PARSE_INJECTED, NULL, NULL) < 0)
+			return PREP_ERR;
+	}
+	preg_del(&pc->reg, name, NULL);
+	if (tx_query(pc, sql) < 0 || queue(s, PQ_BOUNDARY, NULL, NULL) < 0)
+		return PREP_ERR;
+	consume_prefix(c, s, v, v->body_len);
+	return PREP_AGAIN;
+}
+
 /* A named Parse, complete in pc->parse: register it and send what the backend needs. */
 static int named_parse(struct client *c, struct server *s)
 {
@@ -518,6 +611,7 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 	case 'P': return parse(c, s, &v);
 	case 'B': return bind(c, s, &v);
 	case 'D': return describe(c, s, &v);
+	case 'Q': return deallocate(c, s, &v);
 	default:  return close_msg(c, s, &v);
 	}
 }

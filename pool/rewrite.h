@@ -73,5 +73,7 @@ void prep_lease_end(struct client *c, struct server *s);
 
 /* First statement of sql is DISCARD ALL or DEALLOCATE [PREPARE] ALL (pure). */
 bool prep_sql_forgets_all(const char *sql, size_t len);
+/* sql is DEALLOCATE [PREPARE] name alone: name (case-folded unless quoted) into out (pure). */
+bool prep_sql_deallocate_name(const char *sql, size_t len, char *out, size_t cap);
 
 #endif

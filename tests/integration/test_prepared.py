@@ -203,6 +203,21 @@ SCENARIOS = {
         "switch",
         describe(b"S", "x") + describe(b"S", "y") + run("z", [7]) + run("y", [8]),
     ],
+    "deallocate name": [
+        parse("Mixed_Name", "select 1") + parse("s2", "select 2") + SYNC, "switch",
+        query("DEALLOCATE mixed_name"), query('deallocate prepare "Mixed_Name"'), "switch",
+        run("Mixed_Name"),
+        query("deallocate s2;"),
+        run("s2"),
+        parse("s2", "select 22") + SYNC + run("s2"),
+        query("deallocate nothing_here"),
+    ],
+    "deallocate name in a transaction, and in a failed one": [
+        parse("d1", "select 1") + parse("d2", "select 2") + SYNC, "switch",
+        query("begin"), query("deallocate d1"), query("commit"), "switch",
+        query("begin") + query("select 1/0"), query("deallocate d2"), query("rollback"), "switch",
+        run("d1") + run("d2"),
+    ],
     "flush then sync": [
         parse("f", "select 9") + pgwire.message(b"H"),
         run("f"),
