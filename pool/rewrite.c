@@ -541,9 +541,17 @@ static int named_parse(struct client *c, struct server *s)
 	pstmt_put(st);
 	struct prep_server *ps = server_prep(s);
 	struct pcache_entry *e = ps ? pcache_find(&ps->cache, st) : NULL;
-	if (e) {
+	if (e && e->ready) {
 		pcache_touch(&ps->cache, e);
 		return tx_close(pc, NEVER_NAME) < 0 ? -1 : queue(s, PQ_PARSE_FAKE, st, name);
+	}
+	if (e) {
+		/* Its first Parse is still unanswered and may fail: this one must be real too. */
+		pcache_touch(&ps->cache, e);
+		if (tx_close(pc, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
+		    tx_parse(pc, st->name, key, key_len) < 0)
+			return -1;
+		return queue(s, PQ_PARSE_NAMED, st, name);
 	}
 	if (!ps || tx_close(pc, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
 	    evict_for(c, s, st) < 0 || tx_parse(pc, st->name, key, key_len) < 0 || !pcache_add(&ps->cache, st))

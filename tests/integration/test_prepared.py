@@ -194,6 +194,12 @@ SCENARIOS = {
         run("skipped"),
         run("ok"),
     ],
+    "same failing text twice in one pipeline": [
+        parse("f1", "selec 1") + SYNC + parse("f2", "selec 1") + SYNC + parse("g1", "select 1") + SYNC +
+        parse("g2", "select 1") + SYNC + run("g2"),
+        "switch",
+        run("f1") + run("f2") + run("g1"),
+    ],
     "name in use": [
         parse("s1", "select 1") + SYNC, "switch",
         parse("s1", "select 2") + SYNC + run("s1"),
