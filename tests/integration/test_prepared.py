@@ -116,7 +116,8 @@ class Switcher:
 
 
 def play(path, steps, switcher=None):
-    """steps: bytes (read up to their last ReadyForQuery) or "switch". Returns the normalized replies."""
+    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), or "switch".
+    Returns the normalized replies."""
     w = Wire(path)
     w.startup(APP)
     out = []
@@ -126,8 +127,9 @@ def play(path, steps, switcher=None):
                 if switcher:
                     switcher.switch()
                 continue
-            w.send(step)
-            out.append(normalized(read_replies(w, ready_count(step))))
+            data, n_ready = step if isinstance(step, tuple) else (step, ready_count(step))
+            w.send(data)
+            out.append(normalized(read_replies(w, n_ready)))
     finally:
         w.terminate()
     return out
@@ -223,6 +225,14 @@ SCENARIOS = {
         query("begin"), query("deallocate d1"), query("commit"), "switch",
         query("begin") + query("select 1/0"), query("deallocate d2"), query("rollback"), "switch",
         run("d1") + run("d2"),
+    ],
+    "extended COPY FROM STDIN with a named statement": [
+        parse("cp", "copy items(val) from stdin") + SYNC, "switch",
+        # the Sync sent before the copy data is ignored by the backend: one ReadyForQuery
+        (bind("cp") + execute() + SYNC + pgwire.copy_data_msg(b"prep-copy\n") + pgwire.message(b"c") + SYNC, 1),
+        "switch",
+        (run("cp") + pgwire.copy_data_msg(b"prep-copy2\n") + pgwire.message(b"c") + SYNC, 1),
+        parse("after", "select count(*) >= 2 from items where val like 'prep-copy%'") + SYNC + run("after"),
     ],
     "flush then sync": [
         parse("f", "select 9") + pgwire.message(b"H"),
@@ -373,3 +383,24 @@ def test_pgbench_prepared_in_transaction_mode(pglease, cluster, direct, pgbench_
     m = re.search(r"number of transactions actually processed: (\d+)/(\d+)", r.stdout)
     assert m and int(m.group(1)) == clients * tx, r.stdout
     assert direct.execute("select count(*) from pgbench_history").fetchone()[0] - before == clients * tx
+
+
+def test_client_gone_mid_pipeline_leaves_a_usable_cache(pglease, cluster):
+    d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=1)}, pool_mode="transaction")
+    a = Wire(d.socket_path)
+    a.startup(APP)
+    a.send(parse("g", "select pg_sleep(0.2), 'gone'") + SYNC)
+    read_replies(a, 1)
+    a.send(bind("g") + execute() + parse("h", "select 'h'") + bind("h") + execute())    # no Sync
+    a.close()
+    b = Wire(d.socket_path)
+    b.startup(APP)
+    try:
+        for _ in range(2):
+            b.send(parse("mine", "select pg_sleep(0.2), 'gone'") + run("mine") + close(b"S", "mine") + SYNC)
+            msgs = normalized(read_replies(b, 2))
+            assert ("D", (b"", b"gone")) in msgs, msgs
+            b.send(parse("h2", "select 'h'") + run("h2") + close(b"S", "h2") + SYNC)
+            assert ("D", (b"h",)) in normalized(read_replies(b, 2))
+    finally:
+        b.terminate()
