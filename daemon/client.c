@@ -536,7 +536,7 @@ static int send_to_server(struct client *c, struct server *s)
 			server_close(s, "lost while sending to the backend");
 			return -1;
 		}
-	} else if (iobuf_unsent(in)) {
+	} else if (in && iobuf_unsent(in)) {
 		ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
 		if (n < 0) {
 			server_close(s, "lost while sending to the backend");
@@ -544,12 +544,12 @@ static int send_to_server(struct client *c, struct server *s)
 		}
 		in->start += (uint32_t)n;
 	}
-	bool blocked = iobuf_unsent(in) > 0 || prep_tx_pending(c->prep);
+	bool blocked = (in && iobuf_unsent(in) > 0) || prep_tx_pending(c->prep);
 	/* A message that must be seen whole may be waiting at the end of a full buffer. */
-	if (!blocked && iobuf_room(in) == 0 && in->start > 0)
+	if (in && !blocked && iobuf_room(in) == 0 && in->start > 0)
 		iobuf_compact(in);
 	server_want_write(s, blocked);
-	want_read(c, !blocked && iobuf_room(in) > 0);
+	want_read(c, !blocked && (!in || iobuf_room(in) > 0));
 	return 0;
 }
 
@@ -558,8 +558,12 @@ void client_relay_to_server(struct server *s)
 	struct client *c = s->client;
 	struct iobuf *in = c->in;
 
-	if (!in)
+	if (!in) {
+		/* Rewritten bytes may still be waiting for the backend to take them. */
+		if (prep_tx_pending(c->prep))
+			send_to_server(c, s);
 		return;
+	}
 	ssize_t n = scan_client(c, s, in);
 	if (n == -2)
 		return client_fatal(c, "54000", "could not relay a prepared statement message (out of memory, "
@@ -574,7 +578,7 @@ void client_relay_to_server(struct server *s)
 	if (iobuf_is_empty(in)) {
 		iobuf_put(in);
 		c->in = NULL;
-		want_read(c, true);
+		want_read(c, !prep_tx_pending(c->prep));
 	}
 }
 
