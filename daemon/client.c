@@ -573,7 +573,7 @@ void client_relay_to_server(struct server *s)
 		return;
 	if (n < 0)
 		return protocol_violation(c);
-	if (c->terminating && iobuf_unsent(in) == 0)
+	if (c->terminating && iobuf_unsent(in) == 0 && !prep_tx_pending(c->prep))
 		return client_close(c, "client sent Terminate");
 	if (iobuf_is_empty(in)) {
 		iobuf_put(in);

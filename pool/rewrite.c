@@ -473,10 +473,37 @@ static int tx_query(struct prep_client *pc, const char *sql)
 /*
  * DEALLOCATE of a protocol-level statement the client named: the name goes
  * from its registry, and the backend runs a DEALLOCATE that succeeds, so the
- * client gets the CommandComplete and ReadyForQuery PostgreSQL would send. A
- * backend that lacks the statement first gets a throwaway one to drop — only
- * when nothing is in flight and no transaction is aborted, where that Parse
- * cannot fail and leave the Query skipped; otherwise the Query goes as is.
+ * client gets what PostgreSQL would send, in place. The SQL to run goes to
+ * sql: the statement's own name when the backend surely has it (then it is
+ * uncached), else a throwaway statement injected just before (Close, Parse).
+ * Returns -1 when out of memory.
+ */
+static int deallocate_sql(struct client *c, struct server *s, struct pstmt *st, char *sql, size_t cap)
+{
+	static const uint8_t trivial[] = "SELECT\0\0";    /* query, 0 parameter types */
+	struct prep_client *pc = c->prep;
+	struct prep_server *ps = server_prep(s);
+	struct pcache_entry *e = ps ? pcache_find(&ps->cache, st) : NULL;
+
+	if (!ps || spill_unsent(pc, c->in) < 0)
+		return -1;
+	if (e && e->ready) {
+		snprintf(sql, cap, "DEALLOCATE %s", st->name);
+		pcache_drop(&ps->cache, st);
+		return 0;
+	}
+	snprintf(sql, cap, "DEALLOCATE pgl_dealloc");
+	if (tx_close(pc, "pgl_dealloc") < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
+	    tx_parse(pc, "pgl_dealloc", trivial, sizeof(trivial)) < 0)
+		return -1;
+	return queue(s, PQ_PARSE_INJECTED, NULL, NULL);
+}
+
+/*
+ * DEALLOCATE name as a Query. The throwaway statement is used only when
+ * nothing is in flight and no transaction is aborted, where its Parse cannot
+ * fail and leave the Query skipped (no ReadyForQuery would come); otherwise
+ * the Query goes as is.
  */
 static enum prep_step deallocate(struct client *c, struct server *s, const struct msg_view *v)
 {
@@ -484,26 +511,42 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 	char name[256], sql[300];
 	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
 	struct pstmt *st = preg_find(&pc->reg, name);
-	struct pcache_entry *e = st ? pcache_find(&server_prep(s)->cache, st) : NULL;
+	struct pcache_entry *e = st && server_prep(s) ? pcache_find(&s->prep->cache, st) : NULL;
 	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && s->stream.txstatus != 'E';
 
 	if (!st || (!(e && e->ready) && !quiet))
 		return queue(s, PQ_BOUNDARY, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
-	if (spill_unsent(pc, c->in) < 0)
+	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0)
 		return PREP_ERR;
-	if (e && e->ready) {
-		snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
-		pcache_drop(&s->prep->cache, st);
-	} else {
-		static const uint8_t trivial[] = "SELECT\0\0";    /* query, 0 parameter types */
-		snprintf(sql, sizeof(sql), "DEALLOCATE pgl_dealloc");
-		if (tx_parse(pc, "pgl_dealloc", trivial, sizeof(trivial)) < 0 ||
-		    queue(s, PQ_PARSE_INJECTED, NULL, NULL) < 0)
-			return PREP_ERR;
-	}
 	preg_del(&pc->reg, name, NULL);
 	if (tx_query(pc, sql) < 0 || queue(s, PQ_BOUNDARY, NULL, NULL) < 0)
 		return PREP_ERR;
+	consume_prefix(c, s, v, v->body_len);
+	return PREP_AGAIN;
+}
+
+/*
+ * DEALLOCATE name as an unnamed Parse (psycopg's way): rewritten like the
+ * Query. Extended messages are skipped together after an error, so the
+ * throwaway statement is always safe here.
+ */
+static enum prep_step deallocate_parse(struct client *c, struct server *s, const struct msg_view *v,
+				       struct pstmt *st, const char *name, uint32_t query_len)
+{
+	struct prep_client *pc = c->prep;
+	char sql[300];
+	uint32_t tail = v->body_len - 1 - query_len;      /* the NUL, then the parameter types */
+
+	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0 || queue(s, PQ_PARSE, NULL, NULL) < 0)
+		return PREP_ERR;
+	preg_del(&pc->reg, name, NULL);
+	size_t n = strlen(sql);
+	if (tx_reserve(pc, 6 + n + tail) < 0)
+		return PREP_ERR;
+	tx_header(pc, 'P', (uint32_t)(1 + n + tail));
+	tx_put(pc, "", 1);
+	tx_put(pc, sql, n);
+	tx_put(pc, v->body + 1 + query_len, tail);
 	consume_prefix(c, s, v, v->body_len);
 	return PREP_AGAIN;
 }
@@ -589,10 +632,18 @@ static enum prep_step parse(struct client *c, struct server *s, const struct msg
 	if (v->have == 0 && v->body_len > 0)
 		return need_more(c, s, v);
 	if (v->body_len == 0 || v->body[0] == '\0') {
-		/* Unnamed: relayed untouched; only DEALLOCATE/DISCARD ALL in it matters. */
+		/* Unnamed: relayed untouched, unless it is DEALLOCATE [ALL] (psycopg runs it so). */
 		int64_t q = cstr_len(v, 1);
+		char name[256];
+		struct pstmt *st;
+		if (q < 0 && pc->reg.count && v->have < v->body_len && v->body_len <= FRAME_WHOLE_MAX)
+			return need_more(c, s, v);
 		if (q >= 0 && prep_sql_forgets_all((const char *)v->body + 1, (size_t)q))
 			forget_all(c, s);
+		if (q >= 0 && pc->reg.count &&
+		    prep_sql_deallocate_name((const char *)v->body + 1, (size_t)q, name, sizeof(name)) &&
+		    (st = preg_find(&pc->reg, name)))
+			return deallocate_parse(c, s, v, st, name, (uint32_t)q);
 		return queue(s, PQ_PARSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	}
 	if (spill_unsent(pc, c->in) < 0 || !(pc->parse = malloc(v->body_len)))

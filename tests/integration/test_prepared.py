@@ -220,6 +220,17 @@ SCENARIOS = {
         parse("s2", "select 22") + SYNC + run("s2"),
         query("deallocate nothing_here"),
     ],
+    "deallocate name through the extended protocol": [
+        parse("e1", "select 1") + parse("e2", "select 2") + SYNC, "switch",
+        parse("", "deallocate e1") + bind("") + execute() + SYNC, "switch",
+        parse("", "DEALLOCATE e2") + bind("") + execute() + run("e2") + run("e1"),
+        parse("", "deallocate e2") + bind("") + execute() + SYNC,
+        query("begin") + query("select 1/0"),
+        parse("e3", "select 3") + SYNC,
+        query("rollback"),
+        parse("e3", "select 3") + SYNC, "switch",
+        parse("", "deallocate e3") + bind("") + execute() + SYNC + run("e3"),
+    ],
     "deallocate name in a transaction, and in a failed one": [
         parse("d1", "select 1") + parse("d2", "select 2") + SYNC, "switch",
         query("begin"), query("deallocate d1"), query("commit"), "switch",
@@ -357,6 +368,28 @@ def test_psycopg_prepared_across_backends(pglease, cluster, direct):
         t.join(50)
     assert not errors, errors[:3]
     assert len(pids) == 2, pids
+
+
+@pytest.mark.timeout(60)
+def test_psycopg_cache_overflow_deallocates_by_name(pglease, cluster):
+    """psycopg drops statements beyond prepared_max with DEALLOCATE name."""
+    import psycopg
+    d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)}, pool_mode="transaction")
+    hold = Wire(d.socket_path)
+    hold.startup(APP)
+    try:
+        with psycopg.connect(d.dsn("app", user="postgres"), autocommit=True, prepare_threshold=0) as conn:
+            conn.prepared_max = 2
+            for i in range(30):
+                if i % 3 == 0:      # move the connection to the other backend now and then
+                    hold.query("commit" if i % 2 else "begin")
+                    hold.query("select 1")
+                q = "select %%s::int + %d" % (i % 5)
+                assert conn.execute(q, (i,)).fetchone()[0] == i + i % 5
+            assert conn.execute("select count(*) from pg_prepared_statements "
+                                "where name not like 'pgl%%'").fetchone()[0] == 0
+    finally:
+        hold.terminate()
 
 
 @pytest.fixture(scope="module")
