@@ -344,8 +344,7 @@ static void login_finish(struct client *c, struct startup *st)
 	if (!p)
 		return client_fatal(c, "53200", "out of memory creating the pool", NULL);
 	c->pool = p;
-	if (p->mode == POOL_MODE_TRANSACTION && cfg->max_prepared_statements > 0 && !(c->prep = prep_client_new()))
-		return client_fatal(c, "53200", "out of memory", NULL);
+	c->prep_on = p->mode == POOL_MODE_TRANSACTION && cfg->max_prepared_statements > 0;
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
 	if (st->minor > 0 || st->pq_option_count)
@@ -480,7 +479,7 @@ static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 		c->terminating = true;
 		return FRAME_STOP_BEFORE;
 	}
-	if (c->prep)
+	if (c->prep_on)
 		return prep_client_msg(c, m);
 	return stream_client_msg(&c->server->stream, m);
 }
@@ -512,16 +511,16 @@ static void protocol_violation(struct client *c)
  */
 static ssize_t scan_client(struct client *c, struct server *s, struct iobuf *in)
 {
-	const char *whole = c->prep ? PREP_CLIENT_WHOLE : STREAM_CLIENT_WHOLE;
+	const char *whole = c->prep_on ? PREP_CLIENT_WHOLE : STREAM_CLIENT_WHOLE;
 	ssize_t n;
 
 	for (;;) {
-		enum prep_step step = c->prep ? prep_client_step(c, s) : PREP_AGAIN;
+		enum prep_step step = c->prep_on ? prep_client_step(c, s) : PREP_AGAIN;
 		if (step != PREP_AGAIN)
 			return step == PREP_MORE ? 0 : -2;
 		n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned, whole, client_msg, c);
 		in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
-		if (n < 0 || !c->prep || !c->prep->stopped)
+		if (n < 0 || !prep_stopped(c->prep))
 			return n;
 	}
 }
@@ -619,7 +618,7 @@ void client_relay_from_server(struct server *s)
 	if (read_from_server(c, s) <= 0)
 		return;
 	struct iobuf *out = c->out;
-	ssize_t n = c->prep ? prep_scan_from_server(c, s, out) :
+	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) :
 		    frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
 			       STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 	if (n < 0) {

@@ -50,9 +50,10 @@ struct client {
 	uint8_t exit_why;          /* enum lease_exit_reason if it closes leased */
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
+	bool prep_on;              /* the prepared-statement layer applies (transaction mode) */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
-	struct prep_client *prep;  /* named prepared statements (transaction mode), or NULL */
+	struct prep_client *prep;  /* its named prepared statements, allocated when first needed */
 };
 
 extern struct list login_clients;

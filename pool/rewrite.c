@@ -40,9 +40,12 @@
 
 /* ---- per-client and per-backend state ---- */
 
-struct prep_client *prep_client_new(void)
+/* Clients that never name a statement hold none of this between transactions. */
+static struct prep_client *client_prep(struct client *c)
 {
-	return calloc(1, sizeof(struct prep_client));
+	if (!c->prep)
+		c->prep = calloc(1, sizeof(struct prep_client));
+	return c->prep;
 }
 
 static void drop_transient(struct prep_client *pc)
@@ -50,7 +53,9 @@ static void drop_transient(struct prep_client *pc)
 	free(pc->parse);
 	pc->parse = NULL;
 	pc->parse_len = pc->parse_have = 0;
-	pc->tx_len = pc->tx_sent = 0;
+	free(pc->tx);
+	pc->tx = NULL;
+	pc->tx_len = pc->tx_sent = pc->tx_cap = 0;
 	pc->stopped = false;
 }
 
@@ -59,7 +64,6 @@ void prep_client_free(struct prep_client *pc)
 	if (!pc)
 		return;
 	drop_transient(pc);
-	free(pc->tx);
 	preg_free(&pc->reg);
 	free(pc);
 }
@@ -91,6 +95,10 @@ void prep_lease_end(struct client *c, struct server *s)
 {
 	if (c && c->prep)
 		drop_transient(c->prep);
+	if (c && c->prep && c->prep->reg.count == 0) {
+		prep_client_free(c->prep);
+		c->prep = NULL;
+	}
 	if (s->prep)
 		pq_clear(&s->prep->q, &s->prep->cache);
 }
@@ -191,7 +199,9 @@ int prep_tx_send(struct client *c, struct server *s)
 
 static int queue(struct server *s, enum pq_kind kind, struct pstmt *st, const char *name)
 {
-	return pq_push(&server_prep(s)->q, kind, st, name);
+	struct prep_server *ps = server_prep(s);
+
+	return ps ? pq_push(&ps->q, kind, st, name) : -1;
 }
 
 static int evict_for(struct client *c, struct server *s, const struct pstmt *keep)
@@ -293,7 +303,8 @@ bool prep_sql_deallocate_name(const char *sql, size_t len, char *out, size_t cap
 /* The client's own DEALLOCATE ALL / DISCARD ALL: its names go, and the backend's statements. */
 static void forget_all(struct client *c, struct server *s)
 {
-	preg_clear(&c->prep->reg);
+	if (c->prep)
+		preg_clear(&c->prep->reg);
 	prep_server_forget(s);
 }
 
@@ -311,12 +322,14 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 
 	switch (m->type) {
 	case 'P': case 'B': case 'D': case 'C':
+		if (!client_prep(c))
+			return FRAME_ERROR;
 		c->prep->stopped = true;
 		return FRAME_STOP_BEFORE;
 	case 'Q':
 		if (m->body && prep_sql_forgets_all((const char *)m->body, m->len - 4))
 			forget_all(c, s);
-		if (m->body && c->prep->reg.count && deallocates_known(c, m)) {
+		if (m->body && c->prep && c->prep->reg.count && deallocates_known(c, m)) {
 			c->prep->stopped = true;
 			return FRAME_STOP_BEFORE;
 		}
@@ -660,6 +673,8 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 {
 	struct prep_client *pc = c->prep;
 
+	if (!pc)
+		return PREP_AGAIN;
 	if (pc->parse)
 		return accumulate(c, s);
 	if (!pc->stopped)
@@ -683,24 +698,26 @@ static bool tag_forgets_all(const struct frame_msg *m)
 			   strncmp((const char *)m->body, "DEALLOCATE ALL", m->len - 4) == 0);
 }
 
+/* What the scan must do with the reply it stopped after (one loop, one thread). */
+static enum pq_action reply_act;
+
 static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 {
 	struct client *c = arg;
 	struct server *s = c->server;
 	struct prep_server *ps = s->prep;
+	struct preg *reg = c->prep ? &c->prep->reg : NULL;
 
 	if (!ps)
 		return stream_server_msg(&s->stream, m);
 	switch (m->type) {
-	case '1': case '3': {
-		enum pq_action act = pq_pop_reply(&ps->q, m->type, &ps->cache, &c->prep->reg);
-		if (act == PQ_DESYNC || m->len != 4)
+	case '1': case '3':
+		reply_act = pq_pop_reply(&ps->q, m->type, &ps->cache, reg);
+		if (reply_act == PQ_DESYNC || m->len != 4)
 			return FRAME_ERROR;
-		c->prep->reply_act = (uint8_t)act;
-		return act == PQ_FORWARD ? FRAME_CONTINUE : FRAME_STOP_AFTER;
-	}
+		return reply_act == PQ_FORWARD ? FRAME_CONTINUE : FRAME_STOP_AFTER;
 	case 'Z':
-		pq_ready(&ps->q, &ps->cache, &c->prep->reg);
+		pq_ready(&ps->q, &ps->cache, reg);
 		break;
 	case 'C':
 		if (tag_forgets_all(m))
@@ -719,7 +736,7 @@ ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *
 	uint32_t at = out->scanned;
 
 	for (;;) {
-		c->prep->reply_act = PQ_FORWARD;
+		reply_act = PQ_FORWARD;
 		ssize_t n = frame_scan(&s->stream.from_server, out->data + at, out->end - at, PREP_SERVER_WHOLE,
 				       server_msg, c);
 		if (n < 0) {
@@ -727,11 +744,11 @@ ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *
 			return -1;
 		}
 		at += (uint32_t)n;
-		if (c->prep->reply_act == PQ_SWALLOW) {
+		if (reply_act == PQ_SWALLOW) {
 			memmove(out->data + at - 5, out->data + at, out->end - at);
 			out->end -= 5;
 			at -= 5;
-		} else if (c->prep->reply_act == PQ_AS_PARSE_COMPLETE) {
+		} else if (reply_act == PQ_AS_PARSE_COMPLETE) {
 			out->data[at - 5] = '1';
 		} else {
 			return at - out->scanned;

@@ -1,7 +1,7 @@
 /*
  * rewrite.h — the relay's prepared-statement layer (transaction mode).
  *
- *   prep_client_new() / prep_client_free()   per-client state, NULL when off
+ *   prep_client_free()     per-client state (allocated when first needed, freed when empty)
  *   prep_server_free() / prep_server_forget()  a backend's cache: freed, or known gone
  *   prep_client_msg()      frame callback hook: stop before P/B/D/C, note boundaries
  *   prep_client_step()     rewrite the message the scan stopped at (or go on accumulating)
@@ -45,7 +45,6 @@ struct prep_client {
 	uint8_t *parse;            /* a named Parse body being accumulated */
 	uint32_t parse_len, parse_have;
 	bool stopped;              /* the scan stopped before a P/B/D/C header */
-	uint8_t reply_act;         /* enum pq_action of the reply the scan stopped after */
 };
 
 struct prep_server {
@@ -57,7 +56,6 @@ struct prep_server {
 #define PREP_CLIENT_WHOLE "Q"
 #define PREP_SERVER_WHOLE "Z13C"
 
-struct prep_client *prep_client_new(void);
 void prep_client_free(struct prep_client *pc);
 void prep_server_free(struct server *s);
 void prep_server_forget(struct server *s);
@@ -66,6 +64,7 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m);
 enum prep_step prep_client_step(struct client *c, struct server *s);
 bool prep_busy(const struct client *c);
 static inline bool prep_tx_pending(const struct prep_client *pc) { return pc && pc->tx_sent < pc->tx_len; }
+static inline bool prep_stopped(const struct prep_client *pc) { return pc && pc->stopped; }
 /* Append the client's framed, unsent bytes and send; -1 when the backend is gone. */
 int prep_tx_send(struct client *c, struct server *s);
 ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out);
