@@ -369,6 +369,12 @@ void pq_clear(struct pq *q, struct pcache *cache)
 			pcache_drop(cache, it.st);
 		item_release(&it);
 	}
+	q->head = 0;
+}
+
+void pq_free(struct pq *q, struct pcache *cache)
+{
+	pq_clear(q, cache);
 	free(q->items);
 	*q = (struct pq){ 0 };
 }

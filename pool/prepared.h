@@ -6,7 +6,7 @@
  *                                     a client's names for its statements
  *   pcache_find() / pcache_add() / pcache_touch() / pcache_drop() / pcache_victim() / pcache_clear()
  *                                     the statements one backend has, LRU-bounded
- *   pq_push() / pq_pop_reply() / pq_ready() / pq_tail_syncs_drop() / pq_clear()
+ *   pq_push() / pq_pop_reply() / pq_ready() / pq_tail_syncs_drop() / pq_clear() / pq_free()
  *                                     the replies a backend owes for what pglease sent it
  *
  * Pure data structures: no sockets, no libev. The wire side is rewrite.c.
@@ -116,5 +116,7 @@ void pq_ready(struct pq *q, struct pcache *cache, struct preg *reg);
 void pq_tail_syncs_drop(struct pq *q, uint32_t n);
 /* The lease ended with replies unaccounted for: forget them, and what they would confirm. */
 void pq_clear(struct pq *q, struct pcache *cache);
+/* pq_clear(), and its memory (kept between leases otherwise). */
+void pq_free(struct pq *q, struct pcache *cache);
 
 #endif

@@ -79,7 +79,7 @@ void prep_server_free(struct server *s)
 {
 	if (!s->prep)
 		return;
-	pq_clear(&s->prep->q, &s->prep->cache);
+	pq_free(&s->prep->q, &s->prep->cache);
 	pcache_clear(&s->prep->cache);
 	free(s->prep);
 	s->prep = NULL;
@@ -694,7 +694,7 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 
 static bool tag_forgets_all(const struct frame_msg *m)
 {
-	return m->body && (strncmp((const char *)m->body, "DISCARD ALL", m->len - 4) == 0 ||
+	return m->body && m->body[0] == 'D' && (strncmp((const char *)m->body, "DISCARD ALL", m->len - 4) == 0 ||
 			   strncmp((const char *)m->body, "DEALLOCATE ALL", m->len - 4) == 0);
 }
 

@@ -148,7 +148,7 @@ Test(pq, replies_confirm_swallow_and_translate_in_order)
 	pq_ready(&q, &c, &r);
 	cr_assert_eq(q.count, 0);
 	cr_assert_eq(preg_find(&r, "mine"), st);
-	pq_clear(&q, &c);
+	pq_free(&q, &c);
 	pcache_clear(&c);
 	preg_free(&r);
 	cr_assert_eq(st->refs, 1);
@@ -183,7 +183,7 @@ Test(pq, requests_skipped_after_an_error_are_undone_at_ready)
 	cr_assert_null(preg_find(&r, "b"), "nor a name");
 	cr_assert_eq(preg_find(&r, "k"), k, "a skipped Close leaves the name in place");
 	cr_assert_eq(q.count, 2, "the next batch is untouched");
-	pq_clear(&q, &c);
+	pq_free(&q, &c);
 	pcache_clear(&c);
 	preg_free(&r);
 	pstmt_put(a);
@@ -206,7 +206,7 @@ Test(pq, syncs_ignored_by_copy_in_are_taken_back)
 	pq_ready(&q, &c, NULL);
 	cr_assert_eq(q.count, 1);
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, NULL), PQ_FORWARD);
-	pq_clear(&q, &c);
+	pq_free(&q, &c);
 }
 
 Test(pq, a_lease_that_ends_early_forgets_unconfirmed_statements)
@@ -220,7 +220,9 @@ Test(pq, a_lease_that_ends_early_forgets_unconfirmed_statements)
 	for (int i = 0; i < 40; i++)         /* grows the ring */
 		pq_push(&q, PQ_BOUNDARY, NULL, NULL);
 	pq_clear(&q, &c);
+	cr_assert_eq(q.count, 0);
 	cr_assert_null(pcache_find(&c, st));
+	pq_free(&q, &c);
 	cr_assert_eq(st->refs, 1);
 	pstmt_put(st);
 	pcache_clear(&c);
