@@ -209,6 +209,7 @@ struct pcache_entry *pcache_add(struct pcache *c, struct pstmt *st)
 	pstmt_hold(st);
 	*e = (struct pcache_entry){ .st = st, .ready = false };
 	pcache_touch(c, e);
+	e->born = e->used;
 	return e;
 }
 
@@ -244,7 +245,7 @@ void pcache_clear(struct pcache *c)
 
 /* ---- the reply queue ---- */
 
-int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name)
+int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born)
 {
 	if (q->count == q->cap) {
 		uint32_t cap = q->cap ? q->cap * 2 : 16;
@@ -263,7 +264,8 @@ int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name)
 		return -1;
 	if (st)
 		pstmt_hold(st);
-	q->items[(q->head + q->count++) % q->cap] = (struct pq_item){ .kind = (uint8_t)kind, .st = st, .name = copy };
+	q->items[(q->head + q->count++) % q->cap] = (struct pq_item){ .kind = (uint8_t)kind, .st = st, .name = copy,
+						      .born = born };
 	return 0;
 }
 
@@ -292,11 +294,12 @@ static bool is_close(uint8_t kind)
 	return kind == PQ_CLOSE || kind == PQ_CLOSE_INJECTED || kind == PQ_PARSE_FAKE;
 }
 
-static void confirm(struct pcache *cache, const struct pstmt *st)
+/* Only the entry this Parse was sent for: after an eviction the same statement may be re-added. */
+static void confirm(struct pcache *cache, const struct pq_item *it)
 {
-	struct pcache_entry *e = pcache_find(cache, st);
+	struct pcache_entry *e = pcache_find(cache, it->st);
 
-	if (e)
+	if (e && e->born == it->born)
 		e->ready = true;
 }
 
@@ -311,7 +314,7 @@ enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struc
 	struct pq_item it = pq_shift(q);
 	enum pq_action act = PQ_FORWARD;
 	if (kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED)
-		confirm(cache, it.st);
+		confirm(cache, &it);
 	if (kind == PQ_PARSE_INJECTED || kind == PQ_CLOSE_INJECTED)
 		act = PQ_SWALLOW;
 	if (kind == PQ_PARSE_FAKE)
@@ -326,7 +329,7 @@ static void undo_skipped(struct pq_item *it, struct pcache *cache, struct preg *
 	struct pcache_entry *e;
 
 	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_INJECTED) &&
-	    (e = pcache_find(cache, it->st)) && !e->ready)
+	    (e = pcache_find(cache, it->st)) && !e->ready && e->born == it->born)
 		pcache_drop(cache, it->st);
 	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_FAKE) && reg && it->name)
 		preg_del(reg, it->name, it->st);
@@ -334,16 +337,18 @@ static void undo_skipped(struct pq_item *it, struct pcache *cache, struct preg *
 		preg_add(reg, it->name, it->st);
 }
 
+/* Skipped requests are undone newest first: a skipped Close after a skipped Parse of one name. */
 void pq_ready(struct pq *q, struct pcache *cache, struct preg *reg)
 {
-	while (q->count) {
+	uint32_t n = 0;
+
+	while (n < q->count && q->items[(q->head + n) % q->cap].kind != PQ_BOUNDARY)
+		n++;
+	for (uint32_t i = n; i-- > 0;)
+		undo_skipped(&q->items[(q->head + i) % q->cap], cache, reg);
+	for (uint32_t i = 0; i <= n && q->count; i++) {
 		struct pq_item it = pq_shift(q);
-		bool boundary = it.kind == PQ_BOUNDARY;
-		if (!boundary)
-			undo_skipped(&it, cache, reg);
 		item_release(&it);
-		if (boundary)
-			return;
 	}
 }
 

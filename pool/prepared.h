@@ -48,6 +48,7 @@ struct preg {
 struct pcache_entry {
 	struct pstmt *st;
 	uint64_t used;            /* LRU clock value of the last use */
+	uint64_t born;            /* clock value when added: tells a re-added entry from its predecessor */
 	bool ready;               /* its ParseComplete came: the backend surely has it */
 };
 
@@ -78,6 +79,7 @@ struct pq_item {
 	uint8_t kind;             /* enum pq_kind */
 	struct pstmt *st;         /* holds a ref, or NULL */
 	char *name;               /* the client's name: undone if skipped, or NULL */
+	uint64_t born;            /* the cache entry a Parse is for (pcache_entry.born), or 0 */
 };
 
 struct pq {
@@ -107,7 +109,7 @@ void pcache_drop(struct pcache *c, const struct pstmt *st);
 struct pcache_entry *pcache_victim(struct pcache *c, const struct pstmt *keep);
 void pcache_clear(struct pcache *c);
 
-int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name);
+int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born);
 /* A '1' or '3' arrived: what to do with it (cache and registry updated). */
 enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struct preg *reg);
 /* A 'Z' arrived: the requests before its boundary that got no reply were skipped. */

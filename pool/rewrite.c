@@ -197,11 +197,16 @@ int prep_tx_send(struct client *c, struct server *s)
 
 /* ---- the backend's cache, as the rewriting sees it ---- */
 
-static int queue(struct server *s, enum pq_kind kind, struct pstmt *st, const char *name)
+static int queue_for(struct server *s, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born)
 {
 	struct prep_server *ps = server_prep(s);
 
-	return ps ? pq_push(&ps->q, kind, st, name) : -1;
+	return ps ? pq_push(&ps->q, kind, st, name, born) : -1;
+}
+
+static int queue(struct server *s, enum pq_kind kind, struct pstmt *st, const char *name)
+{
+	return queue_for(s, kind, st, name, 0);
 }
 
 static int evict_for(struct client *c, struct server *s, const struct pstmt *keep)
@@ -231,12 +236,13 @@ static int ensure_prepared(struct client *c, struct server *s, struct pstmt *st)
 		pcache_touch(&ps->cache, e);
 		return 0;
 	}
+	log_debug("server %d: preparing %s for client %u", s->id, st->name, c->id);
 	/* A Close first: should the cache be wrong about a statement being gone, the Parse still works. */
 	if (tx_close(c->prep, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
 	    evict_for(c, s, st) < 0 || tx_parse(c->prep, st->name, st->key, st->key_len) < 0 ||
-	    !pcache_add(&ps->cache, st))
+	    !(e = pcache_add(&ps->cache, st)))
 		return -1;
-	return queue(s, PQ_PARSE_INJECTED, st, NULL);
+	return queue_for(s, PQ_PARSE_INJECTED, st, NULL, e->born);
 }
 
 /* ---- client to backend ---- */
@@ -607,12 +613,13 @@ static int named_parse(struct client *c, struct server *s)
 		if (tx_close(pc, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
 		    tx_parse(pc, st->name, key, key_len) < 0)
 			return -1;
-		return queue(s, PQ_PARSE_NAMED, st, name);
+		return queue_for(s, PQ_PARSE_NAMED, st, name, e->born);
 	}
 	if (!ps || tx_close(pc, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
-	    evict_for(c, s, st) < 0 || tx_parse(pc, st->name, key, key_len) < 0 || !pcache_add(&ps->cache, st))
+	    evict_for(c, s, st) < 0 || tx_parse(pc, st->name, key, key_len) < 0 ||
+	    !(e = pcache_add(&ps->cache, st)))
 		return -1;
-	return queue(s, PQ_PARSE_NAMED, st, name);
+	return queue_for(s, PQ_PARSE_NAMED, st, name, e->born);
 }
 
 /* Copy what has arrived of the named Parse; finish it once whole. */

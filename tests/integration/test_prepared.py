@@ -438,3 +438,47 @@ def test_client_gone_mid_pipeline_leaves_a_usable_cache(pglease, cluster):
             assert ("D", (b"h",)) in normalized(read_replies(b, 2))
     finally:
         b.terminate()
+
+
+# ---------------------------------------------------------------- randomized, against PostgreSQL
+# The division fails at Execute: random() keeps the planner from folding it at Bind, which would
+# depend on each backend's plan cache (custom or generic plan), not on the protocol.
+SQLS = ["select $1::int + 1", "select $1::int * 2", "selec $1", "select 10 / ($1::int - 5 + (random() * 0)::int)"]
+
+
+def random_steps(rng, n):
+    """Batches of extended messages (each read to its ReadyForQuery), Queries, and backend switches."""
+    names = ["a", "b", "c"]
+    steps = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.15:
+            steps.append("switch")
+            continue
+        if r < 0.25:
+            steps.append(query(rng.choice(["deallocate all", "discard all", "select 1",
+                                           "deallocate %s" % rng.choice(names)])))
+            continue
+        batch = b""
+        for _ in range(rng.randint(1, 4)):
+            k, name = rng.random(), rng.choice(names)
+            if k < 0.35:
+                batch += parse(name, rng.choice(SQLS))
+            elif k < 0.7:
+                batch += bind(name, [rng.choice([1, 5, 7])]) + execute()
+            elif k < 0.8:
+                batch += describe(b"S", name)
+            elif k < 0.9:
+                batch += close(b"S", name)
+            else:
+                batch += parse("", rng.choice(SQLS)) + bind("", [5]) + execute()
+        steps.append(batch + SYNC)
+    return steps
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", range(int(os.environ.get("PREP_SEEDS", "12"))))
+def test_random_conversations_match_postgres(pglease, cluster, seed):
+    import random
+    same_as_postgres(pglease, cluster, random_steps(random.Random(seed), 120),
+                     max_prepared_statements=2 if seed % 2 else 200)

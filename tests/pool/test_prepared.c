@@ -133,11 +133,11 @@ Test(pq, replies_confirm_swallow_and_translate_in_order)
 
 	pcache_add(&c, st);
 	preg_add(&r, "mine", st);
-	pq_push(&q, PQ_PARSE, NULL, NULL);
-	pq_push(&q, PQ_CLOSE_INJECTED, NULL, NULL);
-	pq_push(&q, PQ_PARSE_INJECTED, st, NULL);
-	pq_push(&q, PQ_PARSE_FAKE, st, "mine");
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL);
+	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
+	pq_push(&q, PQ_CLOSE_INJECTED, NULL, NULL, 0);
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_find(&c, st)->born);
+	pq_push(&q, PQ_PARSE_FAKE, st, "mine", 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_DESYNC, "a ParseComplete where a CloseComplete is owed");
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_SWALLOW);
@@ -165,15 +165,15 @@ Test(pq, requests_skipped_after_an_error_are_undone_at_ready)
 	/* batch 1: Parse a (ok), Parse b (fails or skipped), Close of k (skipped) */
 	preg_add(&r, "a", a);
 	pcache_add(&c, a);
-	pq_push(&q, PQ_PARSE_NAMED, a, "a");
+	pq_push(&q, PQ_PARSE_NAMED, a, "a", pcache_find(&c, a)->born);
 	preg_add(&r, "b", b);
 	pcache_add(&c, b);
-	pq_push(&q, PQ_PARSE_NAMED, b, "b");
-	pq_push(&q, PQ_CLOSE, k, "k");      /* "k" already left the registry when the Close was sent */
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL);
+	pq_push(&q, PQ_PARSE_NAMED, b, "b", pcache_find(&c, b)->born);
+	pq_push(&q, PQ_CLOSE, k, "k", 0);      /* "k" already left the registry when the Close was sent */
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
 	/* batch 2: Parse k again, not yet answered */
-	pq_push(&q, PQ_PARSE, NULL, NULL);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL);
+	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
 
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
 	pq_ready(&q, &c, &r);               /* the error's ReadyForQuery */
@@ -191,15 +191,58 @@ Test(pq, requests_skipped_after_an_error_are_undone_at_ready)
 	pstmt_put(k);
 }
 
+Test(pq, a_parse_confirms_only_the_entry_it_was_sent_for)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'readd'");
+
+	/* Parse X; X evicted (its Close runs); X re-added, its Parse skipped after an error */
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born);
+	pcache_drop(&c, st);
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_SWALLOW);
+	cr_assert_not(pcache_find(&c, st)->ready, "the first ParseComplete is not the re-added entry's");
+	pq_ready(&q, &c, NULL);
+	cr_assert_null(pcache_find(&c, st), "the skipped re-Parse leaves no entry");
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, skipped_requests_are_undone_newest_first)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *st = stmt("select 'lifo'");
+
+	/* Parse a, then Close a, both skipped: a must not exist afterwards */
+	preg_add(&r, "a", st);
+	pq_push(&q, PQ_PARSE_NAMED, st, "a", 0);
+	preg_del(&r, "a", NULL);
+	pq_push(&q, PQ_CLOSE, st, "a", 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_ready(&q, &c, &r);
+	cr_assert_null(preg_find(&r, "a"));
+	cr_assert_eq(q.count, 0);
+	pq_free(&q, &c);
+	preg_free(&r);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
 Test(pq, syncs_ignored_by_copy_in_are_taken_back)
 {
 	struct pq q = { 0 };
 	struct pcache c = { 0 };
 
-	pq_push(&q, PQ_PARSE, NULL, NULL);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL);
-	pq_push(&q, PQ_CLOSE, NULL, NULL);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL);
+	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_push(&q, PQ_CLOSE, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
 	pq_tail_syncs_drop(&q, 1);
 	cr_assert_eq(q.count, 3);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_FORWARD);
@@ -216,9 +259,9 @@ Test(pq, a_lease_that_ends_early_forgets_unconfirmed_statements)
 	struct pstmt *st = stmt("select 'early'");
 
 	pcache_add(&c, st);
-	pq_push(&q, PQ_PARSE_INJECTED, st, NULL);
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, 0);
 	for (int i = 0; i < 40; i++)         /* grows the ring */
-		pq_push(&q, PQ_BOUNDARY, NULL, NULL);
+		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
 	pq_clear(&q, &c);
 	cr_assert_eq(q.count, 0);
 	cr_assert_null(pcache_find(&c, st));
