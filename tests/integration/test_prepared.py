@@ -482,3 +482,31 @@ def test_random_conversations_match_postgres(pglease, cluster, seed):
     import random
     same_as_postgres(pglease, cluster, random_steps(random.Random(seed), 120),
                      max_prepared_statements=2 if seed % 2 else 200)
+
+
+def play_many(path, steps, n_clients):
+    """Like play(), each step (client index, bytes) sent by one of n_clients connections."""
+    ws = [Wire(path) for _ in range(n_clients)]
+    out = []
+    try:
+        for w in ws:
+            w.startup(APP)
+        for i, data in steps:
+            ws[i].send(data)
+            out.append(normalized(read_replies(ws[i], ready_count(data))))
+    finally:
+        for w in ws:
+            w.terminate()
+    return out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", range(int(os.environ.get("PREP_SEEDS", "12"))))
+def test_random_clients_sharing_statements_match_postgres(pglease, cluster, seed):
+    """Three clients, two backends: statements are shared, evicted and re-prepared under each other."""
+    import random
+    rng = random.Random(1000 + seed)
+    steps = [(rng.randrange(3), s) for s in random_steps(rng, 150) if s != "switch"]
+    d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)},
+                pool_mode="transaction", min_pool_size=2, max_prepared_statements=2 if seed % 2 else 200)
+    assert play_many(d.socket_path, steps, 3) == play_many(direct_path(cluster), steps, 3)
