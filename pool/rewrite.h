@@ -52,7 +52,7 @@ struct prep_server {
 	struct pq q;
 };
 
-/* Names (and types) the relay must see whole when the layer is on. */
+/* Message types the relay must see whole when the layer is on. */
 #define PREP_CLIENT_WHOLE "Q"
 #define PREP_SERVER_WHOLE "Z13C"
 
