@@ -148,6 +148,7 @@ static const struct key_def keys[] = {
 	STR(server_reset_query, 0, "DISCARD ALL"),
 	STR(server_check_query, 0, "select 1"),
 	ENUM(session_state, session_states, "pin"),
+	INT(max_prepared_statements, 0, 100000, "200"),
 	ENUM(log_level, log_levels, "info"),
 	STR(admin_users, 0, ""),
 	STR(stats_users, 0, ""),

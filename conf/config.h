@@ -55,6 +55,7 @@ struct config {
 	char *server_reset_query;    /* "DISCARD ALL"; "" for none */
 	char *server_check_query;    /* "select 1"; "" disables the check */
 	enum session_state session_state; /* pin: transaction mode keeps state-making clients on their backend */
+	int max_prepared_statements; /* 200: per backend, transaction mode; 0 disables */
 	enum log_level log_level;    /* info */
 	char *admin_users;           /* "": comma-separated users with full admin console access */
 	char *stats_users;           /* "": comma-separated users who may only SHOW */

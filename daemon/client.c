@@ -27,6 +27,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "rewrite.h"
 #include "server.h"
 #include "session.h"
 #include "startup.h"
@@ -149,6 +150,7 @@ void client_reap(void)
 		params_free(&c->params);
 		admin_free(c);
 		session_free(c);
+		prep_client_free(c->prep);
 		free(c->violation);
 		free(c);
 	}
@@ -353,6 +355,7 @@ static void login_finish(struct client *c, struct startup *st)
 	if (!p)
 		return client_fatal(c, "53200", "out of memory creating the pool", NULL);
 	c->pool = p;
+	c->prep_on = p->mode == POOL_MODE_TRANSACTION && cfg->max_prepared_statements > 0;
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
 	if (p->have_base)
@@ -487,6 +490,8 @@ static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 		c->terminating = true;
 		return FRAME_STOP_BEFORE;
 	}
+	if (c->prep_on)
+		return prep_client_msg(c, m);
 	return stream_client_msg(&c->server->stream, m);
 }
 
@@ -510,12 +515,41 @@ static void protocol_violation(struct client *c)
 	want_read(c, false);
 }
 
+/*
+ * Frame the client's new bytes. With the prepared-statement layer the scan
+ * stops before messages that name statements, and rewrite.c takes them.
+ * Returns as frame_scan() does, or -2 when the layer failed.
+ */
+static ssize_t scan_client(struct client *c, struct server *s, struct iobuf *in)
+{
+	const char *whole = c->prep_on ? PREP_CLIENT_WHOLE : STREAM_CLIENT_WHOLE;
+	ssize_t n;
+
+	for (;;) {
+		enum prep_step step = c->prep_on ? prep_client_step(c, s) : PREP_AGAIN;
+		if (step != PREP_AGAIN)
+			return step == PREP_MORE ? 0 : -2;
+		uint32_t from = in->scanned;
+		n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned, whole, client_msg, c);
+		in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+		/* Pinned before the backend sees the statement, so before its lease could end. */
+		session_client_sends(c, in->data + from, in->scanned - from);
+		if (n < 0 || !prep_stopped(c->prep))
+			return n;
+	}
+}
+
 /* Send in[start, scanned) to the backend; stop reading the client while it blocks. */
 static int send_to_server(struct client *c, struct server *s)
 {
 	struct iobuf *in = c->in;
 
-	if (iobuf_unsent(in)) {
+	if (prep_tx_pending(c->prep)) {
+		if (prep_tx_send(c, s) < 0) {
+			server_close(s, "lost while sending to the backend");
+			return -1;
+		}
+	} else if (in && iobuf_unsent(in)) {
 		ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
 		if (n < 0) {
 			server_close(s, "lost while sending to the backend");
@@ -524,10 +558,13 @@ static int send_to_server(struct client *c, struct server *s)
 		in->start += (uint32_t)n;
 		c->pool->stats.bytes_received += (uint64_t)n;
 	}
-	bool blocked = iobuf_unsent(in) > 0;
+	bool blocked = (in && iobuf_unsent(in) > 0) || prep_tx_pending(c->prep);
+	/* A message that must be seen whole may be waiting at the end of a full buffer. */
+	if (in && !blocked && iobuf_room(in) == 0 && in->start > 0)
+		iobuf_compact(in);
 	server_want_write(s, blocked);
 	/* A full buffer may end in a message header cut short: read_into() compacts it. */
-	want_read(c, !blocked && (iobuf_room(in) > 0 || in->start > 0));
+	want_read(c, !blocked && (!in || iobuf_room(in) > 0 || in->start > 0));
 	return 0;
 }
 
@@ -536,28 +573,30 @@ void client_relay_to_server(struct server *s)
 	struct client *c = s->client;
 	struct iobuf *in = c->in;
 
-	if (!in)
+	if (!in) {
+		/* Rewritten bytes may still be waiting for the backend to take them. */
+		if (prep_tx_pending(c->prep))
+			send_to_server(c, s);
 		return;
+	}
 	bool was_idle = s->stream.owed_z == 0;
-	uint32_t from = in->scanned;
-	ssize_t n = frame_scan(&s->stream.to_server, in->data + in->scanned, in->end - in->scanned,
-			       STREAM_CLIENT_WHOLE, client_msg, c);
-	in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
+	ssize_t n = scan_client(c, s, in);
+	if (n == -2)
+		return client_fatal(c, "54000", "could not relay a prepared statement message (out of memory, "
+				    "or statement names longer than 16 KB)", NULL);
 	if (was_idle && s->stream.owed_z)
 		s->stream.busy_since = ev_now(loop);
-	/* Pinned before the backend sees the statement, so before its lease could end. */
-	session_client_sends(c, in->data + from, in->scanned - from);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
 	if (n < 0)
 		return protocol_violation(c);
-	if (c->terminating && iobuf_unsent(in) == 0)
+	if (c->terminating && iobuf_unsent(in) == 0 && !prep_tx_pending(c->prep))
 		return client_close(c, "client sent Terminate");
 	if (iobuf_is_empty(in)) {
 		iobuf_put(in);
 		c->in = NULL;
-		want_read(c, true);
+		want_read(c, !prep_tx_pending(c->prep));
 	}
 }
 
@@ -571,7 +610,7 @@ static bool lease_done(const struct client *c, const struct server *s)
 
 	return tx_ends_lease && s->stream.txstatus == 'I' &&
 	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
-	       (!c->in || iobuf_unsent(c->in) == 0);
+	       (!c->in || iobuf_unsent(c->in) == 0) && !prep_busy(c);
 }
 
 static int read_from_server(struct client *c, struct server *s)
@@ -613,7 +652,8 @@ void client_relay_from_server(struct server *s)
 		return;
 	struct iobuf *out = c->out;
 	bool was_busy = s->stream.owed_z > 0;
-	ssize_t n = frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
+	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) :
+		    frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
 			       SESSION_SERVER_WHOLE, server_msg, s);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");

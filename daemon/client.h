@@ -26,6 +26,7 @@
 struct pool;
 struct server;
 struct admin_conn;
+struct prep_client;
 
 enum client_state {
 	CLIENT_LOGIN,        /* login_clients: reading the startup packet */
@@ -60,6 +61,8 @@ struct client {
 	struct pin *pin;           /* session.c: its statement watcher, while a message is split between reads */
 	bool pinned;               /* it made session state: keeps its lease until it leaves */
 	bool quotes_known, backslash_quotes;  /* session.c: standard_conforming_strings, cached */
+	bool prep_on;              /* the prepared-statement layer applies (transaction mode) */
+	struct prep_client *prep;  /* its named prepared statements, allocated when first needed */
 };
 
 extern struct list login_clients;

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "rewrite.h"
 #include "server.h"
 #include "session.h"
 
@@ -140,6 +141,10 @@ static void flush_client_bytes(struct client *c, struct server *s)
 {
 	struct iobuf *in = c->in;
 
+	if (prep_tx_pending(c->prep) && prep_tx_send(c, s) < 0)
+		s->exit.broken = true;
+	if (prep_tx_pending(c->prep))
+		s->exit.broken = true;
 	if (!in || iobuf_unsent(in) == 0)
 		return;
 	ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
@@ -192,6 +197,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		flush_client_bytes(c, s);
 		carry_server_bytes(c, s);
 	}
+	prep_lease_end(c, s);
 	bool nothing_sent = s->phase == PHASE_QUERY;
 	note_exit(c, s, why);
 	detach(c, s);
@@ -351,6 +357,7 @@ static void reset_done(struct server *s, const char *sqlstate, const char *error
 	}
 	s->exit.reset_needed = false;
 	params_free(&s->applied);
+	prep_server_forget(s);
 	clean_poll(s);
 }
 

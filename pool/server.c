@@ -18,6 +18,7 @@
 #include "lease.h"
 #include "log.h"
 #include "pool.h"
+#include "rewrite.h"
 #include "server.h"
 
 static struct list closed_servers = { { &closed_servers.head, &closed_servers.head }, 0 };
@@ -428,6 +429,7 @@ void server_reap(void)
 			continue;
 		list_remove(&closed_servers, pos);
 		params_free(&s->applied);
+		prep_server_free(s);
 		free(s->query_error);
 		free(s);
 	}

@@ -27,6 +27,7 @@
 struct pool;
 struct client;
 struct server;
+struct prep_server;
 
 enum server_state {
 	SERVER_CONNECTING,   /* pool->connecting */
@@ -55,6 +56,7 @@ struct server {
 	int backend_pid;
 	struct client *client;       /* lease holder while LEASED */
 	struct stream stream;
+	struct prep_server *prep;    /* the named statements it holds (rewrite.c), or NULL */
 	struct param_set applied;    /* settings pglease applied since connect/reset */
 	bool settings_unknown;       /* a client sent RESET or DISCARD: applied may be wrong */
 	ev_tstamp connected_at;

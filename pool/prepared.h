@@ -1,0 +1,124 @@
+/*
+ * prepared.h — named prepared statements that outlive a transaction-mode lease.
+ *
+ *   pstmt_get() / pstmt_put()         shared statement definitions (query + types)
+ *   preg_find() / preg_add() / preg_del() / preg_clear() / preg_free()
+ *                                     a client's names for its statements
+ *   pcache_find() / pcache_add() / pcache_touch() / pcache_drop() / pcache_victim() / pcache_clear()
+ *                                     the statements one backend has, LRU-bounded
+ *   pq_push() / pq_pop_reply() / pq_ready() / pq_tail_syncs_drop() / pq_clear() / pq_free()
+ *                                     the replies a backend owes for what pglease sent it
+ *
+ * Pure data structures: no sockets, no libev. The wire side is rewrite.c.
+ *
+ * A client's Parse with a name is stored once per distinct (query, parameter
+ * types) as a struct pstmt and given a server-side name "pgl_<id>"; clients
+ * that prepare the same text share it. A statement is freed when no client
+ * names it and no backend holds it (refs).
+ */
+#ifndef PGLEASE_PREPARED_H
+#define PGLEASE_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pstmt {
+	struct pstmt *hnext;      /* chain in the global table */
+	uint32_t refs;            /* client names + backend caches + queued replies */
+	uint32_t key_len;
+	uint64_t hash;
+	char name[24];            /* the server-side name, "pgl_<id>" */
+	uint8_t key[];            /* the Parse body after the name: query\0 int16 n, n x int32 */
+};
+
+/* A client's registry: its statement names, each naming a pstmt. */
+struct preg_entry {
+	struct preg_entry *next;
+	struct pstmt *st;
+	char name[];
+};
+
+struct preg {
+	struct preg_entry **buckets;
+	uint32_t nbuckets, count;
+};
+
+/* A backend's cache: which pstmts it has (or is being sent), with LRU stamps. */
+struct pcache_entry {
+	struct pstmt *st;
+	uint64_t used;            /* LRU clock value of the last use */
+	uint64_t born;            /* clock value when added: tells a re-added entry from its predecessor */
+	bool ready;               /* its ParseComplete came: the backend surely has it */
+};
+
+struct pcache {
+	struct pcache_entry *e;
+	uint32_t n, cap;
+	uint64_t clock;
+};
+
+/*
+ * What a reply ('1' ParseComplete, '3' CloseComplete, 'Z' ReadyForQuery)
+ * from the backend means, in the order pglease sent the requests. Only
+ * requests that produce those replies are queued, plus the boundaries
+ * (Sync, Query, FunctionCall) that end an error's skipping.
+ */
+enum pq_kind {
+	PQ_BOUNDARY,        /* Sync, Query or FunctionCall: answered by 'Z' */
+	PQ_PARSE,           /* a client Parse relayed as is (unnamed, or bound to fail) */
+	PQ_PARSE_NAMED,     /* a client's named Parse, sent as pgl_<id>: confirm */
+	PQ_PARSE_INJECTED,  /* pglease's Parse before a Bind/Describe: confirm, swallow */
+	PQ_PARSE_FAKE,      /* client Parse of a statement the backend has: a Close
+			       of a nonexistent name whose CloseComplete becomes ParseComplete */
+	PQ_CLOSE,           /* a client Close relayed (portal, unknown name, or a dropped name) */
+	PQ_CLOSE_INJECTED,  /* pglease's Close (eviction, or before a Parse): swallow */
+};
+
+struct pq_item {
+	uint8_t kind;             /* enum pq_kind */
+	struct pstmt *st;         /* holds a ref, or NULL */
+	char *name;               /* the client's name: undone if skipped, or NULL */
+	uint64_t born;            /* the cache entry a Parse is for (pcache_entry.born), or 0 */
+};
+
+struct pq {
+	struct pq_item *items;
+	uint32_t head, count, cap;
+};
+
+/* The reply to pass on: as is, not at all, or with another type byte. */
+enum pq_action { PQ_FORWARD, PQ_SWALLOW, PQ_AS_PARSE_COMPLETE, PQ_DESYNC };
+
+struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len);   /* +1 ref; NULL: out of memory */
+void pstmt_put(struct pstmt *st);                                 /* -1 ref */
+void pstmt_hold(struct pstmt *st);                                /* +1 ref */
+uint32_t pstmt_live_count(void);                                  /* for tests */
+
+struct pstmt *preg_find(const struct preg *r, const char *name);
+int preg_add(struct preg *r, const char *name, struct pstmt *st);   /* takes a new ref */
+bool preg_del(struct preg *r, const char *name, const struct pstmt *only_if);
+void preg_clear(struct preg *r);
+void preg_free(struct preg *r);
+
+struct pcache_entry *pcache_find(struct pcache *c, const struct pstmt *st);
+struct pcache_entry *pcache_add(struct pcache *c, struct pstmt *st);  /* takes a new ref */
+void pcache_touch(struct pcache *c, struct pcache_entry *e);
+void pcache_drop(struct pcache *c, const struct pstmt *st);
+/* The least recently used entry other than keep, or NULL. */
+struct pcache_entry *pcache_victim(struct pcache *c, const struct pstmt *keep);
+void pcache_clear(struct pcache *c);
+
+int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born);
+/* A '1' or '3' arrived: what to do with it (cache and registry updated). */
+enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struct preg *reg);
+/* A 'Z' arrived: the requests before its boundary that got no reply were skipped. */
+void pq_ready(struct pq *q, struct pcache *cache, struct preg *reg);
+/* An extended-protocol COPY began: the backend ignored the newest n Syncs. */
+void pq_tail_syncs_drop(struct pq *q, uint32_t n);
+/* The lease ended with replies unaccounted for: forget them, and what they would confirm. */
+void pq_clear(struct pq *q, struct pcache *cache);
+/* pq_clear(), and its memory (kept between leases otherwise). */
+void pq_free(struct pq *q, struct pcache *cache);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * rewrite.h — the relay's prepared-statement layer (transaction mode).
+ *
+ *   prep_client_free()     per-client state (allocated when first needed, freed when empty)
+ *   prep_server_free() / prep_server_forget()  a backend's cache: freed, or known gone
+ *   prep_client_msg()      frame callback hook: stop before P/B/D/C, note boundaries
+ *   prep_client_step()     rewrite the message the scan stopped at (or go on accumulating)
+ *   prep_tx_pending() / prep_tx_send()  rewritten bytes, sent before the client's raw bytes
+ *   prep_busy()            a rewrite is half done: the lease must not end
+ *   prep_scan_from_server()  frame backend bytes, swallowing/translating pglease's replies
+ *   prep_lease_end()       a lease ended: forget what was in flight
+ *
+ * Design (pool/README.md, "Prepared statements in transaction mode"): client
+ * statement names map to shared server-side statements "pgl_<id>"; a backend
+ * is given a statement (Close + Parse, injected) right before a Bind or
+ * Describe needs it; every reply pglease must hide or invent is produced by
+ * the backend itself at the right place in the stream (an injected message,
+ * or a Close of a name that never exists), so errors and skipping behave
+ * exactly as PostgreSQL's.
+ */
+#ifndef PGLEASE_REWRITE_H
+#define PGLEASE_REWRITE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "frame.h"
+#include "prepared.h"
+
+struct client;
+struct server;
+struct iobuf;
+
+enum prep_step {
+	PREP_AGAIN,   /* handled: scan on */
+	PREP_MORE,    /* needs more bytes from the client */
+	PREP_ERR,     /* out of memory or an impossible message: the client is closed */
+};
+
+struct prep_client {
+	struct preg reg;           /* the client's statement names */
+	uint8_t *tx;               /* bytes for the backend that precede in[start..] */
+	uint32_t tx_len, tx_sent, tx_cap;
+	uint8_t *parse;            /* a named Parse body being accumulated */
+	uint32_t parse_len, parse_have;
+	bool stopped;              /* the scan stopped before a P/B/D/C header */
+};
+
+struct prep_server {
+	struct pcache cache;
+	struct pq q;
+};
+
+/* Message types the relay must see whole when the layer is on. */
+#define PREP_CLIENT_WHOLE "Q"
+#define PREP_SERVER_WHOLE "Z13CS"
+
+void prep_client_free(struct prep_client *pc);
+void prep_server_free(struct server *s);
+void prep_server_forget(struct server *s);
+
+enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m);
+enum prep_step prep_client_step(struct client *c, struct server *s);
+bool prep_busy(const struct client *c);
+static inline bool prep_tx_pending(const struct prep_client *pc) { return pc && pc->tx_sent < pc->tx_len; }
+static inline bool prep_stopped(const struct prep_client *pc) { return pc && pc->stopped; }
+/* Append the client's framed, unsent bytes and send; -1 when the backend is gone. */
+int prep_tx_send(struct client *c, struct server *s);
+ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out);
+void prep_lease_end(struct client *c, struct server *s);
+
+/* First statement of sql is DISCARD ALL or DEALLOCATE [PREPARE] ALL (pure). */
+bool prep_sql_forgets_all(const char *sql, size_t len);
+/* sql is DEALLOCATE [PREPARE] name alone: name (case-folded unless quoted) into out (pure). */
+bool prep_sql_deallocate_name(const char *sql, size_t len, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,303 @@
+/*
+ * test_prepared.c — Criterion tests for pool/prepared.c (shared statements,
+ * client registries, backend caches and LRU, the reply queue) and the pure
+ * SQL checks of pool/rewrite.c.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "prepared.h"
+#include "rewrite.h"
+
+/* rewrite.o links the relay, which refers to the daemon's globals. */
+struct ev_loop *loop;
+const struct config *cfg;
+
+static struct pstmt *stmt(const char *sql)
+{
+	uint8_t key[256];
+	size_t n = strlen(sql) + 1;
+
+	memcpy(key, sql, n);
+	key[n] = key[n + 1] = 0;      /* no parameter types */
+	return pstmt_get(key, (uint32_t)n + 2);
+}
+
+/* ---- shared statements ---- */
+
+Test(pstmt, identical_text_is_shared_and_freed_with_its_last_reference)
+{
+	uint32_t live = pstmt_live_count();
+	struct pstmt *a = stmt("select 1"), *b = stmt("select 1"), *c = stmt("select 2");
+
+	cr_assert_eq(a, b);
+	cr_assert_neq(a, c);
+	cr_assert_str_neq(a->name, c->name);
+	cr_assert_eq(strncmp(a->name, "pgl_", 4), 0);
+	cr_assert_eq(pstmt_live_count(), live + 2);
+	pstmt_put(a);
+	pstmt_put(b);
+	pstmt_put(c);
+	cr_assert_eq(pstmt_live_count(), live);
+}
+
+Test(pstmt, parameter_types_make_a_different_statement)
+{
+	uint8_t k1[] = "select $1\0\0\1\0\0\0\x17";
+	uint8_t k2[] = "select $1\0\0\0";
+	struct pstmt *a = pstmt_get(k1, sizeof(k1) - 1), *b = pstmt_get(k2, sizeof(k2) - 1);
+
+	cr_assert_neq(a, b);
+	pstmt_put(a);
+	pstmt_put(b);
+}
+
+/* ---- registry ---- */
+
+Test(preg, add_find_delete_clear)
+{
+	struct preg r = { 0 };
+	uint32_t live = pstmt_live_count();
+	struct pstmt *st = stmt("select 'r'");
+	char name[32];
+
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		cr_assert_eq(preg_add(&r, name, st), 0);
+	}
+	cr_assert_eq(preg_add(&r, "s7", st), -1, "a name in use is refused");
+	cr_assert_eq(preg_find(&r, "s99"), st);
+	cr_assert_null(preg_find(&r, "s100"));
+	cr_assert(preg_del(&r, "s5", NULL));
+	cr_assert_not(preg_del(&r, "s5", NULL));
+	cr_assert_null(preg_find(&r, "s5"));
+	cr_assert_eq(r.count, 99);
+	cr_assert_eq(st->refs, 100);
+	preg_clear(&r);
+	cr_assert_eq(r.count, 0);
+	cr_assert_null(preg_find(&r, "s1"));
+	pstmt_put(st);
+	cr_assert_eq(pstmt_live_count(), live);
+	preg_free(&r);
+}
+
+Test(preg, delete_only_if_it_still_names_that_statement)
+{
+	struct preg r = { 0 };
+	struct pstmt *a = stmt("select 'a'"), *b = stmt("select 'b'");
+
+	preg_add(&r, "x", a);
+	cr_assert_not(preg_del(&r, "x", b));
+	cr_assert(preg_del(&r, "x", a));
+	preg_free(&r);
+	pstmt_put(a);
+	pstmt_put(b);
+}
+
+/* ---- cache and LRU ---- */
+
+Test(pcache, victim_is_the_least_recently_used_other_than_the_one_kept)
+{
+	struct pcache c = { 0 };
+	struct pstmt *s[4];
+
+	for (int i = 0; i < 4; i++) {
+		char sql[32];
+		snprintf(sql, sizeof(sql), "select %d", i);
+		s[i] = stmt(sql);
+		pcache_add(&c, s[i]);
+	}
+	pcache_touch(&c, pcache_find(&c, s[0]));
+	cr_assert_eq(pcache_victim(&c, NULL)->st, s[1]);
+	cr_assert_eq(pcache_victim(&c, s[1])->st, s[2]);
+	pcache_drop(&c, s[1]);
+	cr_assert_null(pcache_find(&c, s[1]));
+	cr_assert_eq(c.n, 3);
+	cr_assert_eq(pcache_victim(&c, NULL)->st, s[2]);
+	pcache_clear(&c);
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(s[i]->refs, 1);
+		pstmt_put(s[i]);
+	}
+}
+
+/* ---- the reply queue ---- */
+
+Test(pq, replies_confirm_swallow_and_translate_in_order)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *st = stmt("select 'q'");
+
+	pcache_add(&c, st);
+	preg_add(&r, "mine", st);
+	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
+	pq_push(&q, PQ_CLOSE_INJECTED, NULL, NULL, 0);
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_find(&c, st)->born);
+	pq_push(&q, PQ_PARSE_FAKE, st, "mine", 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_DESYNC, "a ParseComplete where a CloseComplete is owed");
+	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_SWALLOW);
+	cr_assert_not(pcache_find(&c, st)->ready);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_SWALLOW);
+	cr_assert(pcache_find(&c, st)->ready);
+	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_AS_PARSE_COMPLETE);
+	pq_ready(&q, &c, &r);
+	cr_assert_eq(q.count, 0);
+	cr_assert_eq(preg_find(&r, "mine"), st);
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	preg_free(&r);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, requests_skipped_after_an_error_are_undone_at_ready)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *a = stmt("select 'a'"), *b = stmt("select 'b'"), *k = stmt("select 'k'");
+
+	/* batch 1: Parse a (ok), Parse b (fails or skipped), Close of k (skipped) */
+	preg_add(&r, "a", a);
+	pcache_add(&c, a);
+	pq_push(&q, PQ_PARSE_NAMED, a, "a", pcache_find(&c, a)->born);
+	preg_add(&r, "b", b);
+	pcache_add(&c, b);
+	pq_push(&q, PQ_PARSE_NAMED, b, "b", pcache_find(&c, b)->born);
+	pq_push(&q, PQ_CLOSE, k, "k", 0);      /* "k" already left the registry when the Close was sent */
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	/* batch 2: Parse k again, not yet answered */
+	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
+	pq_ready(&q, &c, &r);               /* the error's ReadyForQuery */
+	cr_assert(pcache_find(&c, a)->ready);
+	cr_assert_eq(preg_find(&r, "a"), a);
+	cr_assert_null(pcache_find(&c, b), "a failed Parse leaves no cache entry");
+	cr_assert_null(preg_find(&r, "b"), "nor a name");
+	cr_assert_eq(preg_find(&r, "k"), k, "a skipped Close leaves the name in place");
+	cr_assert_eq(q.count, 2, "the next batch is untouched");
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	preg_free(&r);
+	pstmt_put(a);
+	pstmt_put(b);
+	pstmt_put(k);
+}
+
+Test(pq, a_parse_confirms_only_the_entry_it_was_sent_for)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'readd'");
+
+	/* Parse X; X evicted (its Close runs); X re-added, its Parse skipped after an error */
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born);
+	pcache_drop(&c, st);
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_SWALLOW);
+	cr_assert_not(pcache_find(&c, st)->ready, "the first ParseComplete is not the re-added entry's");
+	pq_ready(&q, &c, NULL);
+	cr_assert_null(pcache_find(&c, st), "the skipped re-Parse leaves no entry");
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, skipped_requests_are_undone_newest_first)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *st = stmt("select 'lifo'");
+
+	/* Parse a, then Close a, both skipped: a must not exist afterwards */
+	preg_add(&r, "a", st);
+	pq_push(&q, PQ_PARSE_NAMED, st, "a", 0);
+	preg_del(&r, "a", NULL);
+	pq_push(&q, PQ_CLOSE, st, "a", 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_ready(&q, &c, &r);
+	cr_assert_null(preg_find(&r, "a"));
+	cr_assert_eq(q.count, 0);
+	pq_free(&q, &c);
+	preg_free(&r);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, syncs_ignored_by_copy_in_are_taken_back)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+
+	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_push(&q, PQ_CLOSE, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_tail_syncs_drop(&q, 1);
+	cr_assert_eq(q.count, 3);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_FORWARD);
+	pq_ready(&q, &c, NULL);
+	cr_assert_eq(q.count, 1);
+	cr_assert_eq(pq_pop_reply(&q, '3', &c, NULL), PQ_FORWARD);
+	pq_free(&q, &c);
+}
+
+Test(pq, a_lease_that_ends_early_forgets_unconfirmed_statements)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'early'");
+
+	pcache_add(&c, st);
+	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, 0);
+	for (int i = 0; i < 40; i++)         /* grows the ring */
+		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_clear(&q, &c);
+	cr_assert_eq(q.count, 0);
+	cr_assert_null(pcache_find(&c, st));
+	pq_free(&q, &c);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+	pcache_clear(&c);
+}
+
+/* ---- SQL the layer reacts to ---- */
+
+Test(rewrite_sql, discard_and_deallocate_all)
+{
+	const char *yes[] = { "DISCARD ALL", "  discard all;", "deallocate all", "DEALLOCATE PREPARE ALL",
+			      "\n\tDeallocate\nAll ; select 1" };
+	const char *no[] = { "discard plans", "discard", "deallocate s1", "deallocate prepare alls",
+			     "select 'discard all'", "deallocateall", "" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(*yes); i++)
+		cr_assert(prep_sql_forgets_all(yes[i], strlen(yes[i]) + 1), "%s", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(*no); i++)
+		cr_assert_not(prep_sql_forgets_all(no[i], strlen(no[i]) + 1), "%s", no[i]);
+}
+
+Test(rewrite_sql, deallocate_name)
+{
+	char name[64];
+
+	cr_assert(prep_sql_deallocate_name("DEALLOCATE _pg3_0", 18, name, sizeof(name)));
+	cr_assert_str_eq(name, "_pg3_0");
+	cr_assert(prep_sql_deallocate_name("deallocate prepare Mixed ;", 27, name, sizeof(name)));
+	cr_assert_str_eq(name, "mixed");
+	cr_assert(prep_sql_deallocate_name("deallocate \"Mixed Case\"", 24, name, sizeof(name)));
+	cr_assert_str_eq(name, "Mixed Case");
+	cr_assert_not(prep_sql_deallocate_name("deallocate all", 15, name, sizeof(name)));
+	cr_assert_not(prep_sql_deallocate_name("deallocate a; select 1", 23, name, sizeof(name)));
+	cr_assert_not(prep_sql_deallocate_name("deallocate \"open", 17, name, sizeof(name)));
+	cr_assert_not(prep_sql_deallocate_name("deallocate", 11, name, sizeof(name)));
+}
