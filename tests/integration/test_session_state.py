@@ -307,3 +307,28 @@ def test_statements_longer_than_a_buffer_are_followed_across_reads(pglease):
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("filler", [0, 200000], ids=["small", "parse-longer-than-a-buffer"])
+def test_named_prepared_statement_that_pins(pglease, filler):
+    """Named statements go through the prepared-statement layer (rewritten, accumulated when
+    large): the watcher still sees their text, so the client is pinned before its lease ends."""
+    d = pglease(**ONE_BACKEND)
+    a = d.connect()
+    b = d.connect()
+    try:
+        pad = "/* %s */ " % ("x" * filler) if filler else ""
+        a.execute(pad + "SELECT pg_advisory_lock(%s)", (77,), prepare=True)
+        wait_for(lambda: pinned_lines(d), what="the pin logged")
+        assert "session advisory lock" in pinned_lines(d)[0]
+        with pytest.raises(psycopg.OperationalError, match="query_wait_timeout"):
+            b.execute("select 1")
+    finally:
+        a.close()
+        b.close()
+    c = d.connect()
+    try:
+        assert scalar(c, "select count(*) from pg_locks where locktype = 'advisory' and objid = 77") == 0
+    finally:
+        c.close()
