@@ -354,9 +354,58 @@ static size_t header_byte(struct pin *p, uint8_t b)
 	uint32_t len = (uint32_t)p->hdr[1] << 24 | (uint32_t)p->hdr[2] << 16 | (uint32_t)p->hdr[3] << 8 | p->hdr[4];
 	p->left = len > 4 ? len - 4 : 0;
 	p->part = p->hdr[0] == 'Q' ? PART_SQL : p->hdr[0] == 'P' ? PART_NAME : PART_REST;
+	p->sql_fresh = p->part == PART_SQL;
 	if (p->left == 0)
 		p->hdr_have = 0;
 	return 1;
+}
+
+/* Does text start with word (lower case), in any case? */
+static bool starts_ci(const uint8_t *text, size_t n, const char *word)
+{
+	size_t i = 0;
+
+	for (; word[i]; i++)
+		if (i >= n || (text[i] | 0x20) != (uint8_t)word[i])
+			return false;
+	return true;
+}
+
+/*
+ * Every statement that pins or resets contains one of these words in some
+ * case (SET also covers RESET and set_config, TEMP covers TEMPORARY and
+ * pg_temp), or a dollar quote whose tag might be too long to follow. Most
+ * queries contain none, and skipping the lexer for them is most of the
+ * watcher's cost. A false alarm only means the text is lexed.
+ */
+static const bool starts_a_needle[256] = {
+	['l'] = 1, ['L'] = 1, ['s'] = 1, ['S'] = 1, ['p'] = 1, ['P'] = 1, ['t'] = 1, ['T'] = 1,
+	['h'] = 1, ['H'] = 1, ['a'] = 1, ['A'] = 1, ['d'] = 1, ['D'] = 1, ['$'] = 1,
+};
+
+#define PAIR(a, b) ((unsigned)(a) << 8 | (unsigned)(b))
+
+/* Two bytes decide before any word is compared: most letters start no needle. */
+static bool may_matter(const uint8_t *text, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (!starts_a_needle[text[i]])
+			continue;
+		const uint8_t *t = text + i;
+		size_t left = n - i;
+		switch (PAIR(t[0] | 0x20, t[1] | 0x20)) {
+		case PAIR('l', 'i'): if (starts_ci(t, left, "listen")) return true; break;
+		case PAIR('l', 'o'): if (starts_ci(t, left, "load")) return true; break;
+		case PAIR('s', 'e'): if (starts_ci(t, left, "set")) return true; break;
+		case PAIR('p', 'r'): if (starts_ci(t, left, "prepare")) return true; break;
+		case PAIR('t', 'e'): if (starts_ci(t, left, "temp")) return true; break;
+		case PAIR('h', 'o'): if (starts_ci(t, left, "hold")) return true; break;
+		case PAIR('a', 'd'): if (starts_ci(t, left, "advisory")) return true; break;
+		case PAIR('d', 'i'): if (starts_ci(t, left, "discard")) return true; break;
+		default: if (t[0] == '$' && (t[1] < '0' || t[1] > '9')) return true; break;
+		}
+	}
+	return false;
 }
 
 /* Up to the body's next NUL: the end of the name or of the SQL. */
@@ -365,10 +414,18 @@ static size_t body_bytes(struct pin *p, const uint8_t *data, size_t n)
 	const uint8_t *nul = p->part == PART_REST ? NULL : memchr(data, 0, n);
 	size_t take = nul ? (size_t)(nul - data) + 1 : n;
 
+	/* The whole SQL is here and nothing in it can matter: no lexing. */
+	if (p->part == PART_SQL && nul && p->sql_fresh && !may_matter(data, take - 1)) {
+		p->part = PART_REST;
+		return take;
+	}
+	p->sql_fresh = false;
 	if (p->part == PART_SQL)
 		sqllex_feed(&p->lx, (const char *)data, nul ? take - 1 : take);
 	if (nul && p->part == PART_SQL)
 		sqllex_end(&p->lx);
+	if (nul && p->part == PART_NAME)
+		p->sql_fresh = true;
 	if (nul)
 		p->part = p->part == PART_NAME ? PART_SQL : PART_REST;
 	return take;

@@ -38,6 +38,7 @@ struct pin {
 	bool capture;                      /* the pinning statement's text is still to copy */
 	/* the protocol message being walked */
 	uint8_t hdr[5], hdr_have, part;
+	bool sql_fresh;                    /* no byte of this message's SQL was fed yet */
 	uint32_t left;
 	/* the statement being classified */
 	uint8_t kind, ntok, set_stage, prev_word;

@@ -266,6 +266,13 @@ static bool forgets_word(const char **p, const char *end, const char *word)
 
 bool prep_sql_forgets_all(const char *sql, size_t len)
 {
+	size_t lead = 0;
+
+	while (lead < len && isspace((unsigned char)sql[lead]))
+		lead++;
+	/* DISCARD and DEALLOCATE both start with D: most queries stop here. */
+	if (lead == len || (sql[lead] | 0x20) != 'd')
+		return false;
 	const char *p = sql, *end = sql + strnlen(sql, len);
 
 	if (forgets_word(&p, end, "discard"))

@@ -122,6 +122,22 @@ Test(sqllex, excerpt_starts_at_the_first_token)
 
 /* ---- the classifier ---- */
 
+static size_t put_msg(uint8_t *buf, char type, const void *body, size_t len);
+
+/* The same text as one whole Query message: the pre-filter may skip the lexer, never a pin. */
+static const char *wire_why(const char *sql)
+{
+	static struct pin p;
+	static uint8_t wire[4096];
+	size_t n = strlen(sql);
+
+	cr_assert(n + 6 < sizeof(wire));
+	size_t len = put_msg(wire, 'Q', sql, n + 1);
+	pin_init(&p, false);
+	pin_feed_wire(&p, NULL, wire, len);
+	return pin_why(&p);
+}
+
 /* NULL when nothing pins; else the reason. Same answer for every way of cutting the text. */
 static const char *why_sql(const char *sql)
 {
@@ -139,6 +155,8 @@ static const char *why_sql(const char *sql)
 		cr_assert(first == pin_why(&p), "sql <%s>: piece %zu gives %s, whole %s", sql, piece,
 			  pin_why(&p) ? pin_why(&p) : "nothing", first ? first : "nothing");
 	}
+	cr_assert(wire_why(sql) == first, "sql <%s>: as one Query message gives %s, lexed %s", sql,
+		  wire_why(sql) ? wire_why(sql) : "nothing", first ? first : "nothing");
 	return first;
 }
 
@@ -370,6 +388,14 @@ Test(pin_wire, a_query_split_across_messages_does_not_join)
 	n += put_msg(wire + n, 'Q', "TEN x\0", 6);
 	for (size_t piece = 1; piece <= n; piece++)
 		cr_assert_not(wire_pins(wire, n, piece), "piece %zu", piece);
+}
+
+Test(pin_wire, the_pre_filter_skips_only_text_that_cannot_matter)
+{
+	cr_assert_null(wire_why("select abalance from pgbench_accounts where aid = $1"));
+	cr_assert_not_null(wire_why("SeLeCt 1; LiStEn x"));
+	cr_assert_not_null(wire_why("select $a$ x $a$; set work_mem = '1MB'"));
+	cr_assert_not_null(wire_why("CREATE TEMPORARY TABLE t (x int)"));
 }
 
 Test(pin_wire, simple_query_pins)
