@@ -54,6 +54,8 @@ struct list admin_clients = { { &admin_clients.head, &admin_clients.head }, 0 };
 
 struct named {                  /* a prepared statement or a portal */
 	char *name, *text;
+	int nformats;               /* portal: Bind's result format codes */
+	uint8_t formats[REPLY_MAX_FORMATS];
 };
 
 struct admin_conn {
@@ -358,6 +360,33 @@ static bool run_action(struct client *c, const struct admin_cmd *cmd)
 
 enum outcome { DONE, FAILED, WAITING, GONE };
 
+static bool is_config_key(const char *name)
+{
+	char value[8];
+	const char *def;
+
+	for (int i = 0; i < config_key_count(); i++)
+		if (strcasecmp(config_key_show(cfg, i, &def, value, sizeof(value)), name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Drivers (pgjdbc, some ORMs) send session SETs as they connect: the console
+ * has no session, so they are accepted and change nothing. pglease's own
+ * settings live in the file, and saying so beats silently ignoring them.
+ */
+static enum outcome run_set(struct admin_conn *a, const char *name)
+{
+	if (is_config_key(name)) {
+		reply_error(&a->out, "0A000", "pglease settings cannot be changed from the admin console",
+				 "Edit the configuration file, then RELOAD.");
+		return FAILED;
+	}
+	reply_complete(&a->out, "SET");
+	return DONE;
+}
+
 /* Runs cmd; sends its rows (with a RowDescription if asked) and CommandComplete. */
 static enum outcome run_command(struct client *c, const struct admin_cmd *cmd, bool describe)
 {
@@ -368,6 +397,8 @@ static enum outcome run_command(struct client *c, const struct admin_cmd *cmd, b
 		reply_empty(&a->out, 'I');
 		return DONE;
 	}
+	if (cmd->verb == ADMIN_SET)
+		return run_set(a, cmd->arg);
 	if (!admin_cmd_is_show(cmd->verb) && !a->full) {
 		reply_error(&a->out, "42501", "permission denied: stats_users may only use SHOW commands", NULL);
 		return FAILED;
@@ -478,6 +509,7 @@ static bool store_named(struct admin_conn *a, struct named *set, const char *nam
 		reply_error(&a->out, "54000", "too many prepared statements or portals on the admin console", NULL);
 		return false;
 	}
+	slot->nformats = 0;
 	return true;
 }
 
@@ -522,15 +554,37 @@ static enum outcome on_parse(struct admin_conn *a, struct msg *m)
 	return DONE;
 }
 
-/* Parameters are not used by any command; only text results exist. */
+/* Result format codes: 0 text, 1 binary (drivers such as pgjdbc ask for binary int8/float8). */
+static bool read_formats(struct admin_conn *a, struct msg *m, uint8_t *formats, int *n)
+{
+	int count = get_int16(m);
+
+	*n = count < REPLY_MAX_FORMATS ? count : REPLY_MAX_FORMATS;
+	for (int i = 0; i < count && !m->bad; i++) {
+		int code = get_int16(m);
+		if (code != 0 && code != 1) {
+			char msg[64];
+			snprintf(msg, sizeof(msg), "unsupported format code: %d", code);
+			reply_error(&a->out, "22023", msg, NULL);
+			return false;
+		}
+		if (i < REPLY_MAX_FORMATS)
+			formats[i] = (uint8_t)code;
+	}
+	return !m->bad;
+}
+
+/* Parameters are not used by any command. */
 static enum outcome on_bind(struct admin_conn *a, struct msg *m)
 {
 	const char *portal = get_str(m), *stmt_name = get_str(m);
 	struct named *stmt = find_named(a->stmts, stmt_name);
+	uint8_t formats[REPLY_MAX_FORMATS];
+	int nformats;
 	char msg[200];
 
-	int nformats = get_int16(m);
-	m->body += 2 * (nformats > 0 ? nformats : 0);
+	int nparam_formats = get_int16(m);
+	m->body += 2 * (nparam_formats > 0 ? nparam_formats : 0);
 	int nparams = get_int16(m);
 	if (m->bad)
 		return FAILED;
@@ -543,14 +597,12 @@ static enum outcome on_bind(struct admin_conn *a, struct msg *m)
 		reply_error(&a->out, "0A000", "admin console commands take no parameters", NULL);
 		return FAILED;
 	}
-	int nresult = get_int16(m);
-	for (int i = 0; i < nresult && !m->bad; i++)
-		if (get_int16(m) != 0) {
-			reply_error(&a->out, "0A000", "the admin console returns text format only", NULL);
-			return FAILED;
-		}
-	if (m->bad || !store_named(a, a->portals, portal, stmt->text, "portal", "42P03"))
+	if (!read_formats(a, m, formats, &nformats) ||
+	    !store_named(a, a->portals, portal, stmt->text, "portal", "42P03"))
 		return FAILED;
+	struct named *p = find_named(a->portals, portal);
+	p->nformats = nformats;
+	memcpy(p->formats, formats, sizeof(formats));
 	reply_empty(&a->out, '2');
 	return DONE;
 }
@@ -575,9 +627,12 @@ static enum outcome on_describe(struct admin_conn *a, struct msg *m)
 		reply_int16(&a->out, 0);
 		reply_end(&a->out, mk);
 	}
-	if (parse_or_error(a, n->text, &cmd) && admin_show_table(cmd.verb))
+	if (parse_or_error(a, n->text, &cmd) && admin_show_table(cmd.verb)) {
+		if (kind != 'S')
+			reply_set_formats(&a->out, n->formats, n->nformats);
 		reply_row_description(&a->out, admin_show_table(cmd.verb));
-	else
+		reply_set_formats(&a->out, NULL, 0);
+	} else
 		reply_empty(&a->out, 'n');
 	return DONE;
 }
@@ -600,7 +655,9 @@ static enum outcome on_execute(struct client *c, struct msg *m)
 	}
 	if (!parse_or_error(a, n->text, &cmd))
 		return FAILED;
+	reply_set_formats(&a->out, n->formats, n->nformats);
 	enum outcome r = run_command(c, &cmd, false);
+	reply_set_formats(&a->out, NULL, 0);
 	if (r == WAITING)
 		a->pause_simple = false;
 	return r;

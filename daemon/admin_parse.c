@@ -129,11 +129,42 @@ static bool check_args(const struct verb_def *v, const struct words *ws, struct 
 	return true;
 }
 
+/* "SET [SESSION|LOCAL] name ..." : the name, lower-cased; its value does not matter here. */
+static bool parse_set(const char *text, struct admin_cmd *cmd)
+{
+	const char *s = text;
+	size_t n = 0;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (strncasecmp(s, "set", 3) != 0 || !isspace((unsigned char)s[3]))
+		return false;
+	for (s += 3; isspace((unsigned char)*s); s++)
+		;
+	for (const char *w = s; (strncasecmp(w, "session", 7) == 0 || strncasecmp(w, "local", 5) == 0); w = s) {
+		size_t wl = (*w | 0x20) == 's' ? 7 : 5;
+		if (!isspace((unsigned char)w[wl]))
+			break;
+		for (s = w + wl; isspace((unsigned char)*s); s++)
+			;
+	}
+	while ((isalnum((unsigned char)s[n]) || s[n] == '_' || s[n] == '.') && n + 1 < sizeof(cmd->arg)) {
+		cmd->arg[n] = (char)tolower((unsigned char)s[n]);
+		n++;
+	}
+	cmd->arg[n] = '\0';
+	cmd->verb = ADMIN_SET;
+	return n > 0;
+}
+
 bool admin_parse(const char *text, struct admin_cmd *cmd, char *err, size_t cap)
 {
 	struct words ws = { .n = 0 };
 	bool verb_known;
 
+	*cmd = (struct admin_cmd){ ADMIN_EMPTY, "" };
+	if (parse_set(text, cmd))
+		return true;
 	*cmd = (struct admin_cmd){ ADMIN_EMPTY, "" };
 	split(text, &ws);
 	if (ws.open_quote || ws.too_long) {
@@ -158,6 +189,8 @@ bool admin_parse(const char *text, struct admin_cmd *cmd, char *err, size_t cap)
 
 const char *admin_cmd_name(enum admin_verb verb)
 {
+	if (verb == ADMIN_SET)
+		return "SET";
 	for (int i = 0; i < N_VERBS; i++)
 		if (verbs[i].verb == verb)
 			return verbs[i].word;

@@ -19,13 +19,14 @@ enum admin_verb {
 	ADMIN_SHOW_POOLS, ADMIN_SHOW_CLIENTS, ADMIN_SHOW_SERVERS, ADMIN_SHOW_STATS,
 	ADMIN_SHOW_DATABASES, ADMIN_SHOW_CONFIG, ADMIN_SHOW_VERSION,
 	ADMIN_PAUSE, ADMIN_RESUME, ADMIN_RELOAD, ADMIN_RECONNECT, ADMIN_KILL, ADMIN_SHUTDOWN,
+	ADMIN_SET,              /* SET name ...: drivers send session settings at connect (arg: the name) */
 };
 
 #define ADMIN_NAME_MAX 64
 
 struct admin_cmd {
 	enum admin_verb verb;
-	char arg[ADMIN_NAME_MAX];   /* the database, or "" for all */
+	char arg[ADMIN_NAME_MAX];   /* the database, or "" for all; SET: the setting's name */
 };
 
 #define ADMIN_HINT "Commands: SHOW POOLS | CLIENTS | SERVERS | STATS | DATABASES | CONFIG | VERSION; " \

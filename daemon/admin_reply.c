@@ -105,6 +105,20 @@ void reply_complete(struct reply *r, const char *tag)
 /* Hand what fits to the client; the rest goes when it can take more. */
 /* ---- result sets ---- */
 
+void reply_set_formats(struct reply *r, const uint8_t *formats, int n)
+{
+	r->nformats = n < REPLY_MAX_FORMATS ? n : REPLY_MAX_FORMATS;
+	if (r->nformats > 0)
+		memcpy(r->formats, formats, (size_t)r->nformats);
+}
+
+static bool col_binary(const struct reply *r, int i)
+{
+	if (r->nformats == 1)
+		return r->formats[0];
+	return i < r->nformats && r->formats[i];
+}
+
 void reply_row_description(struct reply *r, const struct table *t)
 {
 	size_t m = reply_begin(r, 'T');
@@ -117,7 +131,7 @@ void reply_row_description(struct reply *r, const struct table *t)
 		reply_int32(r, t->cols[i].type);
 		reply_int16(r, t->cols[i].type == OID_TEXT ? (uint16_t)-1 : 8);
 		reply_int32(r, (uint32_t)-1);   /* type modifier */
-		reply_int16(r, 0);              /* text format */
+		reply_int16(r, col_binary(r, i));
 	}
 	reply_end(r, m);
 }
@@ -127,11 +141,14 @@ size_t reply_row_begin(struct reply *r, const struct table *t)
 {
 	size_t m = reply_begin(r, 'D');
 	reply_int16(r, (uint16_t)t->n);
+	r->col = 0;
 	return m;
 }
 
+/* A text value is the same bytes in binary format. */
 void reply_cell(struct reply *r, const char *s)
 {
+	r->col++;
 	if (!s) {
 		reply_int32(r, (uint32_t)-1);
 		return;
@@ -140,9 +157,23 @@ void reply_cell(struct reply *r, const char *s)
 	reply_bytes(r, s, strlen(s));
 }
 
+static void binary8(struct reply *r, uint64_t bits)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(bits >> (56 - 8 * i));
+	r->col++;
+	reply_int32(r, 8);
+	reply_bytes(r, b, 8);
+}
+
 void reply_cell_int(struct reply *r, long long v)
 {
 	char buf[32];
+
+	if (col_binary(r, r->col))
+		return binary8(r, (uint64_t)v);
 	snprintf(buf, sizeof(buf), "%lld", v);
 	reply_cell(r, buf);
 }
@@ -150,6 +181,12 @@ void reply_cell_int(struct reply *r, long long v)
 void reply_cell_float(struct reply *r, double v)
 {
 	char buf[48];
+	uint64_t bits;
+
+	if (col_binary(r, r->col)) {
+		memcpy(&bits, &v, sizeof(bits));
+		return binary8(r, bits);
+	}
 	snprintf(buf, sizeof(buf), "%.6f", v);
 	reply_cell(r, buf);
 }

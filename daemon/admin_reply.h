@@ -6,7 +6,8 @@
  *   reply_wbuf()                  append a message built by proto.c
  *   reply_error() / reply_ready() / reply_complete()  ErrorResponse, ReadyForQuery, CommandComplete
  *   reply_row_description()       a result set's columns (struct table)
- *   reply_row_begin() + reply_cell*() + reply_end()  one DataRow, text format
+ *   reply_row_begin() + reply_cell*() + reply_end()  one DataRow, in the formats set by
+ *                                 reply_set_formats() (text unless a Bind asked for binary)
  *   reply_free()                  release the buffer
  */
 #ifndef PGLEASE_ADMIN_REPLY_H
@@ -18,10 +19,16 @@
 
 #include "proto.h"
 
+#define REPLY_MAX_FORMATS 64
+
 struct reply {
 	uint8_t *data;
 	size_t len, sent, cap;     /* [sent, len) is still to go to the client */
 	bool oom;                  /* an append failed: the reply is incomplete */
+	/* result format codes of the portal being answered (Bind's rules: none = text, one = all) */
+	int nformats;
+	uint8_t formats[REPLY_MAX_FORMATS];
+	int col;                   /* the cell being written in the current DataRow */
 };
 
 /* PostgreSQL type oids of the columns the console returns. */
@@ -56,6 +63,7 @@ void reply_cell(struct reply *r, const char *s);      /* NULL: SQL NULL */
 void reply_cell_int(struct reply *r, long long v);
 void reply_cell_float(struct reply *r, double v);
 void reply_cell_time(struct reply *r, double t);      /* epoch seconds as "YYYY-MM-DD HH:MM:SS UTC"; 0: NULL */
+void reply_set_formats(struct reply *r, const uint8_t *formats, int n);
 void reply_free(struct reply *r);
 
 #endif

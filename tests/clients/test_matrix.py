@@ -318,3 +318,21 @@ def test_matrix(case, mode, request, cluster, pglease, scratch):
     target = Target(d.dir, d.port)
     got = normalize(CASES[case](target, scratch, mode), target)
     assert got == expected
+
+
+@pytest.mark.timeout(120)
+def test_jdbc_admin_console(request, cluster, pglease):
+    """pgjdbc talks to the admin console with the extended protocol (PgBouncer's refuses it)."""
+    request.getfixturevalue("jdbc_classes")
+    d = pglease()
+    with d.connect() as c:
+        c.execute("select 1")
+    got = jdbc_case("admin-console")(Target(d.dir, d.port, "pglease"), None, "transaction")
+    assert got.startswith("exit 0"), got
+    lines = got.splitlines()
+    pools = [l for l in lines if l.startswith("show pools")]
+    assert len(pools) == 3 and all(l.endswith("app rows 1") for l in pools), got
+    assert "cl_active" in pools[0] and "sv_idle" in pools[0] and "cl_pinned" in pools[0], got
+    assert "version starts with pglease: true" in lines, got
+    assert "unknown command: 42601" in lines, got
+    assert "stats has total_xact_count: true" in lines, got

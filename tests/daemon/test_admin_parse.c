@@ -87,3 +87,16 @@ Test(admin_parse, names_and_rights)
 	cr_assert_not(admin_cmd_is_show(ADMIN_SHUTDOWN));
 	cr_assert(strstr(ADMIN_HINT, "SHOW POOLS") != NULL);
 }
+
+Test(admin_parse, set_names_its_setting)
+{
+	struct admin_cmd cmd = ok("SET extra_float_digits = 3");
+	cr_assert_eq(cmd.verb, ADMIN_SET);
+	cr_assert_str_eq(cmd.arg, "extra_float_digits");
+	cr_assert_str_eq(ok("set application_name = 'PostgreSQL JDBC Driver'").arg, "application_name");
+	cr_assert_str_eq(ok("  SET SESSION TimeZone TO 'UTC';").arg, "timezone");
+	cr_assert_str_eq(ok("set local myext.x = 1").arg, "myext.x");
+	cr_assert_str_eq(admin_cmd_name(ADMIN_SET), "SET");
+	refused("SET", "unknown admin console command: \"SET\"");
+	refused("settle", "unknown admin console command: \"settle\"");
+}

@@ -99,3 +99,32 @@ Test(admin_reply, large_reply_grows)
 	cr_assert_gt(r.len, 400000);
 	reply_free(&r);
 }
+
+Test(admin_reply, binary_columns_where_the_bind_asked)
+{
+	struct reply r = { 0 };
+	const uint8_t formats[] = { 0, 1, 1 };
+	double age = 1.5, got;
+	uint64_t bits = 0;
+
+	reply_set_formats(&r, formats, 3);
+	size_t m = reply_row_begin(&r, &t);
+	reply_cell(&r, "app");
+	reply_cell_int(&r, 258);
+	reply_cell_float(&r, age);
+	reply_end(&r, m);
+	const uint8_t *p = r.data + 7;                          /* 'D', length, column count */
+	cr_assert_eq(be32_at(p), 3);
+	cr_assert_eq(memcmp(p + 4, "app", 3), 0);
+	p += 7;
+	cr_assert_eq(be32_at(p), 8);
+	cr_assert_eq(be32_at(p + 4), 0);
+	cr_assert_eq(be32_at(p + 8), 258);
+	p += 12;
+	cr_assert_eq(be32_at(p), 8);
+	for (int i = 0; i < 8; i++)
+		bits = bits << 8 | p[4 + i];
+	memcpy(&got, &bits, sizeof(got));
+	cr_assert_eq(got, age);
+	reply_free(&r);
+}

@@ -361,3 +361,26 @@ def test_pinned_client_is_shown(pglease):
     with admin(d) as a:
         wait_for(lambda: pool_row(a)["cl_pinned"] == 0, what="the pin to end with its client")
     plain.close()
+
+
+def test_binary_results_and_driver_sets(pglease):
+    """Drivers ask for binary results (pgjdbc does for int8/float8 once a statement is named)
+    and send session SETs as they connect; pglease's own settings are not changeable here."""
+    d = pglease()
+    with d.connect() as c:
+        for _ in range(3):
+            c.execute("select 1")
+    with admin(d) as a:
+        text = {r["database"]: r for r in show(a, "STATS")}
+        cur = a.execute("SHOW STATS", binary=True)
+        cols = [col.name for col in cur.description]
+        binary = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+        assert binary["app"]["total_xact_count"] == text["app"]["total_xact_count"] >= 3
+        assert isinstance(binary["app"]["avg_xact_time"], int)
+        assert show(a, "POOLS")[0]["database"]
+        a.execute("SET extra_float_digits = 3")
+        a.execute("set application_name = 'PostgreSQL JDBC Driver'")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="RELOAD"):
+            a.execute("SET default_pool_size = 50")
+        pools = [r for r in a.execute("SHOW POOLS", binary=True).fetchall()]
+        assert pools and isinstance(pools[0][2], int)

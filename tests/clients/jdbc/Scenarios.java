@@ -168,6 +168,40 @@ public class Scenarios {
         }
     }
 
+    // The admin console (database "pglease") over JDBC's extended protocol: unnamed and,
+    // with prepareThreshold=1, named server-side statements.
+    static void adminConsole() throws SQLException {
+        try (Connection c = connect("?prepareThreshold=1")) {
+            for (int i = 0; i < 3; i++) {
+                try (PreparedStatement ps = c.prepareStatement("SHOW POOLS");
+                     ResultSet rs = ps.executeQuery()) {
+                    ResultSetMetaData md = rs.getMetaData();
+                    StringBuilder cols = new StringBuilder();
+                    for (int k = 1; k <= md.getColumnCount(); k++)
+                        cols.append(k > 1 ? "," : "").append(md.getColumnName(k));
+                    int rows = 0;
+                    while (rs.next())
+                        if ("app".equals(rs.getString("database")))
+                            rows++;
+                    out("show pools", i, "columns", cols, "app rows", rows);
+                }
+            }
+            try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SHOW VERSION")) {
+                rs.next();
+                out("version starts with pglease:", rs.getString(1).startsWith("pglease "));
+            }
+            try (Statement s = c.createStatement()) {
+                s.executeQuery("SHOW NONSENSE");
+                out("unknown command accepted");
+            } catch (SQLException e) {
+                out("unknown command:", e.getSQLState());
+            }
+            try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SHOW STATS")) {
+                out("stats has total_xact_count:", rs.findColumn("total_xact_count") > 0);
+            }
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         dir = args[1];
         port = Integer.parseInt(args[2]);
@@ -176,6 +210,7 @@ public class Scenarios {
             case "prepare-threshold": prepareThreshold(); break;
             case "fetch-size": fetchSize(); break;
             case "batch": batch(); break;
+            case "admin-console": adminConsole(); break;
             default: throw new IllegalArgumentException("unknown case " + args[0]);
         }
     }
