@@ -294,14 +294,19 @@ def test_extended_protocol_error_skips_to_sync(pglease):
     r = w.collect_until_ready()
     assert types(r["msgs"]) == [b"E", b"Z"]
     assert r["error"]["C"] == "42601" and "SHOW POOLS" in r["error"]["H"]
-    # an unknown statement or portal, and binary results, are errors too
+    # an unknown statement or portal, and a format code that does not exist, are errors too
     w.send(pgwire.bind_msg("", "nosuch") + pgwire.sync_msg())
     r = w.collect_until_ready()
     assert r["error"]["C"] == "26000"
-    binary = pgwire.message(b"B", b"\0\0" + struct.pack("!HHHH", 0, 0, 1, 1))
-    w.send(pgwire.parse_msg("SHOW POOLS") + binary + pgwire.sync_msg())
+    bad_format = pgwire.message(b"B", b"\0\0" + struct.pack("!HHHH", 0, 0, 1, 2))
+    w.send(pgwire.parse_msg("SHOW POOLS") + bad_format + pgwire.sync_msg())
     r = w.collect_until_ready()
-    assert types(r["msgs"]) == [b"1", b"E", b"Z"] and r["error"]["C"] == "0A000"
+    assert types(r["msgs"]) == [b"1", b"E", b"Z"] and r["error"]["C"] == "22023"
+    # binary results are served
+    binary = pgwire.message(b"B", b"\0\0" + struct.pack("!HHHH", 0, 0, 1, 1))
+    w.send(pgwire.parse_msg("SHOW POOLS") + binary + describe_msg(b"P") + pgwire.execute_msg() + pgwire.sync_msg())
+    r = w.collect_until_ready()
+    assert types(r["msgs"])[:3] == [b"1", b"2", b"T"] and types(r["msgs"])[-2:] == [b"C", b"Z"]
     # and the connection goes on
     assert w.scalar("SHOW VERSION").startswith("pglease")
     w.terminate()
