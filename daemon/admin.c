@@ -267,36 +267,12 @@ static void reconnect_pool(struct pool *p)
 	pool_reconnect(p, "RECONNECT from the admin console");
 }
 
-static void close_clients(struct list *l)
-{
-	struct list_node *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, l) {
-		struct client *c = list_entry(pos, struct client, node);
-		c->exit_why = EXIT_SHUTDOWN;
-		client_fatal(c, "57P01", "terminating connection: database killed by the admin console (KILL)", NULL);
-	}
-}
-
-static void close_servers(struct list *l)
-{
-	struct list_node *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, l)
-		server_close(list_entry(pos, struct server, node), "KILL from the admin console");
-}
-
 /* Leases end through the exit door first; then every backend goes, cleaning or not. */
 static void kill_pool(struct pool *p)
 {
 	pool_pause(p);
-	close_clients(&p->active);
-	close_clients(&p->waiting);
-	close_clients(&p->clients);
-	close_clients(&p->login_wait);
-	close_servers(&p->cleaning);
-	close_servers(&p->idle);
-	close_servers(&p->connecting);
+	client_close_pool(p, "terminating connection: database killed by the admin console (KILL)");
+	pool_close_servers(p, "KILL from the admin console");
 }
 
 /* ---- running a command ---- */

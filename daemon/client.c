@@ -779,19 +779,23 @@ static void close_list(struct list *l, const char *reason)
 	}
 }
 
+/* Leased clients leave through the lease exit door (client_fatal), rolled back where needed. */
+void client_close_pool(struct pool *p, const char *reason)
+{
+	close_list(&p->login_wait, reason);
+	close_list(&p->clients, reason);
+	close_list(&p->waiting, reason);
+	close_list(&p->active, reason);
+}
+
 void client_close_all(const char *reason)
 {
 	struct list_node *pos, *tmp;
 
 	close_list(&login_clients, reason);
 	close_list(&admin_clients, reason);
-	list_for_each_safe(pos, tmp, &all_pools) {
-		struct pool *p = list_entry(pos, struct pool, node);
-		close_list(&p->login_wait, reason);
-		close_list(&p->clients, reason);
-		close_list(&p->waiting, reason);
-		close_list(&p->active, reason);
-	}
+	list_for_each_safe(pos, tmp, &all_pools)
+		client_close_pool(list_entry(pos, struct pool, node), reason);
 }
 
 /* ---- raw I/O for the admin console (admin.c) ---- */

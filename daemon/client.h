@@ -79,6 +79,7 @@ void client_relay_to_server(struct server *s);
 struct client *client_find_by_key(uint32_t id, uint32_t key);
 void client_maintain(ev_tstamp now);
 void client_reap(void);
+void client_close_pool(struct pool *p, const char *reason);
 void client_close_all(const char *reason);
 /* Read into c->in: 1 ok (maybe nothing new), 0 the client is gone. */
 int client_read(struct client *c);

@@ -577,6 +577,14 @@ void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 	pool_reconnect(p, reason);
 }
 
+/* Every backend that no lease holds: leased ones leave through their lease's exit first. */
+void pool_close_servers(struct pool *p, const char *reason)
+{
+	close_servers(&p->cleaning, reason);
+	close_servers(&p->idle, reason);
+	close_servers(&p->connecting, reason);
+}
+
 void pool_close_all(void)
 {
 	struct list_node *pos, *tmp;
@@ -584,9 +592,7 @@ void pool_close_all(void)
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		p->retry_after = ev_now(loop) + 3600;
-		close_servers(&p->cleaning, "pglease is shutting down");
-		close_servers(&p->idle, "pglease is shutting down");
-		close_servers(&p->connecting, "pglease is shutting down");
+		pool_close_servers(p, "pglease is shutting down");
 	}
 }
 

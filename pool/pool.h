@@ -12,6 +12,7 @@
  *   pool_pause() / pool_resume()  stop granting leases / grant them again (admin console)
  *   pool_reconfigure()     a reload changed its database entry: re-point, resize, new conninfo
  *   pool_close()           a reload removed it, or shutdown: no new leases; freed once empty
+ *   pool_close_servers()   close every backend no lease holds (KILL, shutdown)
  */
 #ifndef PGLEASE_POOL_H
 #define PGLEASE_POOL_H
@@ -82,6 +83,7 @@ void pool_server_gone(struct pool *p);
 void pool_want_servers(struct pool *p);
 void pool_maintain(ev_tstamp now);
 void pool_snapshot(const struct pool *p, char *buf, int cap);
+void pool_close_servers(struct pool *p, const char *reason);
 void pool_close_all(void);
 void pool_free_all(void);
 void pool_prewarm(void);
