@@ -36,7 +36,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/%.c=build/tests/%)
 
 PY := /usr/bin/python3
 
-.PHONY: all deps run test unit fuzz integration integration-asan clients clients-asan bench clean
+.PHONY: all deps run test unit fuzz integration integration-asan torture torture-asan clients clients-asan bench clean
 all: pglease
 
 pglease: $(OBJS)
@@ -92,6 +92,8 @@ test:
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory integration-asan
+	@$(MAKE) --no-print-directory torture
+	@$(MAKE) --no-print-directory torture-asan
 	@$(MAKE) --no-print-directory systemd-check
 	@$(MAKE) --no-print-directory clients
 	@$(MAKE) --no-print-directory clients-asan
@@ -104,6 +106,19 @@ integration: pglease
 
 integration-asan: build/pglease-asan
 	PGLEASE_BIN=$(CURDIR)/build/pglease-asan $(PY) -m pytest -q tests/integration
+
+# The torture test (tests/torture/README.md): SECONDS of seeded random clients through pglease, every
+# reply compared with PostgreSQL. A failure prints its seed; `make torture SEED=... SECONDS=...` replays it.
+SECONDS ?= 60
+SEED ?=
+TORTURE_ARGS ?=
+TORTURE = $(PY) tests/torture/torture.py --seconds $(SECONDS) $(if $(SEED),--seed $(SEED)) $(TORTURE_ARGS)
+
+torture: pglease
+	$(TORTURE) --bin $(or $(PGLEASE_BIN),$(CURDIR)/pglease)
+
+torture-asan: build/pglease-asan
+	$(TORTURE) --bin $(CURDIR)/build/pglease-asan
 
 # The client matrix (tests/clients): psql, pgbench, psycopg, node-postgres, pgjdbc.
 clients: pglease

@@ -116,8 +116,10 @@ class Gen:
         self.used = []                # ids this session inserted (committed or not)
         self.state = set()            # session state the client holds (model)
         self.names = {}               # statement name -> (sql, types) the client believes prepared
-        self.channel = "ch_%d" % ci
-        self.lock_base = 700000 + ci * 100
+        # Per session, not per client: a direct backend that was just told to Terminate (or whose
+        # client vanished) may still hold its locks and LISTEN while the next session starts.
+        self.channel = "ch_%d_%d" % (ci, j)
+        self.lock_base = 1000000000 + ci * 1000000 + j * 100
         self.temps = 0
         self.texts = SHARED_TEXTS + client_texts(self.table)
 
@@ -293,9 +295,14 @@ class Gen:
         segs = self.rng.randint(2, 4)
         data = b""
         avoid = set()
-        for _ in range(segs):
+        failing_seg = self.rng.randrange(segs) if self.rng.random() < 0.5 else None
+        for seg in range(segs):
             touched = set()
-            for _ in range(self.rng.randint(1, 3)):
+            n = self.rng.randint(1, 3)
+            for pos in range(n):
+                if seg == failing_seg and pos == n // 2:      # an error inside: the rest of the segment is skipped
+                    sql = self.failing_sql()
+                    data += P("", sql) + B() + E()
                 k = self.rng.random()
                 if k < 0.45:
                     sql, types = self.rng.choice(self.texts)

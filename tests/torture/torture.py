@@ -396,9 +396,34 @@ def final_checks(t, cluster):
                 if bad <= 5:
                     t.fail("ledger", "\n".join(problems), ci)
         t.rows_checked = sum(len(lg[0].committed) for lg in t.ledgers.values())
+        if not t.args.no_pgbench:
+            # TPC-B keeps every balance sum equal to the history's, whatever committed
+            sums = pooled.execute("select (select sum(abalance) from pgbench_accounts), (select sum(tbalance) from "
+                                  "pgbench_tellers), (select sum(bbalance) from pgbench_branches), (select "
+                                  "coalesce(sum(delta), 0) from pgbench_history), (select count(*) from "
+                                  "pgbench_history)").fetchone()
+            if len(set(sums[:4])) != 1 or (t.pgbench_tx and sums[4] < t.pgbench_tx):
+                t.fail("pgbench data", "balances (accounts, tellers, branches, history) %r, history rows %d, "
+                       "pgbench reported %r transactions" % (sums[:4], sums[4], t.pgbench_tx))
     finally:
         pooled.close()
         mirror.close()
+
+
+def save_logs(seed, d, cluster):
+    """Keep pglease's and PostgreSQL's logs of a failed run for the investigation."""
+    out = "/tmp/torture-%s" % seed
+    os.makedirs(out, exist_ok=True)
+    if d is not None:
+        with open(os.path.join(out, "pglease.log"), "w") as f:
+            f.write(d.final_log if d.final_log is not None else d.log_text())
+    try:
+        with open(os.path.join(cluster.dir, "postgresql.log"), "rb") as src, \
+                open(os.path.join(out, "postgresql.log"), "wb") as dst:
+            dst.write(src.read())
+    except OSError:
+        pass
+    print("torture: logs kept in %s" % out, flush=True)
 
 
 def config_from_seed(seed, args):
@@ -479,6 +504,9 @@ def main():
             problems += d.stop()
             if problems and d.final_log:
                 problems.append("pglease log tail:\n" + "\n".join(d.final_log.splitlines()[-60:]))
+        if problems or (t and t.failures):
+            save_logs(seed, d, cluster)
+        if d is not None:
             d.cleanup()
         cluster.stop()
     for p in problems:
