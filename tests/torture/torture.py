@@ -129,6 +129,7 @@ class Torture:
         self.console_lock = asyncio.Lock()
         self.stop_clients = False
         self.diverged = set()      # clients whose replies differed: their tables differ too
+        self.op_counts = {}
 
     # -- failures
     def fail(self, kind, text, ci=None, j=None, opi=None):
@@ -191,6 +192,8 @@ class Torture:
         think = random.Random("think:%s:%d:%d" % (self.seed, ci, j))
         for opi, op in enumerate(sess.ops):
             self.ops += 1
+            kind = op.name.split(" (")[0].split(" round")[0]
+            self.op_counts[kind] = self.op_counts.get(kind, 0) + 1
             for ai, act in enumerate(op.actions):
                 self.where[ci] = "%s: op %d %s, action %d %s" % (label, opi, op.name, ai,
                                                                  describe_frontend(act.data)[:3])
@@ -522,6 +525,7 @@ def main():
               % (seed, cfg["clients"], cfg["kinds"].count("grouped"), cfg["kinds"].count("session"), cfg["backends"],
                  cfg["session_pool"], t.sessions, t.ops, t.actions, t.messages, t.rows_checked, t.pgbench_tx,
                  p99, worst[0], worst[1], worst[4], getattr(t, "wall", 0), time.monotonic() - t_start), flush=True)
+        print("torture ops: %s" % ", ".join("%s %d" % kv for kv in sorted(t.op_counts.items())), flush=True)
         if t.pin_failures > 5:
             print("(%d pin-check failures in all, 5 shown)" % t.pin_failures)
     if failures:
