@@ -41,6 +41,7 @@ static uint32_t next_client_id = 1;
 static void on_readable(struct ev_loop *l, ev_io *w, int revents);
 static void on_writable(struct ev_loop *l, ev_io *w, int revents);
 static void dispatch_input(struct client *c);
+static int answer_without_lease(struct client *c);
 
 /* ---- state and lists ---- */
 
@@ -455,6 +456,29 @@ void client_welcome(struct client *c)
 
 /* ---- between leases ---- */
 
+/*
+ * What an idle client sent that needs no backend: a prepare of a statement
+ * the pool knows (PQprepare). A client whose other connections hold every
+ * backend must not wait for one just to name a statement.
+ * 1 answered, 0 a lease is needed, -1 the client is gone.
+ */
+static int answer_without_lease(struct client *c)
+{
+	uint8_t buf[512];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	int rc = prep_parse_unleased(c, &w);
+	if (rc < 0) {
+		client_fatal(c, "53200", "out of memory registering a prepared statement", NULL);
+		return -1;
+	}
+	if (rc == 0)
+		return 0;
+	send_bytes(c, buf, w.len);
+	return c->state == CLIENT_CLOSED ? -1 : 1;
+}
+
 /* An idle client spoke: end the session on Terminate, else lease a backend. */
 static void dispatch_input(struct client *c)
 {
@@ -471,7 +495,14 @@ static void dispatch_input(struct client *c)
 		client_close(c, "client sent Terminate");
 		return;
 	}
-	lease_enter(c);
+	switch (answer_without_lease(c)) {
+	case 1:
+		return dispatch_input(c);
+	case 0:
+		return lease_enter(c);
+	default:
+		return;
+	}
 }
 
 void client_leased(struct client *c)

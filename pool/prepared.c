@@ -60,6 +60,11 @@ struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len)
 	return st;
 }
 
+struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len)
+{
+	return pstmt_lookup(key, key_len, hash_bytes(key, key_len));
+}
+
 void pstmt_hold(struct pstmt *st)
 {
 	st->refs++;

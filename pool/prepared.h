@@ -91,6 +91,7 @@ struct pq {
 enum pq_action { PQ_FORWARD, PQ_SWALLOW, PQ_AS_PARSE_COMPLETE, PQ_DESYNC };
 
 struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len);   /* +1 ref; NULL: out of memory */
+struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len);  /* no ref taken; NULL: none */
 void pstmt_put(struct pstmt *st);                                 /* -1 ref */
 void pstmt_hold(struct pstmt *st);                                /* +1 ref */
 uint32_t pstmt_live_count(void);                                  /* for tests */

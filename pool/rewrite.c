@@ -714,6 +714,107 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 	}
 }
 
+/* ---- a prepare that needs no backend ---- */
+
+/* Some backend of the pool has parsed exactly this statement (text and types) without error. */
+static bool pool_has_parsed(const struct pool *p, const struct pstmt *st)
+{
+	const struct list *lists[] = { &p->idle, &p->leased, &p->cleaning };
+	struct list_node *pos, *tmp;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(*lists); i++) {
+		list_for_each_safe(pos, tmp, (struct list *)lists[i]) {
+			struct server *s = list_entry(pos, struct server, node);
+			struct pcache_entry *e = s->prep ? pcache_find(&s->prep->cache, st) : NULL;
+			if (e && e->ready)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* A named Parse at p (whole in the buffer) of a statement the pool has parsed: its pstmt, else NULL. */
+static struct pstmt *parsed_statement(struct client *c, const uint8_t *p, uint32_t len)
+{
+	const uint8_t *body = p + 5;
+	uint32_t body_len = len - 4;
+	size_t name_len = strnlen((const char *)body, body_len);
+
+	if (p[0] != 'P' || name_len == 0 || name_len == body_len)
+		return NULL;
+	if (c->prep && preg_find(&c->prep->reg, (const char *)body))
+		return NULL;
+	struct pstmt *st = pstmt_find(body + name_len + 1, body_len - (uint32_t)name_len - 1);
+	return st && pool_has_parsed(c->pool, st) ? st : NULL;
+}
+
+/* Parses answered from the registry in one batch, at most: the reply must fit the caller's buffer. */
+#define UNLEASED_PARSES_MAX 64
+
+/* Length of a run of such Parses closed by a Sync at in[scanned..], or 0. */
+static uint32_t registry_only_batch(struct client *c, uint32_t *parses)
+{
+	const struct iobuf *in = c->in;
+	uint32_t at = in->scanned;
+
+	for (*parses = 0; in->end - at >= 5 && *parses <= UNLEASED_PARSES_MAX; (*parses)++) {
+		const uint8_t *p = in->data + at;
+		uint32_t len = be32(p + 1);
+		if (len < 4 || len > in->end - at - 1)
+			return 0;
+		if (p[0] == 'S')
+			return *parses && len == 4 ? at + 5 - in->scanned : 0;
+		if (!parsed_statement(c, p, len))
+			return 0;
+		at += 1 + len;
+	}
+	return 0;
+}
+
+/* A second Parse of one name in the batch must fail as PostgreSQL fails it: leave such a batch to a backend. */
+static uint32_t next_msg(const struct iobuf *in, uint32_t at)
+{
+	return at + 1 + be32(in->data + at + 1);
+}
+
+/* The batch was checked by registry_only_batch(): Parses, then one Sync. */
+static bool batch_names_distinct(const struct iobuf *in)
+{
+	for (uint32_t a = in->scanned; in->data[a] == 'P'; a = next_msg(in, a))
+		for (uint32_t b = next_msg(in, a); in->data[b] == 'P'; b = next_msg(in, b))
+			if (strcmp((const char *)in->data + a + 5, (const char *)in->data + b + 5) == 0)
+				return false;
+	return true;
+}
+
+int prep_parse_unleased(struct client *c, struct wbuf *reply)
+{
+	uint32_t parses;
+
+	if (!c->prep_on || c->pinned || c->server || !c->in || c->in->start != c->in->scanned)
+		return 0;
+	uint32_t len = registry_only_batch(c, &parses);
+	if (!len || !batch_names_distinct(c->in) ||
+	    !session_inert(c, c->in->data + c->in->scanned, len) || reply->cap - reply->len < parses * 5 + 6)
+		return 0;
+	if (!client_prep(c))
+		return -1;
+	for (uint32_t at = c->in->scanned; c->in->data[at] == 'P'; at = next_msg(c->in, at)) {
+		const uint8_t *body = c->in->data + at + 5;
+		size_t name_len = strlen((const char *)body);
+		uint32_t key_len = be32(c->in->data + at + 1) - 4 - (uint32_t)name_len - 1;
+		if (preg_add(&c->prep->reg, (const char *)body, pstmt_find(body + name_len + 1, key_len)) < 0)
+			return -1;
+		proto_parse_complete(reply);
+		log_debug("client %u: prepared %s without a lease (pool already has %s)", c->id, body,
+			  pstmt_find(body + name_len + 1, key_len)->name);
+	}
+	proto_ready(reply, 'I');
+	c->in->scanned += len;
+	c->in->start = c->in->scanned;
+	return 1;
+}
+
 /* ---- backend to client ---- */
 
 static bool tag_forgets_all(const struct frame_msg *m)

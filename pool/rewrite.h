@@ -31,6 +31,7 @@
 struct client;
 struct server;
 struct iobuf;
+struct wbuf;
 
 enum prep_step {
 	PREP_AGAIN,   /* handled: scan on */
@@ -69,6 +70,12 @@ static inline bool prep_stopped(const struct prep_client *pc) { return pc && pc-
 int prep_tx_send(struct client *c, struct server *s);
 ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out);
 void prep_lease_end(struct client *c, struct server *s);
+/*
+ * An idle client's named Parses + Sync of statements a backend of its pool
+ * has parsed: registered, and answered into reply without a lease.
+ * 1 answered (bytes consumed), 0 not such a batch (nothing consumed), -1 out of memory.
+ */
+int prep_parse_unleased(struct client *c, struct wbuf *reply);
 
 /* First statement of sql is DISCARD ALL or DEALLOCATE [PREPARE] ALL (pure). */
 bool prep_sql_forgets_all(const char *sql, size_t len);

@@ -93,6 +93,17 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 		pinned(c, "out of memory following a split message", "-");
 }
 
+bool session_inert(struct client *c, const uint8_t *data, size_t n)
+{
+	struct pin p;
+
+	if (!watching(c))
+		return true;
+	pin_init(&p, backslash_quotes(c));
+	bool pin = pin_feed_wire(&p, &c->pool->base, data, n);
+	return !pin && !p.resets && pin_at_boundary(&p);
+}
+
 void session_param_status(struct client *c, struct server *s, const struct frame_msg *m)
 {
 	const char *name = (const char *)m->body;

@@ -28,6 +28,8 @@ struct server;
 
 void session_client_sends(struct client *c, const uint8_t *data, size_t n);
 void session_param_status(struct client *c, struct server *s, const struct frame_msg *m);
+/* Whole messages that the watcher would neither pin on nor take for a RESET. */
+bool session_inert(struct client *c, const uint8_t *data, size_t n);
 bool session_unpin(struct client *c, struct server *s);
 /* Appends at most cap bytes to sql; returns the length, 0 for nothing to do, -1 if it does not fit. */
 int session_setup_sql(struct client *c, struct server *s, char *sql, int cap);
