@@ -381,18 +381,23 @@ def test_session_mode_relays_names_untouched(pglease, cluster):
 # ---------------------------------------------------------------- real clients
 @pytest.mark.timeout(60)
 def test_psycopg_prepared_across_backends(pglease, cluster, direct):
+    """Six connections contend for two backends, so each one's named statements are used on
+    both (checked per connection)."""
     import psycopg
     d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)}, pool_mode="transaction")
     errors = []
-    pids = set()
+    pids = {}
+    start = threading.Barrier(6, timeout=20)
 
     def worker(n):
         try:
             with psycopg.connect(d.dsn("app", user="postgres"), autocommit=True, prepare_threshold=0) as conn:
+                mine = pids.setdefault(n, [])
+                start.wait()
                 for i in range(60):
                     assert conn.execute("select %s::int + %s::int", (n, i)).fetchone()[0] == n + i
                     assert conn.execute("select %s::text || 'x'", (str(i),)).fetchone()[0] == "%dx" % i
-                    pids.add(conn.execute("select pg_backend_pid()").fetchone()[0])
+                    mine.append(conn.execute("select pg_backend_pid()").fetchone()[0])
                     with conn.transaction():
                         conn.execute("select %s::int", (i,))
         except Exception as e:  # noqa: BLE001 - reported below
@@ -404,7 +409,8 @@ def test_psycopg_prepared_across_backends(pglease, cluster, direct):
     for t in threads:
         t.join(50)
     assert not errors, errors[:3]
-    assert len(pids) == 2, pids
+    assert sorted(pids) == list(range(6))
+    assert all(len(set(p)) == 2 for p in pids.values()), [sorted(set(p)) for p in pids.values()]
 
 
 @pytest.mark.timeout(60)
