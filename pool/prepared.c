@@ -291,7 +291,8 @@ static void item_release(struct pq_item *it)
 
 static bool is_parse(uint8_t kind)
 {
-	return kind == PQ_PARSE || kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED;
+	return kind == PQ_PARSE || kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED ||
+	       kind == PQ_PARSE_DEALLOCATE;
 }
 
 static bool is_close(uint8_t kind)
@@ -338,7 +339,8 @@ static void undo_skipped(struct pq_item *it, struct pcache *cache, struct preg *
 		pcache_drop(cache, it->st);
 	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_FAKE) && reg && it->name)
 		preg_del(reg, it->name, it->st);
-	if (it->kind == PQ_CLOSE && it->st && reg && it->name && !preg_find(reg, it->name))
+	if ((it->kind == PQ_CLOSE || it->kind == PQ_PARSE_DEALLOCATE) && it->st && reg && it->name &&
+	    !preg_find(reg, it->name))
 		preg_add(reg, it->name, it->st);
 }
 

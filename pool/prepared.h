@@ -71,6 +71,8 @@ enum pq_kind {
 	PQ_PARSE_INJECTED,  /* pglease's Parse before a Bind/Describe: confirm, swallow */
 	PQ_PARSE_FAKE,      /* client Parse of a statement the backend has: a Close
 			       of a nonexistent name whose CloseComplete becomes ParseComplete */
+	PQ_PARSE_DEALLOCATE, /* a client's unnamed Parse of DEALLOCATE name, rewritten: the
+			       name has left the registry and comes back if the Parse fails or is skipped */
 	PQ_CLOSE,           /* a client Close relayed (portal, unknown name, or a dropped name) */
 	PQ_CLOSE_INJECTED,  /* pglease's Close (eviction, or before a Parse): swallow */
 };

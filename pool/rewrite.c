@@ -536,10 +536,12 @@ static int deallocate_sql(struct client *c, struct server *s, struct pstmt *st, 
 }
 
 /*
- * DEALLOCATE name as a Query. The throwaway statement is used only when
- * nothing is in flight and no transaction is aborted, where its Parse cannot
- * fail and leave the Query skipped (no ReadyForQuery would come); otherwise
- * the Query goes as is.
+ * DEALLOCATE name as a Query. In an aborted transaction it goes as is: the
+ * backend refuses it (25P02) as PostgreSQL would, and the name must stay (a
+ * Query's outcome is not tracked, so a rewritten one could not give it back).
+ * The throwaway statement is used only when nothing is in flight, where its
+ * Parse cannot fail and leave the Query skipped (no ReadyForQuery would come);
+ * otherwise the Query goes as is.
  */
 static enum prep_step deallocate(struct client *c, struct server *s, const struct msg_view *v)
 {
@@ -548,9 +550,10 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
 	struct pstmt *st = preg_find(&pc->reg, name);
 	struct pcache_entry *e = st && server_prep(s) ? pcache_find(&s->prep->cache, st) : NULL;
-	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && s->stream.txstatus != 'E';
+	bool aborted = s->stream.txstatus == 'E';
+	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && !aborted;
 
-	if (!st || (!(e && e->ready) && !quiet))
+	if (!st || aborted || (!(e && e->ready) && !quiet))
 		return queue(s, PQ_BOUNDARY, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0)
 		return PREP_ERR;
@@ -564,7 +567,8 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 /*
  * DEALLOCATE name as an unnamed Parse (psycopg's way): rewritten like the
  * Query. Extended messages are skipped together after an error, so the
- * throwaway statement is always safe here.
+ * throwaway statement is always safe here; and a Parse that fails (aborted
+ * transaction) or is skipped gives the client its name back at ReadyForQuery.
  */
 static enum prep_step deallocate_parse(struct client *c, struct server *s, const struct msg_view *v,
 				       struct pstmt *st, const char *name, uint32_t query_len)
@@ -573,7 +577,7 @@ static enum prep_step deallocate_parse(struct client *c, struct server *s, const
 	char sql[300];
 	uint32_t tail = v->body_len - 1 - query_len;      /* the NUL, then the parameter types */
 
-	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0 || queue(s, PQ_PARSE, NULL, NULL) < 0)
+	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0 || queue(s, PQ_PARSE_DEALLOCATE, st, name) < 0)
 		return PREP_ERR;
 	preg_del(&pc->reg, name, NULL);
 	size_t n = strlen(sql);
