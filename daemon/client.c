@@ -367,12 +367,62 @@ static void login_finish(struct client *c, struct startup *st)
 	pool_want_servers(p);
 }
 
+/* The first request queued in in[scanned..]: a Query, or extended messages through a Sync; its length or 0. */
+static uint32_t first_request_len(const struct iobuf *in)
+{
+	uint32_t at = in->scanned;
+
+	while (in->end - at >= 5) {
+		uint8_t type = in->data[at];
+		uint32_t len = be32(in->data + at + 1);
+		if (len < 4 || len > in->end - at - 1 || !strchr("QSPBDECH", type))
+			return 0;
+		at += 1 + len;
+		if (type == 'Q' || type == 'S')
+			return at - in->scanned;
+	}
+	return 0;
+}
+
+/*
+ * A cancel for a client still waiting for a backend: its first request
+ * never ran, so it ends as a cancelled statement ends on PostgreSQL, and
+ * the client keeps its place for whatever it queued after it.
+ */
+static void cancel_waiting(struct client *c)
+{
+	uint8_t buf[256];
+	struct wbuf w;
+	struct iobuf *in = c->in;
+	uint32_t len = in && in->start == in->scanned ? first_request_len(in) : 0;
+
+	if (!len)
+		return;
+	in->scanned += len;
+	in->start = in->scanned;
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_error(&w, "ERROR", "57014", "canceling statement due to user request", NULL, NULL);
+	proto_ready(&w, 'I');
+	log_info("client %u: request cancelled while waiting for a backend", c->id);
+	if (iobuf_is_empty(in)) {
+		iobuf_put(in);
+		c->in = NULL;
+		client_set_state(c, CLIENT_IDLE);
+	}
+	want_read(c, true);
+	send_bytes(c, buf, w.len);
+}
+
 static void handle_cancel(struct client *c, const struct startup *st)
 {
 	struct client *target = client_find_by_key(st->cancel_pid, st->cancel_key);
 
-	if (target && target->server && target->server->phase == PHASE_RAW)
+	if (target && target->state == CLIENT_WAITING)
+		cancel_waiting(target);
+	else if (target && target->server && target->server->phase == PHASE_RAW)
 		cancel_submit(target->server);
+	else if (target && target->server)
+		target->cancel_at_relay = true;
 	client_close(c, "cancel request handled");
 }
 
@@ -507,8 +557,14 @@ static void dispatch_input(struct client *c)
 
 void client_leased(struct client *c)
 {
+	struct server *s = c->server;
+
 	if (c->in && !iobuf_is_empty(c->in))
-		client_relay_to_server(c->server);
+		client_relay_to_server(s);
+	/* A cancel that came while the lease was being set up is for what was just sent. */
+	if (c->cancel_at_relay && c->server == s && s->stream.owed_z)
+		cancel_submit(s);
+	c->cancel_at_relay = false;
 }
 
 /* ---- the relay: client to backend ---- */
@@ -777,6 +833,11 @@ struct client *client_find_by_key(uint32_t id, uint32_t key)
 	list_for_each_safe(pp, pt, &all_pools) {
 		struct pool *p = list_entry(pp, struct pool, node);
 		list_for_each_safe(cp, ct, &p->active) {
+			struct client *c = list_entry(cp, struct client, node);
+			if (c->id == id && c->cancel_key == key)
+				return c;
+		}
+		list_for_each_safe(cp, ct, &p->waiting) {
 			struct client *c = list_entry(cp, struct client, node);
 			if (c->id == id && c->cancel_key == key)
 				return c;

@@ -55,6 +55,7 @@ struct client {
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
 	bool lease_warned;         /* this lease was logged as older than lease_warn_after */
+	bool cancel_at_relay;      /* a cancel came while its lease was being set up */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */
