@@ -54,7 +54,7 @@ def normalize(msgs):
             out.append(("D", [None if c is None else c.decode() for c in parse_data_row(body)]))
         elif t in ("E", "N"):
             f = parse_fields(body)
-            out.append((t, f.get("S"), f.get("C"), f.get("M")))
+            out.append((t, f.get("S"), f.get("C"), f.get("M"), f.get("P")))
         elif t == "S":
             out.append(("S",) + parse_parameter_status(body))
         elif t == "Z":
@@ -64,8 +64,86 @@ def normalize(msgs):
     return out
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_errors_after_a_rewritten_reset_point_into_the_clients_text(pglease, cluster, mode):
+    """The restore pglease inserts moves the text after it: error positions are given back as
+    positions in what the client sent (psql draws its caret from them)."""
+    d = pglease(pool_mode=mode)
+    steps = ["RESET datestyle; select nosuchcol",
+             "RESET datestyle; RESET timezone; select 1 +",
+             "RESET ALL; select 'caf\u00e9', nosuchcol",
+             "RESET work_mem; SELECT 1; select * from nosuchtable",
+             "select nosuchcol; RESET datestyle",
+             "SET datestyle = 'SQL, DMY'; RESET datestyle; SHOW datestyle; select 1/0, nosuchcol"]
+    same_as_direct(cluster, d.socket_path, steps)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_copy_in_a_query_with_a_reset(pglease, cluster, direct, mode):
+    """COPY FROM STDIN after a RESET in the same Query: the client's CopyData reaches the backend
+    (nothing waits for the reply), and the rest of the Query sees the startup value."""
+    direct.execute("CREATE TABLE IF NOT EXISTS reset_copy (t text)")
+    d = pglease(pool_mode=mode)
+    sql = "SET datestyle = 'SQL, DMY'; RESET datestyle; COPY reset_copy FROM STDIN; SHOW datestyle"
+
+    def run(w):
+        w.send(b"Q" + struct.pack("!I", len(sql) + 5) + sql.encode() + b"\0")
+        first = w.read_until((b"G",))
+        w.send(b"d" + struct.pack("!I", 4 + 4) + b"abc\n" + b"c" + struct.pack("!I", 4))
+        return sorted_reports(normalize(first + w.collect_until_ready()["msgs"]))
+
+    pair = Pair(cluster, d.socket_path)
+    try:
+        want, got = run(pair.direct), run(pair.pooled)
+        assert got == want
+        assert ("D", ["Postgres, MDY"]) in got
+        pair.run("SHOW datestyle")
+        assert direct.execute("select count(*) from reset_copy").fetchone()[0] == 2
+    finally:
+        pair.close()
+        direct.execute("DROP TABLE reset_copy")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_many_pipelined_queries_with_resets(pglease, cluster, mode):
+    """More Queries with resets in flight than pglease follows at once: the later ones wait for
+    replies, and everything is answered in order, as direct."""
+    d = pglease(pool_mode=mode)
+    batch = []
+    for i in range(3 * 4):
+        batch += ["SET datestyle = 'SQL, DMY'; RESET datestyle; SHOW datestyle",
+                  "SET timezone = 'UTC'", "RESET timezone; SHOW timezone; select %d" % i]
+    batch += ["DISCARD ALL", "SHOW timezone"]
+
+    def run(w):
+        w.send(b"".join(b"Q" + struct.pack("!I", len(q) + 5) + q.encode() + b"\0" for q in batch))
+        return [sorted_reports(normalize(w.collect_until_ready()["msgs"])) for _ in batch]
+
+    pair = Pair(cluster, d.socket_path)
+    try:
+        assert run(pair.pooled) == run(pair.direct)
+        pair.check_reported()
+    finally:
+        pair.close()
+
+
+def sorted_reports(msgs):
+    """PostgreSQL reports changed settings in its own order; after DISCARD ALL pglease reports
+    those it restored after the others. Runs of ParameterStatus are compared as sets."""
+    out, run = [], []
+    for m in msgs + [None]:
+        if m is not None and m[0] == "S":
+            run.append(m)
+            continue
+        out.extend(sorted(run))
+        run = []
+        if m is not None:
+            out.append(m)
+    return out
+
+
 def exchange(w, sql):
-    return normalize(w.query(sql)["msgs"])
+    return sorted_reports(normalize(w.query(sql)["msgs"]))
 
 
 REPORTED = ("DateStyle", "TimeZone", "application_name", "IntervalStyle", "client_encoding",
@@ -189,7 +267,7 @@ def test_pipelined_queries_around_a_discard_all(pglease, cluster, mode):
     def run(w):
         for sql in batch:
             w.send(b"Q" + struct.pack("!I", len(sql) + 5) + sql.encode() + b"\0")
-        return [normalize(w.collect_until_ready()["msgs"]) for _ in batch]
+        return [sorted_reports(normalize(w.collect_until_ready()["msgs"])) for _ in batch]
 
     direct = connect(direct_path(cluster), **STARTUP)
     via = connect(d.socket_path, **STARTUP)
