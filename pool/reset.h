@@ -22,7 +22,7 @@
  * ParameterStatus messages in these exchanges that tell the client a value
  * it already has are cut, so it sees what PostgreSQL would have sent it.
  *
- *   reset_plan()          find the statements of a Query text that reset settings (pure)
+ *   reset_plan()          find the statements of a Query text that reset settings (pure, reset_sql.c)
  *   reset_restore_sql()   the restore that follows one of them (pure)
  *   reset_rewrite()       a Query text with its restores in place, and where they went (pure)
  *   reset_fix_position()  an error position in the rewritten text, as the client sent it (pure)
@@ -115,6 +115,8 @@ struct reset_move {
 int reset_rewrite(const char *sql, size_t n, const struct reset_plan *plan, const struct param_set *startup,
 		  const struct param_set *base, const char *marker, struct reset_text *out,
 		  struct reset_move *moves);
+/* Does the reset st bring back the startup setting name = value (the pool's value, base, being different)? */
+bool reset_restores(const struct reset_stmt *st, const char *name, const char *value, const struct param_set *base);
 /* A 1-based error position in the rewritten text, as a position in the client's own text. */
 uint32_t reset_fix_position(uint32_t position, const struct reset_move *moves, uint32_t n_moves);
 
