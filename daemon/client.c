@@ -568,8 +568,6 @@ static int send_followup(struct client *c, struct server *s)
 
 	if (reset_followup(c, s, &body) < 0)
 		return -1;
-	if (!body.len)
-		return 0;
 	struct frame_msg m = { 'Q', body.len + 5, (const uint8_t *)body.data };
 	struct stream_counts *counts = s->stream.counts;
 	int rc = prep_tx_message(c, 'Q', body.data, body.len + 1);

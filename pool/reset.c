@@ -139,11 +139,10 @@ int reset_followup(struct client *c, struct server *s, struct reset_text *body)
 
 	s->reset.followup_due = false;
 	reset_restore_sql(&discard, &c->startup, &c->pool->base, marker(), body);
+	/* Never empty (the DISCARD ALL was taken because something differs): its ReadyForQuery is owed. */
 	if (body->failed || body->len == 0) {
-		bool failed = body->failed;
 		reset_text_free(body);
-		s->reset.hold = false;
-		return failed ? -1 : 0;
+		return -1;
 	}
 	push_item(s, ITEM_FOLLOWUP);
 	return 0;

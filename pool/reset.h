@@ -157,7 +157,7 @@ enum reset_take reset_client_query(struct client *c, struct server *s, const str
  * sent as it is).
  */
 int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct reset_text *body);
-/* The restore after a completed DISCARD ALL, to send now (body->len 0: nothing). */
+/* The restore after a completed DISCARD ALL, to send now; -1 when out of memory (the client must go). */
 int reset_followup(struct client *c, struct server *s, struct reset_text *body);
 
 static inline bool reset_active(const struct reset_relay *r)
