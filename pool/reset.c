@@ -16,7 +16,6 @@
 #include "log.h"
 #include "pin.h"
 #include "pool.h"
-#include "proto.h"
 #include "reset.h"
 #include "server.h"
 #include "session.h"
