@@ -47,7 +47,8 @@ struct client {
 	struct iobuf *out;         /* for the client, not yet sent */
 	struct pool *pool;
 	struct server *server;     /* the leased backend */
-	struct param_set params;   /* the session settings the client asked for */
+	struct param_set params;   /* the session settings the client asked for, as last reported to it */
+	struct param_set startup;  /* its startup settings: where RESET returns (reset.c) */
 	uint32_t id, cancel_key;   /* our BackendKeyData */
 	ev_tstamp state_since;
 	ev_tstamp connected_at;    /* accepted; SHOW CLIENTS */

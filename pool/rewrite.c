@@ -33,6 +33,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "reset.h"
 #include "rewrite.h"
 #include "server.h"
 #include "session.h"
@@ -195,6 +196,17 @@ int prep_tx_send(struct client *c, struct server *s)
 		return -1;
 	pc->tx_sent += (uint32_t)n;
 	c->pool->stats.bytes_received += (uint64_t)n;
+	return 0;
+}
+
+int prep_tx_message(struct client *c, char type, const void *body, uint32_t len)
+{
+	struct prep_client *pc = client_prep(c);
+
+	if (!pc || (c->in && spill_unsent(pc, c->in) < 0) || tx_reserve(pc, 5 + (size_t)len) < 0)
+		return -1;
+	tx_header(pc, type, len);
+	tx_put(pc, body, len);
 	return 0;
 }
 
@@ -827,18 +839,15 @@ static bool tag_forgets_all(const struct frame_msg *m)
 			   strncmp((const char *)m->body, "DEALLOCATE ALL", m->len - 4) == 0);
 }
 
-/* What the scan must do with the reply it stopped after (one loop, one thread). */
+/* What the scan must do with the reply it stopped after, and reset.c's cut (one loop, one thread). */
 static enum pq_action reply_act;
+static uint32_t reply_cut;
 
-static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
+static enum frame_verdict account_reply(struct client *c, struct server *s, const struct frame_msg *m)
 {
-	struct client *c = arg;
-	struct server *s = c->server;
 	struct prep_server *ps = s->prep;
 	struct preg *reg = c->prep ? &c->prep->reg : NULL;
 
-	if (m->type == 'S')
-		session_param_status(c, s, m);
 	if (!ps)
 		return stream_server_msg(&s->stream, m);
 	switch (m->type) {
@@ -862,23 +871,37 @@ static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 	return stream_server_msg(&s->stream, m);
 }
 
+static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
+{
+	struct client *c = arg;
+	struct server *s = c->server;
+	enum frame_verdict v = account_reply(c, s, m);
+
+	if (v == FRAME_CONTINUE && m->type != '1' && m->type != '3' && (m->type == 'S' || reset_active(&s->reset)) &&
+	    (reply_cut = reset_server_msg(c, s, m)))
+		return FRAME_STOP_AFTER;
+	return v;
+}
+
 ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out)
 {
 	uint32_t at = out->scanned;
 
 	for (;;) {
 		reply_act = PQ_FORWARD;
-		ssize_t n = frame_scan(&s->stream.from_server, out->data + at, out->end - at, PREP_SERVER_WHOLE,
-				       server_msg, c);
+		reply_cut = 0;
+		const char *whole = reset_active(&s->reset) ? RESET_SERVER_WHOLE : PREP_SERVER_WHOLE;
+		ssize_t n = frame_scan(&s->stream.from_server, out->data + at, out->end - at, whole, server_msg, c);
 		if (n < 0) {
 			log_info("server %d: reply stream out of step with pglease's prepared statements", s->id);
 			return -1;
 		}
 		at += (uint32_t)n;
-		if (reply_act == PQ_SWALLOW) {
-			memmove(out->data + at - 5, out->data + at, out->end - at);
-			out->end -= 5;
-			at -= 5;
+		uint32_t cut = reply_act == PQ_SWALLOW ? 5 : reply_cut;
+		if (cut) {
+			memmove(out->data + at - cut, out->data + at, out->end - at);
+			out->end -= cut;
+			at -= cut;
 		} else if (reply_act == PQ_AS_PARSE_COMPLETE) {
 			out->data[at - 5] = '1';
 		} else {
