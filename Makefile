@@ -67,7 +67,11 @@ build/fuzz/fuzz_pin: tests/fuzz/fuzz_pin.c pool/pin.c pool/sqllex.c pool/params.
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
-fuzz: build/fuzz/fuzz_startup build/fuzz/fuzz_frame build/fuzz/fuzz_pin
+build/fuzz/fuzz_reset: tests/fuzz/fuzz_reset.c pool/reset_sql.c pool/sqllex.c pool/params.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
+fuzz: build/fuzz/fuzz_startup build/fuzz/fuzz_frame build/fuzz/fuzz_pin build/fuzz/fuzz_reset
 	@set -e; for f in $^; do echo "== $$f ($(FUZZ_SECONDS) s)"; mkdir -p $$f.corpus; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=12000 $$f.corpus 2>&1 | tail -n 2; done
 

@@ -8,6 +8,7 @@
  * normally costs no epoll_ctl. Buffers exist only while bytes are in
  * flight: an idle client owns none.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "reset.h"
 #include "rewrite.h"
 #include "server.h"
 #include "session.h"
@@ -41,6 +43,7 @@ static uint32_t next_client_id = 1;
 static void on_readable(struct ev_loop *l, ev_io *w, int revents);
 static void on_writable(struct ev_loop *l, ev_io *w, int revents);
 static void dispatch_input(struct client *c);
+static int answer_without_lease(struct client *c);
 
 /* ---- state and lists ---- */
 
@@ -148,6 +151,7 @@ void client_reap(void)
 			continue;
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
+		params_free(&c->startup);
 		admin_free(c);
 		session_free(c);
 		prep_client_free(c->prep);
@@ -356,6 +360,8 @@ static void login_finish(struct client *c, struct startup *st)
 		return client_fatal(c, "53200", "out of memory creating the pool", NULL);
 	c->pool = p;
 	c->prep_on = p->mode == POOL_MODE_TRANSACTION && cfg->max_prepared_statements > 0;
+	if (params_copy(&c->startup, &st->params) < 0)
+		return client_fatal(c, "53200", "out of memory keeping the startup settings", NULL);
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
 	if (p->have_base)
@@ -366,12 +372,62 @@ static void login_finish(struct client *c, struct startup *st)
 	pool_want_servers(p);
 }
 
+/* The first request queued in in[scanned..]: a Query, or extended messages through a Sync; its length or 0. */
+static uint32_t first_request_len(const struct iobuf *in)
+{
+	uint32_t at = in->scanned;
+
+	while (in->end - at >= 5) {
+		uint8_t type = in->data[at];
+		uint32_t len = be32(in->data + at + 1);
+		if (len < 4 || len > in->end - at - 1 || !strchr("QSPBDECH", type))
+			return 0;
+		at += 1 + len;
+		if (type == 'Q' || type == 'S')
+			return at - in->scanned;
+	}
+	return 0;
+}
+
+/*
+ * A cancel for a client still waiting for a backend: its first request
+ * never ran, so it ends as a cancelled statement ends on PostgreSQL, and
+ * the client keeps its place for whatever it queued after it.
+ */
+static void cancel_waiting(struct client *c)
+{
+	uint8_t buf[256];
+	struct wbuf w;
+	struct iobuf *in = c->in;
+	uint32_t len = in && in->start == in->scanned ? first_request_len(in) : 0;
+
+	if (!len)
+		return;
+	in->scanned += len;
+	in->start = in->scanned;
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_error(&w, "ERROR", "57014", "canceling statement due to user request", NULL, NULL);
+	proto_ready(&w, 'I');
+	log_info("client %u: request cancelled while waiting for a backend", c->id);
+	if (iobuf_is_empty(in)) {
+		iobuf_put(in);
+		c->in = NULL;
+		client_set_state(c, CLIENT_IDLE);
+	}
+	want_read(c, true);
+	send_bytes(c, buf, w.len);
+}
+
 static void handle_cancel(struct client *c, const struct startup *st)
 {
 	struct client *target = client_find_by_key(st->cancel_pid, st->cancel_key);
 
-	if (target && target->server && target->server->phase == PHASE_RAW)
+	if (target && target->state == CLIENT_WAITING)
+		cancel_waiting(target);
+	else if (target && target->server && target->server->phase == PHASE_RAW)
 		cancel_submit(target->server);
+	else if (target && target->server)
+		target->cancel_at_relay = true;
 	client_close(c, "cancel request handled");
 }
 
@@ -455,6 +511,29 @@ void client_welcome(struct client *c)
 
 /* ---- between leases ---- */
 
+/*
+ * What an idle client sent that needs no backend: a prepare of a statement
+ * the pool knows (PQprepare). A client whose other connections hold every
+ * backend must not wait for one just to name a statement.
+ * 1 answered, 0 a lease is needed, -1 the client is gone.
+ */
+static int answer_without_lease(struct client *c)
+{
+	uint8_t buf[512];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	int rc = prep_parse_unleased(c, &w);
+	if (rc < 0) {
+		client_fatal(c, "53200", "out of memory registering a prepared statement", NULL);
+		return -1;
+	}
+	if (rc == 0)
+		return 0;
+	send_bytes(c, buf, w.len);
+	return c->state == CLIENT_CLOSED ? -1 : 1;
+}
+
 /* An idle client spoke: end the session on Terminate, else lease a backend. */
 static void dispatch_input(struct client *c)
 {
@@ -471,16 +550,36 @@ static void dispatch_input(struct client *c)
 		client_close(c, "client sent Terminate");
 		return;
 	}
-	lease_enter(c);
+	switch (answer_without_lease(c)) {
+	case 1:
+		return dispatch_input(c);
+	case 0:
+		return lease_enter(c);
+	default:
+		return;
+	}
 }
 
 void client_leased(struct client *c)
 {
+	struct server *s = c->server;
+
 	if (c->in && !iobuf_is_empty(c->in))
-		client_relay_to_server(c->server);
+		client_relay_to_server(s);
+	/* A cancel that came while the lease was being set up is for what was just sent. */
+	if (c->cancel_at_relay && c->server == s && s->stream.owed_z)
+		cancel_submit(s);
+	c->cancel_at_relay = false;
 }
 
 /* ---- the relay: client to backend ---- */
+
+static enum frame_verdict account_client_msg(struct client *c, const struct frame_msg *m)
+{
+	if (c->prep_on)
+		return prep_client_msg(c, m);
+	return stream_client_msg(&c->server->stream, m);
+}
 
 static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 {
@@ -490,9 +589,9 @@ static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 		c->terminating = true;
 		return FRAME_STOP_BEFORE;
 	}
-	if (c->prep_on)
-		return prep_client_msg(c, m);
-	return stream_client_msg(&c->server->stream, m);
+	if (m->type == 'Q' && reset_client_query(c, c->server, m) != RESET_PASS)
+		return FRAME_STOP_BEFORE;
+	return account_client_msg(c, m);
 }
 
 /* The scan stopped at a header it refused: say whether the type or the length. */
@@ -515,17 +614,76 @@ static void protocol_violation(struct client *c)
 	want_read(c, false);
 }
 
+/* A Query whose replacement pglease sends in its place (reset.c); the watcher still sees the client's bytes. */
+static int substitute_query(struct client *c, struct iobuf *in, const struct reset_text *body)
+{
+	uint32_t len = be32(in->data + in->scanned + 1);
+	struct frame_msg m = { 'Q', len, in->data + in->scanned + 5 };
+
+	if (prep_tx_message(c, 'Q', body->data, body->len + 1) < 0)
+		return -1;
+	session_client_sends(c, in->data + in->scanned, 1 + len);
+	in->scanned += 1 + len;
+	in->start = in->scanned;
+	enum frame_verdict v = account_client_msg(c, &m);
+	assert(v == FRAME_CONTINUE);
+	return v == FRAME_CONTINUE ? 0 : -1;
+}
+
+/* The Query the scan stopped before, for reset.c: rewritten, or sent as it is and followed. */
+static int reset_step(struct client *c, struct server *s, struct iobuf *in)
+{
+	uint32_t len = be32(in->data + in->scanned + 1);
+	struct frame_msg m = { 'Q', len, in->data + in->scanned + 5 };
+	struct reset_text body = { 0 };
+
+	assert(len <= FRAME_WHOLE_MAX && in->end - in->scanned >= 1 + len);
+	if (reset_client_step(c, s, &m, &body) == 0 && body.len) {
+		int rc = substitute_query(c, in, &body);
+		reset_text_free(&body);
+		return rc;
+	}
+	session_client_sends(c, in->data + in->scanned, 1 + len);
+	in->scanned += 1 + len;
+	return account_client_msg(c, &m) == FRAME_CONTINUE ? 0 : -1;
+}
+
+/* After a DISCARD ALL that ran: pglease's own Query restores the startup settings (reset.c). */
+static int send_followup(struct client *c, struct server *s)
+{
+	struct reset_text body = { 0 };
+
+	if (reset_followup(c, s, &body) < 0)
+		return -1;
+	struct frame_msg m = { 'Q', body.len + 5, (const uint8_t *)body.data };
+	struct stream_counts *counts = s->stream.counts;
+	int rc = prep_tx_message(c, 'Q', body.data, body.len + 1);
+	/* Not the client's query: not counted. */
+	s->stream.counts = NULL;
+	if (rc == 0 && account_client_msg(c, &m) != FRAME_CONTINUE)
+		rc = -1;
+	s->stream.counts = counts;
+	reset_text_free(&body);
+	return rc;
+}
+
 /*
  * Frame the client's new bytes. With the prepared-statement layer the scan
- * stops before messages that name statements, and rewrite.c takes them.
- * Returns as frame_scan() does, or -2 when the layer failed.
+ * stops before messages that name statements, and rewrite.c takes them;
+ * a Query with a RESET of a startup setting stops it too, for reset.c.
+ * Returns as frame_scan() does, or -2 when a layer failed.
  */
 static ssize_t scan_client(struct client *c, struct server *s, struct iobuf *in)
 {
-	const char *whole = c->prep_on ? PREP_CLIENT_WHOLE : STREAM_CLIENT_WHOLE;
+	const char *whole = c->prep_on ? PREP_CLIENT_WHOLE : "Q";
 	ssize_t n;
 
 	for (;;) {
+		if (s->reset.followup_due && send_followup(c, s) < 0)
+			return -2;
+		/* A DISCARD ALL and its follow-up are in flight: what the client sends next waits. */
+		if (reset_holding(&s->reset))
+			return 0;
 		enum prep_step step = c->prep_on ? prep_client_step(c, s) : PREP_AGAIN;
 		if (step != PREP_AGAIN)
 			return step == PREP_MORE ? 0 : -2;
@@ -534,6 +692,11 @@ static ssize_t scan_client(struct client *c, struct server *s, struct iobuf *in)
 		in->scanned += n < 0 ? s->stream.to_server.error_at : (uint32_t)n;
 		/* Pinned before the backend sees the statement, so before its lease could end. */
 		session_client_sends(c, in->data + from, in->scanned - from);
+		if (n >= 0 && s->reset.stopped) {
+			if (reset_step(c, s, in) < 0)
+				return -2;
+			continue;
+		}
 		if (n < 0 || !prep_stopped(c->prep))
 			return n;
 	}
@@ -573,6 +736,8 @@ void client_relay_to_server(struct server *s)
 	struct client *c = s->client;
 	struct iobuf *in = c->in;
 
+	if (!in && s->reset.followup_due && send_followup(c, s) < 0)
+		return client_fatal(c, "53200", "out of memory restoring the startup settings after DISCARD ALL", NULL);
 	if (!in) {
 		/* Rewritten bytes may still be waiting for the backend to take them. */
 		if (prep_tx_pending(c->prep))
@@ -582,8 +747,8 @@ void client_relay_to_server(struct server *s)
 	bool was_idle = s->stream.owed_z == 0;
 	ssize_t n = scan_client(c, s, in);
 	if (n == -2)
-		return client_fatal(c, "54000", "could not relay a prepared statement message (out of memory, "
-				    "or statement names longer than 16 KB)", NULL);
+		return client_fatal(c, "54000", "could not relay a prepared statement message or a rewritten Query "
+				    "(out of memory, or statement names longer than 16 KB)", NULL);
 	if (was_idle && s->stream.owed_z)
 		s->stream.busy_since = ev_now(loop);
 	/* What came before a bad message is valid and already accounted: send it. */
@@ -610,7 +775,7 @@ static bool lease_done(const struct client *c, const struct server *s)
 
 	return tx_ends_lease && s->stream.txstatus == 'I' &&
 	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
-	       (!c->in || iobuf_unsent(c->in) == 0) && !prep_busy(c);
+	       (!c->in || iobuf_unsent(c->in) == 0) && !prep_busy(c) && !reset_active(&s->reset);
 }
 
 static int read_from_server(struct client *c, struct server *s)
@@ -635,13 +800,38 @@ static int read_from_server(struct client *c, struct server *s)
 	return -1;
 }
 
+/* Bytes to cut from the end of the message the scan stopped after (one loop, one thread). */
+static uint32_t reply_cut;
+
 static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 {
 	struct server *s = arg;
+	enum frame_verdict v = stream_server_msg(&s->stream, m);
 
-	if (m->type == 'S')
-		session_param_status(s->client, s, m);
-	return stream_server_msg(&s->stream, m);
+	if (v == FRAME_CONTINUE && (m->type == 'S' || reset_active(&s->reset)) &&
+	    (reply_cut = reset_server_msg(s->client, s, m)))
+		return FRAME_STOP_AFTER;
+	return v;
+}
+
+/* Frame the backend's bytes; what reset.c hides from the client is cut out of the buffer. */
+static ssize_t scan_server(struct server *s, struct iobuf *out)
+{
+	uint32_t at = out->scanned;
+
+	for (;;) {
+		const char *whole = reset_active(&s->reset) ? RESET_SERVER_WHOLE : SESSION_SERVER_WHOLE;
+		reply_cut = 0;
+		ssize_t n = frame_scan(&s->stream.from_server, out->data + at, out->end - at, whole, server_msg, s);
+		if (n < 0)
+			return -1;
+		at += (uint32_t)n;
+		if (!reply_cut)
+			return at - out->scanned;
+		memmove(out->data + at - reply_cut, out->data + at, out->end - at);
+		out->end -= reply_cut;
+		at -= reply_cut;
+	}
 }
 
 void client_relay_from_server(struct server *s)
@@ -652,9 +842,7 @@ void client_relay_from_server(struct server *s)
 		return;
 	struct iobuf *out = c->out;
 	bool was_busy = s->stream.owed_z > 0;
-	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) :
-		    frame_scan(&s->stream.from_server, out->data + out->scanned, out->end - out->scanned,
-			       SESSION_SERVER_WHOLE, server_msg, s);
+	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) : scan_server(s, out);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");
 		return;
@@ -681,6 +869,11 @@ void client_relay_from_server(struct server *s)
 		return dispatch_input(c);
 	}
 	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);
+	/* A reply let held input go, or a DISCARD ALL's follow-up is due: the last thing done here. */
+	if (s->reset.kick) {
+		s->reset.kick = false;
+		client_relay_to_server(s);
+	}
 }
 
 /* ---- socket events ---- */
@@ -746,6 +939,11 @@ struct client *client_find_by_key(uint32_t id, uint32_t key)
 	list_for_each_safe(pp, pt, &all_pools) {
 		struct pool *p = list_entry(pp, struct pool, node);
 		list_for_each_safe(cp, ct, &p->active) {
+			struct client *c = list_entry(cp, struct client, node);
+			if (c->id == id && c->cancel_key == key)
+				return c;
+		}
+		list_for_each_safe(cp, ct, &p->waiting) {
 			struct client *c = list_entry(cp, struct client, node);
 			if (c->id == id && c->cancel_key == key)
 				return c;

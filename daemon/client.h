@@ -47,7 +47,8 @@ struct client {
 	struct iobuf *out;         /* for the client, not yet sent */
 	struct pool *pool;
 	struct server *server;     /* the leased backend */
-	struct param_set params;   /* the session settings the client asked for */
+	struct param_set params;   /* the session settings the client asked for, as last reported to it */
+	struct param_set startup;  /* its startup settings: where RESET returns (reset.c) */
 	uint32_t id, cancel_key;   /* our BackendKeyData */
 	ev_tstamp state_since;
 	ev_tstamp connected_at;    /* accepted; SHOW CLIENTS */
@@ -55,6 +56,7 @@ struct client {
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
 	bool lease_warned;         /* this lease was logged as older than lease_warn_after */
+	bool cancel_at_relay;      /* a cancel came while its lease was being set up */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */

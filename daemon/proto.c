@@ -111,6 +111,11 @@ void proto_ready(struct wbuf *w, char status)
 	wbuf_end(w, mark);
 }
 
+void proto_parse_complete(struct wbuf *w)
+{
+	wbuf_end(w, wbuf_begin(w, '1'));
+}
+
 void proto_negotiate(struct wbuf *w, uint32_t newest_minor, const char *const *options, int n)
 {
 	size_t mark = wbuf_begin(w, 'v');

@@ -109,6 +109,7 @@ void lease_grant(struct client *c, struct server *s)
 	c->server = s;
 	c->lease_warned = false;
 	stream_reset(&s->stream);
+	memset(&s->reset, 0, sizeof(s->reset));
 	s->stream.counts = &s->pool->stats.stream;
 	memset(&s->exit, 0, sizeof(s->exit));
 	int n = setup_sql(c, s, sql, sizeof(sql));

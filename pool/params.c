@@ -123,7 +123,7 @@ void params_free(struct param_set *s)
  * $qN$value$qN$, with the first tag whose closing occurrence is really the
  * first one after the opening (a value ending in "$q" would end it early).
  */
-static int dollar_quote(char *out, int cap, const char *value)
+int params_quote(char *out, int cap, const char *value)
 {
 	char tag[16];
 
@@ -147,7 +147,7 @@ static int append(char *sql, int cap, int len, const char *text)
 
 static int append_quoted(char *sql, int cap, int len, const char *value)
 {
-	int n = len < 0 ? -1 : dollar_quote(sql + len, cap - len, value);
+	int n = len < 0 ? -1 : params_quote(sql + len, cap - len, value);
 	return n < 0 ? -1 : len + n;
 }
 

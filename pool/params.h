@@ -6,6 +6,7 @@
  *   params_equal()     same settings?
  *   params_copy()      replace a set by a copy of another
  *   params_diff_sql()  the SQL that turns a backend's settings into a client's
+ *   params_quote()     a value as a literal that needs no escaping
  *   params_free()
  *
  * A set is one packed allocation "name\0value\0..." sorted by name, with
@@ -41,6 +42,9 @@ const char *params_get(const struct param_set *s, const char *name);
 bool params_equal(const struct param_set *a, const struct param_set *b);
 int params_copy(struct param_set *dst, const struct param_set *src);
 void params_free(struct param_set *s);
+
+/* value as a dollar-quoted literal into out (NUL-terminated); its length, or -1 if it does not fit. */
+int params_quote(char *out, int cap, const char *value);
 
 /*
  * Append to sql (at most cap bytes, NUL-terminated) the statements that make

@@ -60,6 +60,11 @@ struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len)
 	return st;
 }
 
+struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len)
+{
+	return pstmt_lookup(key, key_len, hash_bytes(key, key_len));
+}
+
 void pstmt_hold(struct pstmt *st)
 {
 	st->refs++;
@@ -286,7 +291,8 @@ static void item_release(struct pq_item *it)
 
 static bool is_parse(uint8_t kind)
 {
-	return kind == PQ_PARSE || kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED;
+	return kind == PQ_PARSE || kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED ||
+	       kind == PQ_PARSE_DEALLOCATE;
 }
 
 static bool is_close(uint8_t kind)
@@ -333,7 +339,8 @@ static void undo_skipped(struct pq_item *it, struct pcache *cache, struct preg *
 		pcache_drop(cache, it->st);
 	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_FAKE) && reg && it->name)
 		preg_del(reg, it->name, it->st);
-	if (it->kind == PQ_CLOSE && it->st && reg && it->name && !preg_find(reg, it->name))
+	if ((it->kind == PQ_CLOSE || it->kind == PQ_PARSE_DEALLOCATE) && it->st && reg && it->name &&
+	    !preg_find(reg, it->name))
 		preg_add(reg, it->name, it->st);
 }
 

@@ -71,6 +71,8 @@ enum pq_kind {
 	PQ_PARSE_INJECTED,  /* pglease's Parse before a Bind/Describe: confirm, swallow */
 	PQ_PARSE_FAKE,      /* client Parse of a statement the backend has: a Close
 			       of a nonexistent name whose CloseComplete becomes ParseComplete */
+	PQ_PARSE_DEALLOCATE, /* a client's unnamed Parse of DEALLOCATE name, rewritten: the
+			       name has left the registry and comes back if the Parse fails or is skipped */
 	PQ_CLOSE,           /* a client Close relayed (portal, unknown name, or a dropped name) */
 	PQ_CLOSE_INJECTED,  /* pglease's Close (eviction, or before a Parse): swallow */
 };
@@ -91,6 +93,7 @@ struct pq {
 enum pq_action { PQ_FORWARD, PQ_SWALLOW, PQ_AS_PARSE_COMPLETE, PQ_DESYNC };
 
 struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len);   /* +1 ref; NULL: out of memory */
+struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len);  /* no ref taken; NULL: none */
 void pstmt_put(struct pstmt *st);                                 /* -1 ref */
 void pstmt_hold(struct pstmt *st);                                /* +1 ref */
 uint32_t pstmt_live_count(void);                                  /* for tests */

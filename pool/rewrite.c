@@ -33,6 +33,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
+#include "reset.h"
 #include "rewrite.h"
 #include "server.h"
 #include "session.h"
@@ -195,6 +196,17 @@ int prep_tx_send(struct client *c, struct server *s)
 		return -1;
 	pc->tx_sent += (uint32_t)n;
 	c->pool->stats.bytes_received += (uint64_t)n;
+	return 0;
+}
+
+int prep_tx_message(struct client *c, char type, const void *body, uint32_t len)
+{
+	struct prep_client *pc = client_prep(c);
+
+	if (!pc || (c->in && spill_unsent(pc, c->in) < 0) || tx_reserve(pc, 5 + (size_t)len) < 0)
+		return -1;
+	tx_header(pc, type, len);
+	tx_put(pc, body, len);
 	return 0;
 }
 
@@ -536,10 +548,12 @@ static int deallocate_sql(struct client *c, struct server *s, struct pstmt *st, 
 }
 
 /*
- * DEALLOCATE name as a Query. The throwaway statement is used only when
- * nothing is in flight and no transaction is aborted, where its Parse cannot
- * fail and leave the Query skipped (no ReadyForQuery would come); otherwise
- * the Query goes as is.
+ * DEALLOCATE name as a Query. In an aborted transaction it goes as is: the
+ * backend refuses it (25P02) as PostgreSQL would, and the name must stay (a
+ * Query's outcome is not tracked, so a rewritten one could not give it back).
+ * The throwaway statement is used only when nothing is in flight, where its
+ * Parse cannot fail and leave the Query skipped (no ReadyForQuery would come);
+ * otherwise the Query goes as is.
  */
 static enum prep_step deallocate(struct client *c, struct server *s, const struct msg_view *v)
 {
@@ -548,9 +562,10 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
 	struct pstmt *st = preg_find(&pc->reg, name);
 	struct pcache_entry *e = st && server_prep(s) ? pcache_find(&s->prep->cache, st) : NULL;
-	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && s->stream.txstatus != 'E';
+	bool aborted = s->stream.txstatus == 'E';
+	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && !aborted;
 
-	if (!st || (!(e && e->ready) && !quiet))
+	if (!st || aborted || (!(e && e->ready) && !quiet))
 		return queue(s, PQ_BOUNDARY, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0)
 		return PREP_ERR;
@@ -564,7 +579,8 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 /*
  * DEALLOCATE name as an unnamed Parse (psycopg's way): rewritten like the
  * Query. Extended messages are skipped together after an error, so the
- * throwaway statement is always safe here.
+ * throwaway statement is always safe here; and a Parse that fails (aborted
+ * transaction) or is skipped gives the client its name back at ReadyForQuery.
  */
 static enum prep_step deallocate_parse(struct client *c, struct server *s, const struct msg_view *v,
 				       struct pstmt *st, const char *name, uint32_t query_len)
@@ -573,7 +589,7 @@ static enum prep_step deallocate_parse(struct client *c, struct server *s, const
 	char sql[300];
 	uint32_t tail = v->body_len - 1 - query_len;      /* the NUL, then the parameter types */
 
-	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0 || queue(s, PQ_PARSE, NULL, NULL) < 0)
+	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0 || queue(s, PQ_PARSE_DEALLOCATE, st, name) < 0)
 		return PREP_ERR;
 	preg_del(&pc->reg, name, NULL);
 	size_t n = strlen(sql);
@@ -714,6 +730,107 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 	}
 }
 
+/* ---- a prepare that needs no backend ---- */
+
+/* Some backend of the pool has parsed exactly this statement (text and types) without error. */
+static bool pool_has_parsed(const struct pool *p, const struct pstmt *st)
+{
+	const struct list *lists[] = { &p->idle, &p->leased, &p->cleaning };
+	struct list_node *pos, *tmp;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(*lists); i++) {
+		list_for_each_safe(pos, tmp, (struct list *)lists[i]) {
+			struct server *s = list_entry(pos, struct server, node);
+			struct pcache_entry *e = s->prep ? pcache_find(&s->prep->cache, st) : NULL;
+			if (e && e->ready)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* A named Parse at p (whole in the buffer) of a statement the pool has parsed: its pstmt, else NULL. */
+static struct pstmt *parsed_statement(struct client *c, const uint8_t *p, uint32_t len)
+{
+	const uint8_t *body = p + 5;
+	uint32_t body_len = len - 4;
+	size_t name_len = strnlen((const char *)body, body_len);
+
+	if (p[0] != 'P' || name_len == 0 || name_len == body_len)
+		return NULL;
+	if (c->prep && preg_find(&c->prep->reg, (const char *)body))
+		return NULL;
+	struct pstmt *st = pstmt_find(body + name_len + 1, body_len - (uint32_t)name_len - 1);
+	return st && pool_has_parsed(c->pool, st) ? st : NULL;
+}
+
+/* Parses answered from the registry in one batch, at most: the reply must fit the caller's buffer. */
+#define UNLEASED_PARSES_MAX 64
+
+/* Length of a run of such Parses closed by a Sync at in[scanned..], or 0. */
+static uint32_t registry_only_batch(struct client *c, uint32_t *parses)
+{
+	const struct iobuf *in = c->in;
+	uint32_t at = in->scanned;
+
+	for (*parses = 0; in->end - at >= 5 && *parses <= UNLEASED_PARSES_MAX; (*parses)++) {
+		const uint8_t *p = in->data + at;
+		uint32_t len = be32(p + 1);
+		if (len < 4 || len > in->end - at - 1)
+			return 0;
+		if (p[0] == 'S')
+			return *parses && len == 4 ? at + 5 - in->scanned : 0;
+		if (!parsed_statement(c, p, len))
+			return 0;
+		at += 1 + len;
+	}
+	return 0;
+}
+
+/* A second Parse of one name in the batch must fail as PostgreSQL fails it: leave such a batch to a backend. */
+static uint32_t next_msg(const struct iobuf *in, uint32_t at)
+{
+	return at + 1 + be32(in->data + at + 1);
+}
+
+/* The batch was checked by registry_only_batch(): Parses, then one Sync. */
+static bool batch_names_distinct(const struct iobuf *in)
+{
+	for (uint32_t a = in->scanned; in->data[a] == 'P'; a = next_msg(in, a))
+		for (uint32_t b = next_msg(in, a); in->data[b] == 'P'; b = next_msg(in, b))
+			if (strcmp((const char *)in->data + a + 5, (const char *)in->data + b + 5) == 0)
+				return false;
+	return true;
+}
+
+int prep_parse_unleased(struct client *c, struct wbuf *reply)
+{
+	uint32_t parses;
+
+	if (!c->prep_on || c->pinned || c->server || !c->in || c->in->start != c->in->scanned)
+		return 0;
+	uint32_t len = registry_only_batch(c, &parses);
+	if (!len || !batch_names_distinct(c->in) ||
+	    !session_inert(c, c->in->data + c->in->scanned, len) || reply->cap - reply->len < parses * 5 + 6)
+		return 0;
+	if (!client_prep(c))
+		return -1;
+	for (uint32_t at = c->in->scanned; c->in->data[at] == 'P'; at = next_msg(c->in, at)) {
+		const uint8_t *body = c->in->data + at + 5;
+		size_t name_len = strlen((const char *)body);
+		uint32_t key_len = be32(c->in->data + at + 1) - 4 - (uint32_t)name_len - 1;
+		if (preg_add(&c->prep->reg, (const char *)body, pstmt_find(body + name_len + 1, key_len)) < 0)
+			return -1;
+		proto_parse_complete(reply);
+		log_debug("client %u: prepared %s without a lease (pool already has %s)", c->id, body,
+			  pstmt_find(body + name_len + 1, key_len)->name);
+	}
+	proto_ready(reply, 'I');
+	c->in->scanned += len;
+	c->in->start = c->in->scanned;
+	return 1;
+}
+
 /* ---- backend to client ---- */
 
 static bool tag_forgets_all(const struct frame_msg *m)
@@ -722,18 +839,15 @@ static bool tag_forgets_all(const struct frame_msg *m)
 			   strncmp((const char *)m->body, "DEALLOCATE ALL", m->len - 4) == 0);
 }
 
-/* What the scan must do with the reply it stopped after (one loop, one thread). */
+/* What the scan must do with the reply it stopped after, and reset.c's cut (one loop, one thread). */
 static enum pq_action reply_act;
+static uint32_t reply_cut;
 
-static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
+static enum frame_verdict account_reply(struct client *c, struct server *s, const struct frame_msg *m)
 {
-	struct client *c = arg;
-	struct server *s = c->server;
 	struct prep_server *ps = s->prep;
 	struct preg *reg = c->prep ? &c->prep->reg : NULL;
 
-	if (m->type == 'S')
-		session_param_status(c, s, m);
 	if (!ps)
 		return stream_server_msg(&s->stream, m);
 	switch (m->type) {
@@ -757,23 +871,37 @@ static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 	return stream_server_msg(&s->stream, m);
 }
 
+static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
+{
+	struct client *c = arg;
+	struct server *s = c->server;
+	enum frame_verdict v = account_reply(c, s, m);
+
+	if (v == FRAME_CONTINUE && m->type != '1' && m->type != '3' && (m->type == 'S' || reset_active(&s->reset)) &&
+	    (reply_cut = reset_server_msg(c, s, m)))
+		return FRAME_STOP_AFTER;
+	return v;
+}
+
 ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out)
 {
 	uint32_t at = out->scanned;
 
 	for (;;) {
 		reply_act = PQ_FORWARD;
-		ssize_t n = frame_scan(&s->stream.from_server, out->data + at, out->end - at, PREP_SERVER_WHOLE,
-				       server_msg, c);
+		reply_cut = 0;
+		const char *whole = reset_active(&s->reset) ? RESET_SERVER_WHOLE : PREP_SERVER_WHOLE;
+		ssize_t n = frame_scan(&s->stream.from_server, out->data + at, out->end - at, whole, server_msg, c);
 		if (n < 0) {
 			log_info("server %d: reply stream out of step with pglease's prepared statements", s->id);
 			return -1;
 		}
 		at += (uint32_t)n;
-		if (reply_act == PQ_SWALLOW) {
-			memmove(out->data + at - 5, out->data + at, out->end - at);
-			out->end -= 5;
-			at -= 5;
+		uint32_t cut = reply_act == PQ_SWALLOW ? 5 : reply_cut;
+		if (cut) {
+			memmove(out->data + at - cut, out->data + at, out->end - at);
+			out->end -= cut;
+			at -= cut;
 		} else if (reply_act == PQ_AS_PARSE_COMPLETE) {
 			out->data[at - 5] = '1';
 		} else {

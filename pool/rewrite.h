@@ -6,6 +6,7 @@
  *   prep_client_msg()      frame callback hook: stop before P/B/D/C, note boundaries
  *   prep_client_step()     rewrite the message the scan stopped at (or go on accumulating)
  *   prep_tx_pending() / prep_tx_send()  rewritten bytes, sent before the client's raw bytes
+ *   prep_tx_message()      a whole message into those bytes (also used by reset.c, in both modes)
  *   prep_busy()            a rewrite is half done: the lease must not end
  *   prep_scan_from_server()  frame backend bytes, swallowing/translating pglease's replies
  *   prep_lease_end()       a lease ended: forget what was in flight
@@ -31,6 +32,7 @@
 struct client;
 struct server;
 struct iobuf;
+struct wbuf;
 
 enum prep_step {
 	PREP_AGAIN,   /* handled: scan on */
@@ -65,10 +67,18 @@ enum prep_step prep_client_step(struct client *c, struct server *s);
 bool prep_busy(const struct client *c);
 static inline bool prep_tx_pending(const struct prep_client *pc) { return pc && pc->tx_sent < pc->tx_len; }
 static inline bool prep_stopped(const struct prep_client *pc) { return pc && pc->stopped; }
+/* A whole message pglease sends in order with the client's (reset.c's rewritten Query); -1: out of memory. */
+int prep_tx_message(struct client *c, char type, const void *body, uint32_t len);
 /* Append the client's framed, unsent bytes and send; -1 when the backend is gone. */
 int prep_tx_send(struct client *c, struct server *s);
 ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out);
 void prep_lease_end(struct client *c, struct server *s);
+/*
+ * An idle client's named Parses + Sync of statements a backend of its pool
+ * has parsed: registered, and answered into reply without a lease.
+ * 1 answered (bytes consumed), 0 not such a batch (nothing consumed), -1 out of memory.
+ */
+int prep_parse_unleased(struct client *c, struct wbuf *reply);
 
 /* First statement of sql is DISCARD ALL or DEALLOCATE [PREPARE] ALL (pure). */
 bool prep_sql_forgets_all(const char *sql, size_t len);

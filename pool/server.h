@@ -22,6 +22,7 @@
 
 #include "list.h"
 #include "params.h"
+#include "reset.h"
 #include "stream.h"
 
 struct pool;
@@ -57,6 +58,7 @@ struct server {
 	struct client *client;       /* lease holder while LEASED */
 	struct stream stream;
 	struct prep_server *prep;    /* the named statements it holds (rewrite.c), or NULL */
+	struct reset_relay reset;    /* pglease's restores after a client's RESET, in flight (reset.c) */
 	struct param_set applied;    /* settings pglease applied since connect/reset */
 	bool settings_unknown;       /* a client sent RESET or DISCARD: applied may be wrong */
 	ev_tstamp connected_at;

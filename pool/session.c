@@ -93,20 +93,39 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 		pinned(c, "out of memory following a split message", "-");
 }
 
-void session_param_status(struct client *c, struct server *s, const struct frame_msg *m)
+bool session_inert(struct client *c, const uint8_t *data, size_t n)
+{
+	struct pin p;
+
+	if (!watching(c))
+		return true;
+	pin_init(&p, backslash_quotes(c));
+	bool pin = pin_feed_wire(&p, &c->pool->base, data, n);
+	return !pin && !p.resets && pin_at_boundary(&p);
+}
+
+bool session_param_split(const struct frame_msg *m, const char **value)
 {
 	const char *name = (const char *)m->body;
 	size_t len = m->len - 4;
 
-	if (!name || !c)
-		return;
+	if (!name)
+		return false;
 	size_t nlen = strnlen(name, len);
 	if (nlen + 1 >= len || strnlen(name + nlen + 1, len - nlen - 1) != len - nlen - 2)
+		return false;
+	*value = name + nlen + 1;
+	return true;
+}
+
+void session_param_status(struct client *c, struct server *s, const struct frame_msg *m, bool to_client)
+{
+	const char *name = (const char *)m->body, *value;
+
+	if (!c || !session_param_split(m, &value) || !pin_setting_tracked(name, NULL))
 		return;
-	if (!pin_setting_tracked(name, NULL))
-		return;
-	const char *value = name + nlen + 1;
-	if (params_put(&c->params, name, value) < 0 || params_put(&s->applied, name, value) < 0)
+	/* The backend has it either way; the client only if it is told. */
+	if ((to_client && params_put(&c->params, name, value) < 0) || params_put(&s->applied, name, value) < 0)
 		log_warning("client %u: out of memory tracking %s", c->id, name);
 	if (strcasecmp(name, "standard_conforming_strings") == 0) {
 		c->backslash_quotes = strcmp(value, "off") == 0;

@@ -3,6 +3,7 @@
  *
  *   session_client_sends()  bytes on their way to the backend: may pin the client
  *   session_param_status()  a ParameterStatus from the leased backend: track it
+ *   session_param_split()   ... its value, if it is well formed
  *   session_unpin()         the pinned client's lease ends: the backend needs a reset
  *   session_setup_sql()     the SQL that gives a backend this client's settings
  *   session_free()          the client is freed
@@ -27,7 +28,12 @@ struct server;
 #define SESSION_SERVER_WHOLE "ZS"
 
 void session_client_sends(struct client *c, const uint8_t *data, size_t n);
-void session_param_status(struct client *c, struct server *s, const struct frame_msg *m);
+/* Whole messages that the watcher would neither pin on nor take for a RESET. */
+bool session_inert(struct client *c, const uint8_t *data, size_t n);
+/* to_client: the message reaches the client (else only the backend's applied settings change). */
+void session_param_status(struct client *c, struct server *s, const struct frame_msg *m, bool to_client);
+/* A well-formed ParameterStatus body: its value (the name is m->body). */
+bool session_param_split(const struct frame_msg *m, const char **value);
 bool session_unpin(struct client *c, struct server *s);
 /* Appends at most cap bytes to sql; returns the length, 0 for nothing to do, -1 if it does not fit. */
 int session_setup_sql(struct client *c, struct server *s, char *sql, int cap);

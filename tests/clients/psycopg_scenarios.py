@@ -9,6 +9,7 @@ Only the prepare-threshold-0 case lets psycopg prepare named statements; the oth
 turn that off (prepare_threshold=None) so that each case tests one thing.
 """
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -21,10 +22,20 @@ def out(*parts):
     print(*parts, flush=True)
 
 
+def note_backend(pid):
+    """Where a step ran, for test_matrix to check that the shuffler really moved the client
+    (written to $MATRIX_PIDS, never printed: the output must not depend on PIDs)."""
+    path = os.environ.get("MATRIX_PIDS")
+    if path:
+        with open(path, "a") as f:
+            f.write("%d\n" % pid)
+
+
 class Shuffler:
     """A second connection that holds a transaction open every other step, so that in
     transaction mode the first connection's next transaction gets another backend:
-    whatever it relies on (a named statement) must then follow it there."""
+    whatever it relies on (a named statement) must then follow it there. Each step's
+    backend goes to note_backend(), and test_matrix checks that it changed."""
 
     def __init__(self, dsn):
         self.conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
@@ -54,8 +65,10 @@ def case_prepare_threshold_0(dsn):
         for i in range(40):
             sh.step(i)
             c.execute("insert into m_psy_prep values (%s, %s)", (i, "v%d" % i))
-            r = c.execute("select count(*), sum(id) from m_psy_prep where id <= %s", (i,)).fetchone()
-            out("step", i, r)
+            r = c.execute("select count(*), sum(id), pg_backend_pid() from m_psy_prep where id <= %s",
+                          (i,)).fetchone()
+            note_backend(r[2])
+            out("step", i, r[:2])
         sh.close()
         out("final", c.execute("select count(*), sum(id) from m_psy_prep").fetchone())
 

@@ -28,7 +28,8 @@ JNI_DIR = "/usr/lib/x86_64-linux-gnu/jni"
 
 MODES = ["direct", "transaction", "session"]
 # Several backends, so that in transaction mode consecutive transactions of one
-# client can land on different backends (the scenarios' shufflers make sure they do).
+# client can land on different backends (the scenarios' shufflers make sure they do,
+# and SHUFFLED checks it).
 # Session mode needs a backend per client (the node pool has 20, pgbench 6).
 PGLEASE_SETTINGS = {"transaction": dict(default_pool_size=4, min_pool_size=2),
                     "session": dict(default_pool_size=24, min_pool_size=2)}
@@ -203,10 +204,38 @@ def pgbench(protocol):
     return scenario
 
 
+# ---------------------------------------------------------------- shufflers
+# Cases whose scenario moves its client to another backend at every step with a
+# shuffler (a second connection holding the client's last backend in a transaction),
+# and notes each step's backend (pg_backend_pid()) in $MATRIX_PIDS.
+SHUFFLED = {"psycopg-prepare-threshold-0", "node-pg-named-statements", "jdbc-prepare-threshold"}
+
+
+def pids_path(tmp, mode):
+    return os.path.join(tmp, "pids-%s" % mode)
+
+
+def scenario_env(tmp, mode):
+    return {"MATRIX_PIDS": pids_path(tmp, mode)} if tmp else None
+
+
+def check_shuffled(tmp, mode):
+    """In transaction mode the client must really have changed backend at every step; direct
+    and in session mode it keeps its one backend."""
+    with open(pids_path(tmp, mode)) as f:
+        pids = [int(line) for line in f]
+    assert len(pids) >= 2, "the scenario noted %d backends" % len(pids)
+    moves = sum(1 for x, y in zip(pids, pids[1:]) if x != y)
+    want = len(pids) - 1 if mode == "transaction" else 0
+    assert moves == want, "%s: the client changed backend %d times in %d steps, want %d: %r" \
+        % (mode, moves, len(pids), want, pids)
+
+
 # ---------------------------------------------------------------- psycopg
 def psycopg_case(name):
     def scenario(target, tmp, mode):
-        r = run([harness.PY, os.path.join(HERE, "psycopg_scenarios.py"), name, target.dsn()])
+        r = run([harness.PY, os.path.join(HERE, "psycopg_scenarios.py"), name, target.dsn()],
+                env=scenario_env(tmp, mode))
         return "exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr)
     return scenario
 
@@ -215,7 +244,7 @@ def psycopg_case(name):
 def node_case(name):
     def scenario(target, tmp, mode):
         r = run(["node", os.path.join(NODE_DIR, "scenarios.js"), name, target.host, str(target.port), target.dbname],
-                cwd=NODE_DIR)
+                cwd=NODE_DIR, env=scenario_env(tmp, mode))
         return "exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr)
     return scenario
 
@@ -225,7 +254,7 @@ def jdbc_case(name):
     def scenario(target, tmp, mode):
         cp = ":".join([JDBC_BUILD] + JDBC_JARS)
         r = run(["java", "-Djava.library.path=" + JNI_DIR, "-cp", cp, "Scenarios", name, target.host,
-                 str(target.port), target.dbname])
+                 str(target.port), target.dbname], env=scenario_env(tmp, mode))
         return "exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr)
     return scenario
 
@@ -297,6 +326,8 @@ def direct_output(case, cluster, scratch):
         target = Target(cluster.dir, cluster.port)
         reset_db(cluster)
         _direct_output[case] = normalize(CASES[case](target, scratch, "direct"), target)
+        if case in SHUFFLED:
+            check_shuffled(scratch, "direct")
     return _direct_output[case]
 
 
@@ -318,6 +349,8 @@ def test_matrix(case, mode, request, cluster, pglease, scratch):
     target = Target(d.dir, d.port)
     got = normalize(CASES[case](target, scratch, mode), target)
     assert got == expected
+    if case in SHUFFLED:
+        check_shuffled(scratch, mode)
 
 
 @pytest.mark.timeout(120)

@@ -350,6 +350,87 @@ def wait_backend_state(direct, predicate, timeout=10.0, what="backend state"):
     return wait_for(check, timeout, what=lambda: "%s (app backends: %r)" % (what, app_backends(direct)))
 
 
+# ---------------------------------------------------------------- moving a client to another backend
+def backend_pid(conn):
+    """The PostgreSQL backend a psycopg connection's statement runs on (through pglease: the
+    backend it leases for this statement, not pglease's BackendKeyData in conn.info)."""
+    return conn.execute("select pg_backend_pid()", prepare=False).fetchone()[0]
+
+
+class BackendHolder:
+    """Holds one backend of a pglease pool in an open transaction, so that no other client can
+    lease it. Uncontended, pglease reuses idle backends last-in first-out and a client nearly
+    always gets its own backend back: a test that needs a client on another backend must take
+    the client's backend away. take(pid) takes backend pid *before* letting go of the one held
+    until then, so the client can be on neither; move_client() checks that it really moved."""
+
+    def __init__(self, d, dbname="app", **connect_kw):
+        self.d, self.dbname, self.connect_kw = d, dbname, connect_kw
+        self.spare = []      # connections outside a transaction
+        self.conn = None     # the connection holding self.pid in a transaction
+        self.pid = None
+
+    def _connection(self):
+        return self.spare.pop() if self.spare else self.d.connect(self.dbname, **self.connect_kw)
+
+    def take(self, pid, attempts=3):
+        """Hold backend pid (idle now): open transactions until one lands on it; only then end
+        the transactions that landed elsewhere and the one held before."""
+        misses = []
+        try:
+            for _ in range(attempts):
+                conn = self._connection()
+                conn.execute("begin")
+                got = backend_pid(conn)
+                if got == pid:
+                    break
+                misses.append((conn, got))
+            else:
+                raise AssertionError("could not take backend %d: transactions landed on %r"
+                                     % (pid, [got for _, got in misses]))
+        finally:
+            for c, _ in misses:
+                c.execute("rollback")
+                self.spare.append(c)
+        self.release()
+        self.conn, self.pid = conn, pid
+        return pid
+
+    def release(self):
+        if self.conn is not None:
+            self.conn.execute("rollback")
+            self.spare.append(self.conn)
+        self.conn = self.pid = None
+
+    def close(self):
+        self.release()
+        for c in self.spare:
+            c.close()
+        self.spare = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def move_client(holder, client_pid):
+    """Move a client to another backend and prove it: client_pid() asks the client itself which
+    backend it is on (select pg_backend_pid() through pglease); the holder takes that backend;
+    the client must then report another. Returns (old, new)."""
+    old = client_pid()
+    holder.take(old)
+    new = client_pid()
+    assert new != old, "the client is still on backend %d, which the holder took" % old
+    return old, new
+
+
+def wire_pid(w):
+    """client_pid for a raw pgwire client."""
+    return int(w.scalar("select pg_backend_pid()"))
+
+
 # ---------------------------------------------------------------- client subprocesses
 CLIENT_SCRIPT = r"""
 import sys, time, psycopg

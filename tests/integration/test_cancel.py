@@ -137,3 +137,44 @@ def test_psql_sigint_cancels_running_query(pglease, direct):
             p.kill()
             p.wait()
     assert d.psql("-c", "select 1").stdout.strip() == "1"
+
+
+def test_cancel_of_a_client_waiting_for_a_backend_ends_its_request(pglease, direct):
+    """With every backend held, a client's query waits in the queue; its cancel must end it
+    (57014, as a cancelled statement ends direct) at once, the statement must never run, and the
+    connection stays usable afterwards."""
+    d = pglease(default_pool_size=1, query_wait_timeout=30)
+    holder, waiter = d.connect(), d.connect()
+    try:
+        holder.execute("begin")
+        holder.execute("select 1")
+        q = Running(waiter, "insert into items (val) values ('cancelled while waiting') returning id")
+        wait_for_waiting(d)
+        t = time.monotonic()
+        waiter.cancel()
+        q.join(10)
+        assert isinstance(q.error, psycopg.errors.QueryCanceled), repr(q.error)
+        assert q.t1 - t < 5, "the cancel did not end the wait"
+        holder.execute("commit")
+        assert waiter.execute("select 'usable'").fetchone()[0] == "usable"
+        assert direct.execute("select count(*) from items where val = 'cancelled while waiting'").fetchone()[0] == 0
+    finally:
+        holder.close()
+        waiter.close()
+
+
+def wait_for_waiting(d, timeout=10):
+    """Premise: pglease has a client in its wait queue (SHOW POOLS cl_waiting)."""
+    admin = psycopg.connect(d.dsn("pglease"), autocommit=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cur = admin.execute("SHOW POOLS")
+            cols = [c.name for c in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+            if any(int(r["cl_waiting"]) > 0 for r in rows if r["database"] == "app"):
+                return
+            time.sleep(0.05)
+        raise AssertionError("no client waiting: %r" % rows)
+    finally:
+        admin.close()

@@ -1,5 +1,7 @@
 """Client startup parameters are applied on whichever backend the client leases: with one
-shared backend, interleaved clients each see their own settings."""
+shared backend, interleaved clients each see their own settings; a client moved to another
+backend takes them along."""
+from harness import BackendHolder, backend_pid, move_client
 from pgwire import Wire
 
 ONE_BACKEND = dict(default_pool_size=1, pool_mode="transaction")
@@ -28,6 +30,27 @@ def test_application_name_and_options_follow_each_client_on_shared_backend(pglea
     finally:
         a.close()
         b.close()
+
+
+def test_startup_settings_follow_the_client_to_another_backend(pglease, direct):
+    default_wm = direct.execute("show work_mem").fetchone()[0]
+    d = pglease(default_pool_size=2, min_pool_size=2, pool_mode="transaction")
+    a = d.connect(application_name="mover", options="-c work_mem=5MB -c search_path=sp_mover,public")
+    try:
+        with BackendHolder(d) as holder:
+            seen = set()
+            for _ in range(3):
+                old, new = move_client(holder, lambda: backend_pid(a))
+                seen.add(new)
+                # The backend A left, now the holder's, is back to the defaults.
+                assert holder.conn.execute("show work_mem").fetchone()[0] == default_wm
+                assert holder.conn.execute("show application_name").fetchone()[0] == ""
+                assert a.execute("show application_name").fetchone()[0] == "mover"
+                assert a.execute("show work_mem").fetchone()[0] == "5MB"
+                assert a.execute("show search_path").fetchone()[0].replace(" ", "") == "sp_mover,public"
+            assert len(seen) == 2, seen
+    finally:
+        a.close()
 
 
 def test_settings_apply_inside_explicit_transactions_too(pglease):

@@ -1,9 +1,10 @@
 """Protocol-level named prepared statements in transaction mode.
 
 The raw-protocol tests send the same bytes to PostgreSQL directly and through
-pglease, forcing pglease's client onto another backend between transactions,
-and require the same replies in the same order (errors compared by SQLSTATE,
-since pglease's server-side names may appear in their text).
+pglease, forcing pglease's client onto the pool's other backend at each
+"switch" (checked: the client's pg_backend_pid() changes), and require the
+same replies in the same order (errors compared by SQLSTATE, since pglease's
+server-side names may appear in their text).
 """
 import os
 import re
@@ -14,7 +15,7 @@ import threading
 import pytest
 
 import pgwire
-from harness import clean_env
+from harness import BackendHolder, backend_pid, clean_env, move_client, wire_pid
 from pgwire import Wire
 
 APP = {"user": "postgres", "database": "app"}
@@ -97,39 +98,54 @@ def read_replies(w, n_ready):
 
 
 class Switcher:
-    """Holds the backend the test client just used, so its next transaction runs on another."""
+    """Moves the test client to the pool's other backend (the pool has two): a BackendHolder
+    takes the backend the client is on before releasing the one it held, so until the next
+    switch the client can only lease the other one. Every move is checked (the client reports
+    another pg_backend_pid()) and counted."""
 
     def __init__(self, d):
-        self.w = Wire(d.socket_path)
-        self.w.startup(APP)
-        self.holding = False
+        self.holder = BackendHolder(d)
+        self.moves = []
 
-    def switch(self):
-        if self.holding:
-            assert self.w.query("commit")["status"] == b"I"
-        assert self.w.query("begin")["status"] == b"T"
-        self.w.query("select 1")
-        self.holding = True
+    def switch(self, w):
+        self.moves.append(move_client(self.holder, lambda: wire_pid(w)))
 
     def close(self):
-        self.w.terminate()
+        self.holder.close()
 
 
-def play(path, steps, switcher=None):
-    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), or "switch".
-    Returns the normalized replies."""
+class Probe:
+    """What the Switcher sends on the client's own connection (two pg_backend_pid() queries),
+    sent the same way to PostgreSQL directly so that both conversations stay the same."""
+
+    def switch(self, w):
+        wire_pid(w)
+        wire_pid(w)
+
+
+def idle_after(msgs):
+    return bool(msgs) and msgs[-1] == (b"Z", b"I")
+
+
+def play(path, steps, switcher):
+    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), or "switch"
+    (the client must be idle then: outside a transaction, nothing owed). Returns the normalized
+    replies, without the switcher's queries."""
     w = Wire(path)
     w.startup(APP)
     out = []
+    idle = True
     try:
         for step in steps:
             if step == "switch":
-                if switcher:
-                    switcher.switch()
+                assert idle, "a switch at step %d, where the client cannot leave its backend" % len(out)
+                switcher.switch(w)
                 continue
             data, n_ready = step if isinstance(step, tuple) else (step, ready_count(step))
             w.send(data)
-            out.append(normalized(read_replies(w, n_ready)))
+            msgs = read_replies(w, n_ready)
+            idle = idle_after(msgs)
+            out.append(normalized(msgs))
     finally:
         w.terminate()
     return out
@@ -142,12 +158,13 @@ def direct_path(cluster):
 def same_as_postgres(pglease, cluster, steps, **settings):
     d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)},
                 pool_mode="transaction", min_pool_size=2, **settings)
-    expected = play(direct_path(cluster), steps)
+    expected = play(direct_path(cluster), steps, Probe())
     sw = Switcher(d)
     try:
         got = play(d.socket_path, steps, sw)
     finally:
         sw.close()
+    assert len(sw.moves) == steps.count("switch")
     assert got == expected
     return got
 
@@ -237,6 +254,26 @@ SCENARIOS = {
         query("begin") + query("select 1/0"), query("deallocate d2"), query("rollback"), "switch",
         run("d1") + run("d2"),
     ],
+    # A DEALLOCATE that fails or is skipped leaves the client's name, on the backend that has the
+    # statement (rewritten to DEALLOCATE pgl_n) and on one that lacks it (throwaway statement).
+    "deallocate name through the extended protocol, failing or skipped": [
+        parse("x1", "select 1") + parse("x2", "select 2") + SYNC,
+        query("begin") + query("select 1/0"),
+        parse("", "deallocate x1") + bind("") + execute() + SYNC,
+        query("rollback"), "switch",
+        query("begin") + query("select 1/0"),
+        parse("", "deallocate x2") + bind("") + execute() + SYNC,
+        query("rollback"),
+        parse("", "select 1/0") + bind("") + execute() + parse("", "deallocate x1") + bind("") + execute() + SYNC,
+        "switch",
+        parse("", "select 1/0") + bind("") + execute() + parse("", "deallocate x2") + bind("") + execute() + SYNC,
+        run("x1") + run("x2"),
+    ],
+    "deallocate name in a failed transaction, on the backend that has it": [
+        parse("h1", "select 1") + SYNC,
+        query("begin") + query("select 1/0"), query("deallocate h1"), query("rollback"),
+        run("h1"),
+    ],
     "extended COPY FROM STDIN with a named statement": [
         parse("cp", "copy items(val) from stdin") + SYNC, "switch",
         # the Sync sent before the copy data is ignored by the backend: one ReadyForQuery
@@ -250,7 +287,7 @@ SCENARIOS = {
         run("f"),
     ],
     "inside a transaction block": [
-        query("begin") + parse("t", "select 1") + SYNC, "switch",
+        query("begin") + parse("t", "select 1") + SYNC,
         run("t") + query("select 1/0") + run("t") + query("rollback"), "switch",
         run("t"),
     ],
@@ -344,18 +381,23 @@ def test_session_mode_relays_names_untouched(pglease, cluster):
 # ---------------------------------------------------------------- real clients
 @pytest.mark.timeout(60)
 def test_psycopg_prepared_across_backends(pglease, cluster, direct):
+    """Six connections contend for two backends, so each one's named statements are used on
+    both (checked per connection)."""
     import psycopg
     d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)}, pool_mode="transaction")
     errors = []
-    pids = set()
+    pids = {}
+    start = threading.Barrier(6, timeout=20)
 
     def worker(n):
         try:
             with psycopg.connect(d.dsn("app", user="postgres"), autocommit=True, prepare_threshold=0) as conn:
+                mine = pids.setdefault(n, [])
+                start.wait()
                 for i in range(60):
                     assert conn.execute("select %s::int + %s::int", (n, i)).fetchone()[0] == n + i
                     assert conn.execute("select %s::text || 'x'", (str(i),)).fetchone()[0] == "%dx" % i
-                    pids.add(conn.execute("select pg_backend_pid()").fetchone()[0])
+                    mine.append(conn.execute("select pg_backend_pid()").fetchone()[0])
                     with conn.transaction():
                         conn.execute("select %s::int", (i,))
         except Exception as e:  # noqa: BLE001 - reported below
@@ -367,7 +409,8 @@ def test_psycopg_prepared_across_backends(pglease, cluster, direct):
     for t in threads:
         t.join(50)
     assert not errors, errors[:3]
-    assert len(pids) == 2, pids
+    assert sorted(pids) == list(range(6))
+    assert all(len(set(p)) == 2 for p in pids.values()), [sorted(set(p)) for p in pids.values()]
 
 
 @pytest.mark.timeout(60)
@@ -375,21 +418,18 @@ def test_psycopg_cache_overflow_deallocates_by_name(pglease, cluster):
     """psycopg drops statements beyond prepared_max with DEALLOCATE name."""
     import psycopg
     d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)}, pool_mode="transaction")
-    hold = Wire(d.socket_path)
-    hold.startup(APP)
-    try:
-        with psycopg.connect(d.dsn("app", user="postgres"), autocommit=True, prepare_threshold=0) as conn:
-            conn.prepared_max = 2
-            for i in range(30):
-                if i % 3 == 0:      # move the connection to the other backend now and then
-                    hold.query("commit" if i % 2 else "begin")
-                    hold.query("select 1")
-                q = "select %%s::int + %d" % (i % 5)
-                assert conn.execute(q, (i,)).fetchone()[0] == i + i % 5
-            assert conn.execute("select count(*) from pg_prepared_statements "
-                                "where name not like 'pgl%%'").fetchone()[0] == 0
-    finally:
-        hold.terminate()
+    with BackendHolder(d) as holder, \
+            psycopg.connect(d.dsn("app", user="postgres"), autocommit=True, prepare_threshold=0) as conn:
+        conn.prepared_max = 2
+        moves = []
+        for i in range(30):
+            if i % 3 == 0:      # move the connection to the other backend now and then
+                moves.append(move_client(holder, lambda: backend_pid(conn)))
+            q = "select %%s::int + %d" % (i % 5)
+            assert conn.execute(q, (i,)).fetchone()[0] == i + i % 5
+        assert len(moves) == 10
+        assert conn.execute("select count(*) from pg_prepared_statements "
+                            "where name not like 'pgl%%'").fetchone()[0] == 0
 
 
 @pytest.fixture(scope="module")
@@ -480,18 +520,24 @@ def random_steps(rng, n):
 @pytest.mark.parametrize("seed", range(int(os.environ.get("PREP_SEEDS", "12"))))
 def test_random_conversations_match_postgres(pglease, cluster, seed):
     import random
-    same_as_postgres(pglease, cluster, random_steps(random.Random(seed), 120),
-                     max_prepared_statements=2 if seed % 2 else 200)
+    steps = random_steps(random.Random(seed), 120)
+    assert "switch" in steps
+    same_as_postgres(pglease, cluster, steps, max_prepared_statements=2 if seed % 2 else 200)
 
 
-def play_many(path, steps, n_clients):
-    """Like play(), each step (client index, bytes) sent by one of n_clients connections."""
+def play_many(path, steps, n_clients, switcher):
+    """Like play(), each step (client index, bytes) sent by one of n_clients connections; at
+    (None, "switch") the switcher moves client 0 (and so the others, which are confined to the
+    same backend by the switcher's hold) to the other backend."""
     ws = [Wire(path) for _ in range(n_clients)]
     out = []
     try:
         for w in ws:
             w.startup(APP)
         for i, data in steps:
+            if data == "switch":
+                switcher.switch(ws[0])
+                continue
             ws[i].send(data)
             out.append(normalized(read_replies(ws[i], ready_count(data))))
     finally:
@@ -503,10 +549,18 @@ def play_many(path, steps, n_clients):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("seed", range(int(os.environ.get("PREP_SEEDS", "12"))))
 def test_random_clients_sharing_statements_match_postgres(pglease, cluster, seed):
-    """Three clients, two backends: statements are shared, evicted and re-prepared under each other."""
+    """Three clients, two backends taken in turns: statements are shared, evicted and
+    re-prepared under each other, and used on a backend that has not seen them yet."""
     import random
     rng = random.Random(1000 + seed)
-    steps = [(rng.randrange(3), s) for s in random_steps(rng, 150) if s != "switch"]
+    steps = [(None, s) if s == "switch" else (rng.randrange(3), s) for s in random_steps(rng, 150)]
     d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)},
                 pool_mode="transaction", min_pool_size=2, max_prepared_statements=2 if seed % 2 else 200)
-    assert play_many(d.socket_path, steps, 3) == play_many(direct_path(cluster), steps, 3)
+    expected = play_many(direct_path(cluster), steps, 3, Probe())
+    sw = Switcher(d)
+    try:
+        got = play_many(d.socket_path, steps, 3, sw)
+    finally:
+        sw.close()
+    assert len(sw.moves) == sum(1 for _, s in steps if s == "switch") > 0
+    assert got == expected

@@ -7,7 +7,7 @@ import re
 import psycopg
 import pytest
 
-from harness import wait_for
+from harness import BackendHolder, backend_pid, move_client, wait_for, wire_pid
 from pgwire import Wire, parse_fields
 
 # One backend shared by everyone; a client that cannot get it gives up quickly.
@@ -103,46 +103,45 @@ def test_statements_that_only_look_like_session_state_do_not_pin(pglease):
 def test_reported_settings_follow_their_client_to_another_backend(pglease, direct):
     d = pglease(default_pool_size=2, pool_mode="transaction")
     a = d.connect()
-    holder = d.connect()
     b = d.connect()
+    holder = BackendHolder(d)
     try:
         default_tz = scalar(direct, "show timezone")
-        first = scalar(a, "select pg_backend_pid()")
         a.execute("SET application_name = 'alpha_app'")
         a.execute("SET TimeZone = 'Asia/Tokyo'")
         a.execute("SET DateStyle = 'German'")
         a.execute("SET IntervalStyle = 'sql_standard'")
         assert a.info.parameter_status("application_name") == "alpha_app"
-        # The holder takes A's backend (the last one freed) in a transaction: A must move.
-        holder.execute("begin")
-        assert scalar(holder, "select pg_backend_pid()") == first
-        second = scalar(a, "select pg_backend_pid()")
-        assert second != first
+        # The holder takes A's backend in a transaction: A must move.
+        first, second = move_client(holder, lambda: backend_pid(a))
+        assert scalar(holder.conn, "show application_name") == "", "the holder on A's old backend"
+        assert scalar(holder.conn, "show timezone") == default_tz
         assert scalar(a, "show application_name") == "alpha_app"
         assert scalar(a, "show timezone") == "Asia/Tokyo"
         assert scalar(a, "show datestyle") == "German, DMY"
         assert scalar(a, "show intervalstyle") == "sql_standard"
         assert scalar(a, "select date '2024-03-01'::text") == "01.03.2024"
-        # B, on A's new backend, sees none of it; nor on the old one once the holder is done.
-        assert scalar(b, "select pg_backend_pid()") == second
+        # B, on A's new backend, sees none of it; nor on the old one, once the holder has
+        # taken the new one and let the old one go.
+        assert backend_pid(b) == second
         assert scalar(b, "show application_name") == ""
         assert scalar(b, "show timezone") == default_tz
-        holder.execute("commit")
+        holder.take(second)
+        assert backend_pid(b) == first
         for _ in range(4):
             assert scalar(b, "show application_name") == ""
             assert scalar(b, "show datestyle") == "ISO, MDY"
             assert scalar(a, "show datestyle") == "German, DMY"
-            assert scalar(holder, "show timezone") == default_tz
+        assert backend_pid(a) == first
         assert pinned_lines(d) == []
-        # RESET goes back to the backend default, and that follows A too.
+        # RESET goes back to the backend default, and that follows A to another backend too.
         a.execute("RESET application_name")
-        holder.execute("begin")
-        scalar(holder, "select 1")
+        move_client(holder, lambda: backend_pid(a))
         assert scalar(a, "show application_name") == ""
-        holder.execute("commit")
+        assert scalar(a, "show timezone") == "Asia/Tokyo"
     finally:
-        a.close()
         holder.close()
+        a.close()
         b.close()
 
 
@@ -153,6 +152,8 @@ def test_client_encoding_set_with_set_names_follows_the_client(pglease):
     try:
         assert a.query("SET NAMES 'LATIN1'")["error"] is None
         assert a.params["client_encoding"] == "LATIN1"
+        # One backend: B really runs on A's backend between A's transactions.
+        assert wire_pid(a) == wire_pid(b)
         for _ in range(2):
             r = b.query("select chr(233), current_setting('client_encoding')")
             assert r["rows"][0] == [b"\xc3\xa9", b"UTF8"]

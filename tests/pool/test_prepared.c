@@ -234,6 +234,35 @@ Test(pq, skipped_requests_are_undone_newest_first)
 	pstmt_put(st);
 }
 
+Test(pq, a_deallocate_parse_that_fails_gives_the_name_back)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *st = stmt("select 'kept'");
+
+	/* batch 1: Parse "DEALLOCATE d" refused (aborted transaction); batch 2: it succeeds */
+	for (int batch = 0; batch < 2; batch++) {
+		preg_add(&r, "d", st);
+		pq_push(&q, PQ_PARSE_DEALLOCATE, st, "d", 0);
+		preg_del(&r, "d", NULL);
+		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+		if (batch == 1)
+			cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
+		pq_ready(&q, &c, &r);
+		if (batch == 0)
+			cr_assert_eq(preg_find(&r, "d"), st, "a failed DEALLOCATE leaves the name");
+		else
+			cr_assert_null(preg_find(&r, "d"), "a DEALLOCATE that ran takes it");
+		preg_del(&r, "d", NULL);
+	}
+	cr_assert_eq(q.count, 0);
+	pq_free(&q, &c);
+	preg_free(&r);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
 Test(pq, syncs_ignored_by_copy_in_are_taken_back)
 {
 	struct pq q = { 0 };

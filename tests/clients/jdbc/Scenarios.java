@@ -28,8 +28,21 @@ public class Scenarios {
         System.out.println(sb);
     }
 
+    // Where a step ran, for test_matrix to check that shuffle() really moved the client
+    // (written to $MATRIX_PIDS, never printed: the output must not depend on PIDs).
+    static void noteBackend(int pid) {
+        String path = System.getenv("MATRIX_PIDS");
+        if (path == null)
+            return;
+        try (java.io.FileWriter w = new java.io.FileWriter(path, true)) {
+            w.write(pid + "\n");
+        } catch (java.io.IOException e) {
+            throw new RuntimeException(e);
+        }
+    }
+
     // Holds a transaction open every other step, so that in transaction mode the
-    // other connection's next statement lands on another backend.
+    // other connection's next statement lands on another backend (checked through noteBackend).
     static boolean holding = false;
 
     static void shuffle(Connection sh, int i) throws SQLException {
@@ -46,14 +59,18 @@ public class Scenarios {
     }
 
     // prepareThreshold=1: the second execution of a PreparedStatement uses a named server statement.
+    // assumeMinServerVersion=9.0: pgjdbc then sends extra_float_digits=3 as a startup parameter;
+    // by default it runs SET extra_float_digits = 3 after connecting, which pins the connection to
+    // one backend in transaction mode, and the shuffler could never move it.
     static void prepareThreshold() throws SQLException {
-        try (Connection c = connect("?prepareThreshold=1"); Connection sh = connect("")) {
+        try (Connection c = connect("?prepareThreshold=1&assumeMinServerVersion=9.0");
+             Connection sh = connect("?assumeMinServerVersion=9.0")) {
             try (Statement s = c.createStatement()) {
                 s.execute("drop table if exists m_jdbc_prep");
                 s.execute("create table m_jdbc_prep (id int primary key, v text)");
             }
             PreparedStatement ins = c.prepareStatement("insert into m_jdbc_prep values (?, ?)");
-            PreparedStatement sel = c.prepareStatement("select count(*), coalesce(sum(id), 0) from m_jdbc_prep where id <= ?");
+            PreparedStatement sel = c.prepareStatement("select count(*), coalesce(sum(id), 0), pg_backend_pid() from m_jdbc_prep where id <= ?");
             for (int i = 0; i < 40; i++) {
                 shuffle(sh, i);
                 ins.setInt(1, i);
@@ -62,6 +79,7 @@ public class Scenarios {
                 sel.setInt(1, i);
                 try (ResultSet rs = sel.executeQuery()) {
                     rs.next();
+                    noteBackend(rs.getInt(3));
                     out("step", i, rs.getLong(1), rs.getLong(2));
                 }
             }
@@ -77,6 +95,7 @@ public class Scenarios {
                 sel.setInt(1, i);
                 try (ResultSet rs = sel.executeQuery()) {
                     rs.next();
+                    noteBackend(rs.getInt(3));
                     out("txn step", i, rs.getLong(1), rs.getLong(2));
                 }
                 c.commit();

@@ -4,17 +4,24 @@
 'use strict';
 const { Client, Pool } = require('pg');
 const Cursor = require('pg-cursor');
+const fs = require('fs');
 
 const [, , which, host, port, database] = process.argv;
 const cfg = { host, port: Number(port), database, user: 'postgres' };
 const out = (...a) => console.log(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' '));
 
+// Where a step ran, for test_matrix to check that shuffle() really moved the client
+// (written to $MATRIX_PIDS, never printed: the output must not depend on PIDs).
+const noteBackend = (pid) => { if (process.env.MATRIX_PIDS) fs.appendFileSync(process.env.MATRIX_PIDS, pid + '\n'); };
+
 // Holds a transaction open every other step, so that in transaction mode the
-// other client's next query lands on another backend.
+// other client's next query lands on another backend (checked through noteBackend).
 async function shuffle(sh, i, state) {
   if (state.holding) { await sh.query('commit'); state.holding = false; }
   else if (i % 2 === 0) { await sh.query('begin'); await sh.query('select 1'); state.holding = true; }
 }
+
+const M_SEL = 'select count(*)::int as n, sum(id)::int as s, pg_backend_pid() as pid from m_node_named where id <= $1';
 
 async function namedStatements() {
   const c = new Client(cfg); const sh = new Client(cfg);
@@ -25,15 +32,17 @@ async function namedStatements() {
   for (let i = 0; i < 60; i++) {
     await shuffle(sh, i, state);
     await c.query({ name: 'm_ins', text: 'insert into m_node_named values ($1, $2)', values: [i, 'v' + i] });
-    const r = await c.query({ name: 'm_sel', text: 'select count(*)::int as n, sum(id)::int as s from m_node_named where id <= $1', values: [i] });
-    out('step', i, r.rows[0]);
+    const r = await c.query({ name: 'm_sel', text: M_SEL, values: [i] });
+    const { pid, ...counts } = r.rows[0];
+    noteBackend(pid);
+    out('step', i, counts);
   }
   if (state.holding) await sh.query('commit');
   // A named statement used inside an explicit transaction too.
   await c.query('begin');
-  const r = await c.query({ name: 'm_sel', text: 'select count(*)::int as n, sum(id)::int as s from m_node_named where id <= $1', values: [1000] });
+  const r = await c.query({ name: 'm_sel', text: M_SEL, values: [1000] });
   await c.query('commit');
-  out('in txn', r.rows[0]);
+  out('in txn', { n: r.rows[0].n, s: r.rows[0].s });
   await c.end(); await sh.end();
 }
 
