@@ -182,7 +182,17 @@ def normalize_one(t, body):
 
 
 def normalize(msgs):
-    return [normalize_one(t, b) for t, b in msgs]
+    """Normalised replies. The order of consecutive ParameterStatus messages carries no meaning (the
+    protocol does not define it), so each run of them is sorted."""
+    out, run = [], []
+    for t, b in msgs:
+        m = normalize_one(t, b)
+        if m[0] == "S":
+            run.append(m)
+            continue
+        out += sorted(run) + [m]
+        run = []
+    return out + sorted(run)
 
 
 def normalize_login(msgs):

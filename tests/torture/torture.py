@@ -96,10 +96,30 @@ def short(m, width=160):
     return s if len(s) <= width else s[:width - 5] + " ...)"
 
 
-def diff_text(expected, got):
+def first_difference(expected, got):
     n = 0
     while n < min(len(expected), len(got)) and expected[n] == got[n]:
         n += 1
+    return n
+
+
+def signature(expected, got):
+    """What a difference looks like with numbers and names blurred, to count distinct failures."""
+    n = first_difference(expected, got)
+    e = expected[n] if n < len(expected) else None
+    g = got[n] if n < len(got) else None
+    if e and g and e[0] == g[0] == "S":
+        if e[1] != g[1]:
+            return "ParameterStatus %s from pglease where PostgreSQL sends %s" % (g[1], e[1])
+        if e[2].replace(" ", "") == g[2].replace(" ", ""):
+            return "ParameterStatus %s spelled differently (%r for %r)" % (e[1], g[2], e[2])
+        return "ParameterStatus %s has another value" % e[1]
+    pick = lambda m: short(m, 90) if m else "(end)"
+    return re.sub(r"\d+", "#", "expected %s, got %s" % (pick(e), pick(g)))
+
+
+def diff_text(expected, got):
+    n = first_difference(expected, got)
     lines = ["  first difference at reply message #%d (expected %d messages, got %d)" % (n, len(expected), len(got))]
     lo = max(0, n - 3)
     for label, seq in (("expected (PostgreSQL)", expected), ("got (pglease)", got)):
@@ -132,8 +152,10 @@ class Torture:
         self.op_counts = {}
 
     # -- failures
-    def fail(self, kind, text, ci=None, j=None, opi=None):
-        self.failures.append(dict(kind=kind, text=text, ci=ci, j=j, opi=opi))
+    def fail(self, kind, text, ci=None, j=None, opi=None, sig=None, quiet=False):
+        self.failures.append(dict(kind=kind, text=text, ci=ci, j=j, opi=opi, sig=sig or kind))
+        if quiet:
+            return
         head = "FAIL [%s] seed=%s" % (kind, self.seed)
         if ci is not None:
             head += " client=%d (%s) session=%s op=%s" % (ci, self.cfg["kinds"][ci], j, opi)
@@ -155,6 +177,7 @@ class Torture:
         return msgs, time.monotonic() - t0
 
     async def run_session(self, ci, j, sess):
+        """Run one program on both sides; False when its replies diverged (the client stops)."""
         label = "client %d session %d" % (ci, j)
         pooled = [Conn(self.d.socket_path, self.args.read_timeout) for _ in range(sess.nconns)]
         direct = [Conn(self.pg_path, self.args.read_timeout) for _ in range(sess.nconns)]
@@ -177,17 +200,18 @@ class Torture:
                 exp = normalize(rd.msgs) if isinstance(rd, LoginFailed) else ([] if isinstance(rd, Exception) else normalize_login(rd))
                 if got != exp or isinstance(rp, Exception) and not isinstance(rp, LoginFailed):
                     self.fail("login", "startup %r\n  pglease: %r\n  postgres: %r\n%s" % (sess.startup, rp, rd, diff_text(exp, got)),
-                              ci, j, "login")
+                              ci, j, "login", "login: " + signature(exp, got))
                     close_all()
-                    return False
+                    return True     # no data diverged: the client goes on
                 close_all()
                 return True
             got, exp = normalize_login(rp), normalize_login(rd)
             self.messages += len(exp)
             if got != exp:
-                self.fail("login", "startup %r\n%s" % (sess.startup, diff_text(exp, got)), ci, j, "login")
+                self.fail("login", "startup %r\n%s" % (sess.startup, diff_text(exp, got)), ci, j, "login",
+                          "login: " + signature(exp, got))
                 close_all()
-                return False
+                return True     # no data diverged: the client goes on
 
         think = random.Random("think:%s:%d:%d" % (self.seed, ci, j))
         for opi, op in enumerate(sess.ops):
@@ -224,7 +248,8 @@ class Torture:
                     self.diverged.add(ci)
                     self.fail("reply", "op %s, action %d/%d on connection %s; sent:\n    %s\n%s"
                               % (op.name, ai + 1, len(op.actions), "AB"[act.conn],
-                                 "\n    ".join(describe_frontend(act.data)), diff_text(exp, got)), ci, j, opi)
+                                 "\n    ".join(describe_frontend(act.data)), diff_text(exp, got)), ci, j, opi,
+                              "reply (%s): %s" % (op.name.split(" (")[0], signature(exp, got)))
                     close_all()
                     return False
                 r = think.random()
@@ -240,19 +265,19 @@ class Torture:
                 row = [r for r in clients if r.get("id") == str(c.key[0])]
                 if not row or row[0].get("pinned") != "0":
                     self.pin_failures += 1
-                    if self.pin_failures <= 5:
-                        self.fail("pinned", "connection %s holds no session state (model) but SHOW CLIENTS says %r; "
-                                  "ops: %s" % ("AB"[k], row[0] if row else "not listed",
-                                               [o.name for o in sess.ops]), ci, j, len(sess.ops) - 1)
+                    self.fail("pinned", "connection %s holds no session state (model) but SHOW CLIENTS says %r; "
+                              "ops: %s" % ("AB"[k], row[0] if row else "not listed", [o.name for o in sess.ops]),
+                              ci, j, len(sess.ops) - 1, "pinned without session state",
+                              quiet=self.pin_failures > 5)
         for k in range(sess.nconns):
             if pooled[k].params != direct[k].params:
                 diffs = {n: (direct[k].params.get(n), pooled[k].params.get(n))
                          for n in set(pooled[k].params) | set(direct[k].params)
                          if pooled[k].params.get(n) != direct[k].params.get(n)}
                 self.fail("parameters", "final ParameterStatus values differ (name: (postgres, pglease)): %r" % diffs,
-                          ci, j, "end")
+                          ci, j, "end", "parameters: " + ", ".join(sorted(diffs)))
                 close_all()
-                return False
+                return True     # the session ends anyway; no data diverged
         self.where[ci] = "%s: terminate" % label
         await asyncio.gather(*(c.terminate() for c in pooled + direct))
         return True
@@ -529,6 +554,13 @@ def main():
         if t.pin_failures > 5:
             print("(%d pin-check failures in all, 5 shown)" % t.pin_failures)
     if failures:
+        sigs = {}
+        for f in failures:
+            sigs.setdefault(f.get("sig") or f["kind"], []).append(f)
+        print("torture: distinct failures (count, first client/session/op, what):")
+        for sig, fs in sorted(sigs.items(), key=lambda kv: -len(kv[1])):
+            f = fs[0]
+            print("  %4d  client %s session %s op %s  %s" % (len(fs), f.get("ci"), f.get("j"), f.get("opi"), sig))
         kinds = {}
         for f in failures:
             kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
