@@ -732,8 +732,8 @@ static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 	struct prep_server *ps = s->prep;
 	struct preg *reg = c->prep ? &c->prep->reg : NULL;
 
-	if (m->type == 'S')
-		session_param_status(c, s, m);
+	if (m->type == 'S' || m->type == 'E')
+		session_from_server(c, s, m);
 	if (!ps)
 		return stream_server_msg(&s->stream, m);
 	switch (m->type) {
