@@ -147,6 +147,12 @@ static void set_decide(struct pin *p, bool custom)
 		pin(p, "SET of a setting that is not reported", LASTS);
 }
 
+static void set_pins(struct pin *p, const char *why)
+{
+	p->set_stage = SET_DONE;
+	pin(p, why, LASTS);
+}
+
 static void set_word(struct pin *p, const struct sqltok *t, enum word w)
 {
 	bool session = p->set_stage == SET_SESSION;
@@ -158,9 +164,9 @@ static void set_word(struct pin *p, const struct sqltok *t, enum word w)
 	else if (!session && w == W_SESSION)
 		p->set_stage = SET_SESSION;
 	else if (w == W_ROLE || (session && w == W_AUTHORIZATION))
-		pin(p, "SET ROLE / SESSION AUTHORIZATION", LASTS);
+		set_pins(p, "SET ROLE / SESSION AUTHORIZATION");
 	else if (session && w == W_CHARACTERISTICS)
-		pin(p, "SET SESSION CHARACTERISTICS", LASTS);
+		set_pins(p, "SET SESSION CHARACTERISTICS");
 	else if (w == W_TIME)
 		set_name(p, "timezone");
 	else if (w == W_NAMES)
@@ -178,8 +184,6 @@ static void set_token(struct pin *p, const struct sqltok *t, enum word w)
 	switch (p->set_stage) {
 	case SET_START: case SET_SESSION:
 		set_word(p, t, w);
-		if (p->why)
-			p->set_stage = SET_DONE;
 		break;
 	case SET_NAME:
 		set_decide(p, t->type == SQLTOK_DOT);

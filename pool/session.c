@@ -9,6 +9,7 @@
  * query can see, until a probe finds none of it left.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -151,8 +152,11 @@ bool session_probe_due(const struct client *c)
  * depend on it (pg_depend), pg_class covering its relations twice over;
  * protocol-level statements (from_sql false) belong to the prepared-statement
  * layer. Names are schema-qualified: a temporary table shadows pg_catalog's.
+ * A lock the probe would wait for (someone holds pg_class) fails it before
+ * pglease's own limit on its queries (twice server_drain_timeout) would close
+ * the backend: the client merely stays pinned.
  */
-static const char probe_sql[] =
+static const char probe_select[] =
 	"SELECT 1 WHERE"
 	" EXISTS (SELECT FROM pg_catalog.pg_locks"
 	" WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())"
@@ -166,9 +170,14 @@ static const char probe_sql[] =
 
 const char *session_probe(struct client *c)
 {
+	static char sql[sizeof(probe_select) + 64];
+	long lock_ms = (long)(cfg->server_drain_timeout * 1000);
+
 	assert(session_probe_due(c));
 	c->probe_due = false;
-	return probe_sql;
+	/* In the probe's own implicit transaction: nothing outlives it. */
+	snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %ld; %s", lock_ms > 0 ? lock_ms : 1, probe_select);
+	return sql;
 }
 
 bool session_probed(struct client *c, struct server *s, const char *error, bool state_left)
