@@ -104,6 +104,8 @@ static void pin(struct pin *p, const char *why, enum pin_kind kind)
 {
 	bool lasts = kind == LASTS;
 
+	/* The client is pinned from here on: a release later in this feed must not be skipped. */
+	p->watch_releases = true;
 	if (p->why && (p->lasts || !lasts))
 		return;
 	p->why = why;

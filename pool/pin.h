@@ -50,7 +50,7 @@ struct pin {
 	bool lasts;                        /* ... and a probe could not tell when its state is gone */
 	bool releases;                     /* a statement may have released session state */
 	bool resets;                       /* a RESET or DISCARD went by */
-	bool watch_releases;               /* set by the feeder: the releasing words matter too */
+	bool watch_releases;               /* the client is pinned: releasing words matter too (feeder, pin()) */
 	bool capture;                      /* the pinning statement's text is still to copy */
 	/* the protocol message being walked */
 	uint8_t hdr[5], hdr_have, part;

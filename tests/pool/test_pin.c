@@ -610,3 +610,17 @@ Test(pin_release, clear_lets_the_watcher_go_on_mid_message)
 		cr_assert(pin_at_boundary(&p));
 	}
 }
+
+Test(pin_release, a_release_right_after_the_pin_in_the_same_read_is_seen)
+{
+	uint8_t wire[128];
+	size_t n = 0;
+	struct pin p;
+
+	/* Pipelined: the pin and the release arrive together; nothing in the DROP can pin. */
+	n += put_msg(wire + n, 'Q', "CREATE TEMP TABLE t (a int)\0", 28);
+	n += put_msg(wire + n, 'Q', "DROP TABLE t\0", 13);
+	pin_init(&p, false);
+	cr_assert(pin_feed_wire(&p, NULL, wire, n));
+	cr_assert(p.releases);
+}
