@@ -346,3 +346,22 @@ def test_a_probe_that_cannot_get_a_lock_gives_up_and_the_client_stays_pinned(pgl
     finally:
         locker.close()
         w.terminate()
+
+
+@pytest.mark.timeout(60)
+def test_a_release_pipelined_with_the_pin_unpins(pglease):
+    """CREATE TEMP and DROP in one write: the DROP (which alone could never pin) is still seen."""
+    d = pglease(**ONE_BACKEND)
+    w = raw_client(d)
+    b = d.connect()
+    try:
+        w.send(query_msg("CREATE TEMP TABLE piped (a int)") + query_msg("DROP TABLE piped"))
+        for _ in range(2):
+            r = w.collect_until_ready()
+            assert r["error"] is None and r["status"] == b"I"
+        assert scalar(b, "select 1") == 1
+        st = stats(d)
+        assert (st["pins"], st["unpins"]) == (1, 1), st
+    finally:
+        w.terminate()
+        b.close()
