@@ -60,7 +60,7 @@ static const struct col stats_cols[] = {
 	{ "total_lease_count", OID_INT8 }, { "total_wait_count", OID_INT8 },
 	{ "servers_opened", OID_INT8 }, { "servers_closed", OID_INT8 }, { "servers_lost", OID_INT8 },
 	{ "server_connect_failures", OID_INT8 }, { "servers_discarded", OID_INT8 },
-	{ "exit_rollbacks", OID_INT8 }, { "lease_warnings", OID_INT8 },
+	{ "exit_rollbacks", OID_INT8 }, { "lease_warnings", OID_INT8 }, { "pins", OID_INT8 }, { "unpins", OID_INT8 },
 	{ "exits_transaction_done", OID_INT8 }, { "exits_client_gone", OID_INT8 },
 	{ "exits_client_protocol", OID_INT8 }, { "exits_server_lost", OID_INT8 },
 	{ "exits_setup_failed", OID_INT8 }, { "exits_timeout", OID_INT8 }, { "exits_shutdown", OID_INT8 },
@@ -309,6 +309,8 @@ static void stats_row(struct reply *r, const struct pool *p)
 	reply_cell_int(r, (long long)st->servers_discarded);
 	reply_cell_int(r, (long long)st->exit_rollbacks);
 	reply_cell_int(r, (long long)st->lease_warnings);
+	reply_cell_int(r, (long long)st->pins);
+	reply_cell_int(r, (long long)st->unpins);
 	for (int i = 0; i < STATS_EXIT_REASONS; i++)
 		reply_cell_int(r, (long long)st->exits[i]);
 	reply_end(r, m);

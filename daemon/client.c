@@ -767,15 +767,82 @@ void client_relay_to_server(struct server *s)
 
 /* ---- the relay: backend to client ---- */
 
-static bool lease_done(const struct client *c, const struct server *s)
+/* What the backend's latest bytes mean for the lease. */
+enum boundary {
+	LEASE_GOES_ON,   /* inside a transaction, session mode, or pinned */
+	LEASE_ENDS,      /* a transaction ended cleanly: the backend goes back */
+	LEASE_PROBES,    /* ... but the client is pinned and may have released its state: ask */
+};
+
+static enum boundary at_boundary(const struct client *c, const struct server *s)
 {
 	/* A removed database's session-mode clients are let go at a transaction's end too. */
-	bool tx_ends_lease = (c->pool->mode == POOL_MODE_TRANSACTION && !c->pinned) ||
-			     c->pool->closing == POOL_CLOSE_AT_TX_END;
+	bool at_tx_end = c->pool->closing == POOL_CLOSE_AT_TX_END;
+	bool tx_mode = c->pool->mode == POOL_MODE_TRANSACTION;
+	bool pin_holds = tx_mode && c->pinned && !at_tx_end;
 
-	return tx_ends_lease && s->stream.txstatus == 'I' &&
-	       stream_idle(&s->stream) && c->out->scanned == c->out->end &&
-	       (!c->in || iobuf_unsent(c->in) == 0) && !prep_busy(c) && !reset_active(&s->reset);
+	if (!(tx_mode || at_tx_end) || (pin_holds && !session_probe_due(c)))
+		return LEASE_GOES_ON;
+	if (s->stream.txstatus != 'I' || !stream_idle(&s->stream) || c->out->scanned != c->out->end ||
+	    (c->in && iobuf_unsent(c->in) > 0) || prep_busy(c) || reset_active(&s->reset))
+		return LEASE_GOES_ON;
+	if (!pin_holds)
+		return LEASE_ENDS;
+	/* A cancel still on its way would hit the probe: ask at a later boundary. */
+	return s->cancels_pending ? LEASE_GOES_ON : LEASE_PROBES;
+}
+
+/* Notifications libpq read while it had the socket are the client's, in their place. */
+static int relay_notifications(struct client *c, struct server *s)
+{
+	/* A payload is under 8000 bytes, a channel name under 64. */
+	static uint8_t buf[8192 + 128];
+	PGnotify *n;
+
+	while (c->state != CLIENT_CLOSED && (n = PQnotifies(s->conn))) {
+		struct wbuf w;
+		wbuf_init(&w, buf, sizeof(buf));
+		proto_notification(&w, (uint32_t)n->be_pid, n->relname, n->extra);
+		PQfreemem(n);
+		if (w.overflow)
+			log_warning("client %u: a notification too long to relay was dropped", c->id);
+		else
+			send_bytes(c, buf, w.len);
+	}
+	return c->state == CLIENT_CLOSED ? -1 : 0;
+}
+
+/* Unpinned: the lease ends as any transaction's; else the relay goes on with what came meanwhile. */
+static void pin_probed(struct server *s, const char *sqlstate, const char *error)
+{
+	struct client *c = s->client;
+
+	(void)sqlstate;
+	if (relay_notifications(c, s) < 0)
+		return;
+	if (PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+		server_close(s, "the session state probe did not leave the backend idle");
+		return;
+	}
+	if (!session_probed(c, s, error, s->query_rows > 0)) {
+		server_go_raw(s, client_relay_from_server, client_relay_to_server);
+		client_leased(c);
+		return;
+	}
+	/* The backend goes to the first waiting client; this one's new bytes queue behind. */
+	lease_exit(c, EXIT_TX_DONE);
+	dispatch_input(c);
+}
+
+/*
+ * The pinned client may have released its session state: ask the backend,
+ * through libpq, at this clean boundary. Meanwhile the client stays ACTIVE
+ * and what it sends waits in its buffer (on_data: the lease is not relaying).
+ */
+static void probe_pin(struct client *c, struct server *s)
+{
+	if (lease_query(s, session_probe(c), pin_probed) < 0)
+		server_close(s, "could not send the session state probe");
 }
 
 static int read_from_server(struct client *c, struct server *s)
@@ -808,6 +875,8 @@ static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 	struct server *s = arg;
 	enum frame_verdict v = stream_server_msg(&s->stream, m);
 
+	if (m->type == 'E')
+		session_backend_error(s->client);
 	if (v == FRAME_CONTINUE && (m->type == 'S' || reset_active(&s->reset)) &&
 	    (reply_cut = reset_server_msg(s->client, s, m)))
 		return FRAME_STOP_AFTER;
@@ -856,7 +925,8 @@ void client_relay_from_server(struct server *s)
 			return client_close(c, "client went away while being written to");
 		return client_fatal(c, "08P01", c->violation, NULL);
 	}
-	bool done = lease_done(c, s);
+	enum boundary at = at_boundary(c, s);
+	bool done = at == LEASE_ENDS;
 	/* Serve whoever waits first: a queued client's query, else this reply. */
 	bool waiter_first = done && !list_empty(&c->pool->waiting);
 	if (waiter_first)
@@ -868,6 +938,8 @@ void client_relay_from_server(struct server *s)
 			lease_exit(c, EXIT_TX_DONE);
 		return dispatch_input(c);
 	}
+	if (at == LEASE_PROBES)
+		return probe_pin(c, s);
 	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);
 	/* A reply let held input go, or a DISCARD ALL's follow-up is due: the last thing done here. */
 	if (s->reset.kick) {

@@ -61,7 +61,9 @@ struct client {
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */
 	struct pin *pin;           /* session.c: its statement watcher, while a message is split between reads */
-	bool pinned;               /* it made session state: keeps its lease until it leaves */
+	bool pinned;               /* it made session state: keeps its lease while that is left */
+	bool pin_lasts;            /* ... state no probe can see: until it leaves */
+	bool probe_due;            /* session.c: since the last probe, it may have released its state */
 	bool quotes_known, backslash_quotes;  /* session.c: standard_conforming_strings, cached */
 	bool prep_on;              /* the prepared-statement layer applies (transaction mode) */
 	struct prep_client *prep;  /* its named prepared statements, allocated when first needed */

@@ -138,3 +138,12 @@ void proto_copy_fail(struct wbuf *w, const char *why)
 	wbuf_cstr(w, why);
 	wbuf_end(w, mark);
 }
+
+void proto_notification(struct wbuf *w, uint32_t pid, const char *channel, const char *payload)
+{
+	size_t mark = wbuf_begin(w, 'A');
+	wbuf_int32(w, pid);
+	wbuf_cstr(w, channel);
+	wbuf_cstr(w, payload);
+	wbuf_end(w, mark);
+}

@@ -4,7 +4,8 @@
  *   wbuf_*            append to a bounded byte buffer; overflow is sticky
  *   proto_error()     ErrorResponse (severity, SQLSTATE, message, detail, hint)
  *   proto_*()         AuthenticationOk, ParameterStatus, BackendKeyData,
- *                     ReadyForQuery, NegotiateProtocolVersion, Sync, CopyFail
+ *                     ReadyForQuery, NegotiateProtocolVersion, Sync, CopyFail,
+ *                     NotificationResponse
  *   be32()            read a big-endian int32
  */
 #ifndef PGLEASE_PROTO_H
@@ -51,5 +52,6 @@ void proto_parse_complete(struct wbuf *w);
 void proto_negotiate(struct wbuf *w, uint32_t newest_minor, const char *const *options, int n);
 void proto_sync(struct wbuf *w);
 void proto_copy_fail(struct wbuf *w, const char *why);
+void proto_notification(struct wbuf *w, uint32_t pid, const char *channel, const char *payload);
 
 #endif

@@ -10,8 +10,10 @@
  * decision table — or it is discarded. A backend that is not known to be
  * clean is never handed out again.
  *
- * Reading order: enter, grant, exit, the decision table, the cleaning steps.
+ * Reading order: enter, grant, queries for the lease holder, exit, the
+ * decision table, the cleaning steps.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,7 @@ void lease_enter(struct client *c)
 
 static void go_relay(struct client *c, struct server *s)
 {
+	s->relayed = true;
 	server_go_raw(s, client_relay_from_server, client_relay_to_server);
 	client_leased(c);
 }
@@ -58,10 +61,6 @@ static void setup_done(struct server *s, const char *sqlstate, const char *error
 {
 	struct client *c = s->client;
 
-	if (!c) {
-		clean_poll(s);
-		return;
-	}
 	if (error) {
 		c->exit_why = EXIT_SETUP_FAILED;
 		client_fatal(c, sqlstate, error, "while applying the client's startup settings on a pooled connection");
@@ -106,6 +105,7 @@ void lease_grant(struct client *c, struct server *s)
 	server_set_state(s, SERVER_LEASED);
 	client_set_state(c, CLIENT_ACTIVE);
 	s->client = c;
+	s->relayed = false;
 	c->server = s;
 	c->lease_warned = false;
 	stream_reset(&s->stream);
@@ -122,8 +122,30 @@ void lease_grant(struct client *c, struct server *s)
 		go_relay(c, s);
 		return;
 	}
-	if (server_query(s, sql, setup_done) < 0)
+	if (lease_query(s, sql, setup_done) < 0)
 		server_close(s, "could not send the lease setup query");
+}
+
+/* ---- queries for the lease holder ---- */
+
+/* The lease may have ended while the query ran (its client left): then the exit door goes on. */
+static void lease_query_answered(struct server *s, const char *sqlstate, const char *error)
+{
+	server_query_cb done = s->lease_query_done;
+
+	s->lease_query_done = NULL;
+	if (!s->client) {
+		clean_poll(s);
+		return;
+	}
+	done(s, sqlstate, error);
+}
+
+int lease_query(struct server *s, const char *sql, server_query_cb done)
+{
+	assert(s->state == SERVER_LEASED && s->client && !s->lease_query_done);
+	s->lease_query_done = done;
+	return server_query(s, sql, lease_query_answered);
 }
 
 /* ---- exit ---- */
@@ -199,7 +221,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 		carry_server_bytes(c, s);
 	}
 	prep_lease_end(c, s);
-	bool nothing_sent = s->phase == PHASE_QUERY;
+	bool nothing_sent = !s->relayed;
 	note_exit(c, s, why);
 	detach(c, s);
 	if (why == EXIT_TX_DONE)
@@ -220,6 +242,7 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 	bool pinned = session_unpin(c, s);
 	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query) || pinned;
 	server_set_state(s, SERVER_CLEANING);
+	/* A query for the lease (setup, probe) is running: its answer goes on with the cleaning. */
 	if (s->phase != PHASE_QUERY)
 		clean_poll(s);
 }

@@ -5,7 +5,9 @@
  * by a small state machine on its first words, plus function calls anywhere
  * in it (session advisory locks, set_config). What is not recognised does
  * not pin: state created inside functions or DO blocks is not visible here
- * (see README, "Transaction pooling").
+ * (see README, "Transaction pooling"). Statements that may release state
+ * are noticed the same way, so that session.c knows when a probe is worth
+ * its round trip.
  */
 #include <string.h>
 #include <strings.h>
@@ -18,7 +20,8 @@ enum word {
 	W_CHARACTERISTICS, W_AUTHORIZATION, W_ROLE, W_TIME, W_NAMES, W_SCHEMA, W_CONSTRAINTS,
 	W_CREATE, W_TEMP, W_TEMPORARY, W_PG_TEMP, W_DECLARE, W_WITH, W_HOLD, W_FOR, W_SELECT,
 	W_INTO, W_TRUE, W_FALSE, W_SET_CONFIG, W_ADVISORY, W_OR, W_REPLACE, W_GLOBAL, W_UNLOGGED,
-	W_RESET, W_DISCARD,
+	W_RESET, W_DISCARD, W_UNLISTEN, W_DROP, W_DEALLOCATE, W_CLOSE, W_ROLLBACK, W_ABORT,
+	W_UNLOCK, W_TRY_ADVISORY,
 };
 
 static const struct { const char *text; uint8_t len; uint8_t id; } words[] = {
@@ -33,9 +36,12 @@ static const struct { const char *text; uint8_t len; uint8_t id; } words[] = {
 	WD("for", W_FOR), WD("select", W_SELECT), WD("into", W_INTO), WD("true", W_TRUE),
 	WD("false", W_FALSE), WD("set_config", W_SET_CONFIG),
 	WD("pg_advisory_lock", W_ADVISORY), WD("pg_advisory_lock_shared", W_ADVISORY),
-	WD("pg_try_advisory_lock", W_ADVISORY), WD("pg_try_advisory_lock_shared", W_ADVISORY),
+	WD("pg_try_advisory_lock", W_TRY_ADVISORY), WD("pg_try_advisory_lock_shared", W_TRY_ADVISORY),
+	WD("pg_advisory_unlock", W_UNLOCK), WD("pg_advisory_unlock_shared", W_UNLOCK),
+	WD("pg_advisory_unlock_all", W_UNLOCK),
 	WD("or", W_OR), WD("replace", W_REPLACE), WD("global", W_GLOBAL), WD("unlogged", W_UNLOGGED),
-	WD("reset", W_RESET), WD("discard", W_DISCARD),
+	WD("reset", W_RESET), WD("discard", W_DISCARD), WD("unlisten", W_UNLISTEN), WD("drop", W_DROP),
+	WD("deallocate", W_DEALLOCATE), WD("close", W_CLOSE), WD("rollback", W_ROLLBACK), WD("abort", W_ABORT),
 #undef WD
 };
 
@@ -91,11 +97,19 @@ static enum word word_id(const struct sqltok *t)
 	return W_NONE;
 }
 
-static void pin(struct pin *p, const char *why)
+/* Whether a probe could see the state: a pin that lasts takes over the reason and the log text. */
+enum pin_kind { PROBEABLE, LASTS };
+
+static void pin(struct pin *p, const char *why, enum pin_kind kind)
 {
-	if (p->why)
+	bool lasts = kind == LASTS;
+
+	/* The client is pinned from here on: a release later in this feed must not be skipped. */
+	p->watch_releases = true;
+	if (p->why && (p->lasts || !lasts))
 		return;
 	p->why = why;
+	p->lasts = lasts;
 	p->capture = true;
 }
 
@@ -132,7 +146,13 @@ static void set_decide(struct pin *p, bool custom)
 {
 	p->set_stage = SET_DONE;
 	if (custom || !pin_setting_tracked(p->name, p->reported))
-		pin(p, "SET of a setting that is not reported");
+		pin(p, "SET of a setting that is not reported", LASTS);
+}
+
+static void set_pins(struct pin *p, const char *why)
+{
+	p->set_stage = SET_DONE;
+	pin(p, why, LASTS);
 }
 
 static void set_word(struct pin *p, const struct sqltok *t, enum word w)
@@ -146,9 +166,9 @@ static void set_word(struct pin *p, const struct sqltok *t, enum word w)
 	else if (!session && w == W_SESSION)
 		p->set_stage = SET_SESSION;
 	else if (w == W_ROLE || (session && w == W_AUTHORIZATION))
-		pin(p, "SET ROLE / SESSION AUTHORIZATION");
+		set_pins(p, "SET ROLE / SESSION AUTHORIZATION");
 	else if (session && w == W_CHARACTERISTICS)
-		pin(p, "SET SESSION CHARACTERISTICS");
+		set_pins(p, "SET SESSION CHARACTERISTICS");
 	else if (w == W_TIME)
 		set_name(p, "timezone");
 	else if (w == W_NAMES)
@@ -166,8 +186,6 @@ static void set_token(struct pin *p, const struct sqltok *t, enum word w)
 	switch (p->set_stage) {
 	case SET_START: case SET_SESSION:
 		set_word(p, t, w);
-		if (p->why)
-			p->set_stage = SET_DONE;
 		break;
 	case SET_NAME:
 		set_decide(p, t->type == SQLTOK_DOT);
@@ -202,7 +220,7 @@ static void cfg_close(struct pin *p)
 {
 	p->cfg_depth = 0;
 	if (p->cfg_local != 1 && !(p->cfg_name_ok && pin_setting_tracked(p->name, p->reported)))
-		pin(p, "set_config(..., false) of a setting that is not reported");
+		pin(p, "set_config(..., false) of a setting that is not reported", LASTS);
 }
 
 static void cfg_token(struct pin *p, const struct sqltok *t)
@@ -242,15 +260,19 @@ static void first_word(struct pin *p, const struct sqltok *t, enum word w)
 	if (t->quoted)
 		return;
 	switch (w) {
-	case W_LISTEN: pin(p, "LISTEN"); break;
-	case W_LOAD: pin(p, "LOAD"); break;
+	case W_LISTEN: pin(p, "LISTEN", PROBEABLE); break;
+	case W_LOAD: pin(p, "LOAD", LASTS); break;
 	case W_PREPARE: p->kind = K_PREPARE; break;
 	case W_SET: p->kind = K_SET; break;
 	case W_CREATE: p->kind = K_CREATE; p->create_prefix = true; break;
 	case W_DECLARE: p->kind = K_DECLARE; break;
 	case W_SELECT: case W_WITH: p->kind = K_SELECT; break;
 	/* Settings pglease applied may be gone (or not, if it rolls back). */
-	case W_RESET: case W_DISCARD: p->resets = true; break;
+	case W_RESET: p->resets = true; break;
+	case W_DISCARD: p->resets = p->releases = true; break;
+	case W_UNLISTEN: case W_DROP: case W_DEALLOCATE: case W_CLOSE: case W_ROLLBACK: case W_ABORT:
+		p->releases = true;
+		break;
 	default: break;
 	}
 }
@@ -263,24 +285,26 @@ static void later_word(struct pin *p, const struct sqltok *t, enum word w, uint8
 	case K_PREPARE:
 		/* PREPARE TRANSACTION is two-phase commit, not a prepared statement. */
 		if (idx == 1 && w != W_TRANSACTION)
-			pin(p, "SQL PREPARE");
+			pin(p, "SQL PREPARE", PROBEABLE);
 		break;
 	case K_SET:
 		set_token(p, t, w);
 		break;
 	case K_CREATE:
 		if ((temp && p->create_prefix) || w == W_PG_TEMP)
-			pin(p, "temporary object");
+			pin(p, "temporary object", PROBEABLE);
+		/* ON COMMIT DROP: gone at the end of the transaction. */
+		p->releases = p->releases || w == W_DROP;
 		p->create_prefix = p->create_prefix && (w == W_OR || w == W_REPLACE || w == W_GLOBAL || w == W_LOCAL);
 		break;
 	case K_DECLARE:
 		p->declare_for = p->declare_for || w == W_FOR;
 		if (!p->declare_for && p->prev_word == W_WITH && w == W_HOLD)
-			pin(p, "WITH HOLD cursor");
+			pin(p, "WITH HOLD cursor", PROBEABLE);
 		break;
 	case K_SELECT:
 		if (p->prev_word == W_INTO && temp)
-			pin(p, "temporary object");
+			pin(p, "temporary object", PROBEABLE);
 		break;
 	}
 }
@@ -288,7 +312,7 @@ static void later_word(struct pin *p, const struct sqltok *t, enum word w, uint8
 static void statement_end(struct pin *p)
 {
 	if (p->lx.lost)
-		pin(p, "a dollar-quote tag too long to follow");
+		pin(p, "a dollar-quote tag too long to follow", LASTS);
 	if (p->kind == K_SET && p->set_stage == SET_NAME)
 		set_decide(p, false);
 	if (p->cfg_depth)
@@ -297,6 +321,15 @@ static void statement_end(struct pin *p)
 	p->kind = K_OTHER;
 	p->ntok = p->set_stage = p->prev_word = p->cfg_depth = 0;
 	p->declare_for = p->create_prefix = false;
+}
+
+static void function_call(struct pin *p, enum word fn)
+{
+	if (fn == W_ADVISORY || fn == W_TRY_ADVISORY)
+		pin(p, "session advisory lock", PROBEABLE);
+	/* A try-lock that returned false holds nothing. */
+	if (fn == W_UNLOCK || fn == W_TRY_ADVISORY)
+		p->releases = true;
 }
 
 static void on_token(void *arg, const struct sqltok *t)
@@ -313,8 +346,8 @@ static void on_token(void *arg, const struct sqltok *t)
 		cfg_token(p, t);
 	else if (t->type == SQLTOK_LPAREN && p->prev_word == W_SET_CONFIG)
 		cfg_open(p);
-	if (t->type == SQLTOK_LPAREN && p->prev_word == W_ADVISORY)
-		pin(p, "session advisory lock");
+	if (t->type == SQLTOK_LPAREN)
+		function_call(p, (enum word)p->prev_word);
 	if (idx == 0)
 		first_word(p, t, w);
 	else
@@ -383,16 +416,39 @@ static const bool starts_a_needle[256] = {
 	['h'] = 1, ['H'] = 1, ['a'] = 1, ['A'] = 1, ['d'] = 1, ['D'] = 1, ['$'] = 1,
 };
 
+/*
+ * For a pinned client, statements that may release state matter too: the
+ * words above cover UNLISTEN, DISCARD and pg_advisory_unlock*; these the
+ * rest. Unpinned clients never pay for them.
+ */
+static const bool starts_a_release[256] = {
+	['d'] = 1, ['D'] = 1, ['c'] = 1, ['C'] = 1, ['r'] = 1, ['R'] = 1, ['a'] = 1, ['A'] = 1,
+};
+
 #define PAIR(a, b) ((unsigned)(a) << 8 | (unsigned)(b))
 
+static bool may_release(const uint8_t *t, size_t left)
+{
+	switch (PAIR(t[0] | 0x20, t[1] | 0x20)) {
+	case PAIR('d', 'r'): return starts_ci(t, left, "drop");
+	case PAIR('d', 'e'): return starts_ci(t, left, "deallocate");
+	case PAIR('c', 'l'): return starts_ci(t, left, "close");
+	case PAIR('r', 'o'): return starts_ci(t, left, "rollback");
+	case PAIR('a', 'b'): return starts_ci(t, left, "abort");
+	default: return false;
+	}
+}
+
 /* Two bytes decide before any word is compared: most letters start no needle. */
-static bool may_matter(const uint8_t *text, size_t n)
+static bool may_matter(const uint8_t *text, size_t n, bool releases)
 {
 	for (size_t i = 0; i + 1 < n; i++) {
-		if (!starts_a_needle[text[i]])
-			continue;
 		const uint8_t *t = text + i;
 		size_t left = n - i;
+		if (releases && starts_a_release[t[0]] && may_release(t, left))
+			return true;
+		if (!starts_a_needle[t[0]])
+			continue;
 		switch (PAIR(t[0] | 0x20, t[1] | 0x20)) {
 		case PAIR('l', 'i'): if (starts_ci(t, left, "listen")) return true; break;
 		case PAIR('l', 'o'): if (starts_ci(t, left, "load")) return true; break;
@@ -415,7 +471,7 @@ static size_t body_bytes(struct pin *p, const uint8_t *data, size_t n)
 	size_t take = nul ? (size_t)(nul - data) + 1 : n;
 
 	/* The whole SQL is here and nothing in it can matter: no lexing. */
-	if (p->part == PART_SQL && nul && p->sql_fresh && !may_matter(data, take - 1)) {
+	if (p->part == PART_SQL && nul && p->sql_fresh && !may_matter(data, take - 1, p->watch_releases)) {
 		p->part = PART_REST;
 		return take;
 	}
@@ -471,6 +527,12 @@ void pin_move(struct pin *dst, const struct pin *src)
 const char *pin_why(const struct pin *p)
 {
 	return p->why;
+}
+
+void pin_clear(struct pin *p)
+{
+	p->why = NULL;
+	p->lasts = p->releases = p->resets = false;
 }
 
 const char *pin_statement(const struct pin *p)

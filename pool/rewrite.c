@@ -848,6 +848,8 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 	struct prep_server *ps = s->prep;
 	struct preg *reg = c->prep ? &c->prep->reg : NULL;
 
+	if (m->type == 'E')
+		session_backend_error(c);
 	if (!ps)
 		return stream_server_msg(&s->stream, m);
 	switch (m->type) {

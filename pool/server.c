@@ -219,6 +219,8 @@ static void query_take_result(struct server *s, PGresult *res)
 	if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR)
 		query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
 				 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+	if (st == PGRES_TUPLES_OK)
+		s->query_rows = PQntuples(res);
 	PQclear(res);
 }
 
@@ -250,6 +252,7 @@ int server_query(struct server *s, const char *sql, server_query_cb done)
 {
 	s->phase = PHASE_QUERY;
 	s->query_done = done;
+	s->query_rows = 0;
 	if (!PQsendQuery(s->conn, sql))
 		return -1;
 	server_want_read(s, true);

@@ -2,7 +2,7 @@
  * server.h — one backend connection, opened and driven through libpq.
  *
  *   server_connect()     start a nonblocking connect for a pool
- *   server_query()       run SQL through libpq (ROLLBACK, reset, check, SET)
+ *   server_query()       run SQL through libpq (ROLLBACK, reset, check, SET, probe)
  *   server_go_raw()      hand the socket to the relay or the drain
  *   server_watch_idle()  sit idle: any byte from the backend is news
  *   server_send_raw()    write protocol bytes past libpq
@@ -56,6 +56,8 @@ struct server {
 	int id;                      /* pglease's number for it, for logs */
 	int backend_pid;
 	struct client *client;       /* lease holder while LEASED */
+	bool relayed;                /* this lease's relay has started: client bytes may have reached it */
+	server_query_cb lease_query_done; /* lease.c: a query for the lease holder is running */
 	struct stream stream;
 	struct prep_server *prep;    /* the named statements it holds (rewrite.c), or NULL */
 	struct reset_relay reset;    /* pglease's restores after a client's RESET, in flight (reset.c) */
@@ -69,6 +71,7 @@ struct server {
 	server_query_cb query_done;
 	char query_sqlstate[6];
 	char *query_error;
+	int query_rows;              /* rows its last result set returned */
 	/* PHASE_RAW: who handles readiness */
 	server_raw_cb on_readable, on_writable;
 	/* the lease exit door's progress (lease.c) */

@@ -5,8 +5,11 @@
  * both the client's wanted settings and the backend's applied ones, so the
  * next lease, on whichever backend, replays exactly what differs; and what
  * the client sends is watched (pin.c) so that state no backend switch could
- * carry keeps the client on its backend until it leaves.
+ * carry keeps the client on its backend: until it leaves, or, for state a
+ * query can see, until a probe finds none of it left.
  */
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -19,9 +22,10 @@
 #include "server.h"
 #include "session.h"
 
+/* A pinned client is still watched while its pin may be lifted: for what lasts, and for releases. */
 static bool watching(const struct client *c)
 {
-	return !c->pinned && c->pool->mode == POOL_MODE_TRANSACTION && cfg->session_state == SESSION_STATE_PIN;
+	return !c->pin_lasts && c->pool->mode == POOL_MODE_TRANSACTION && cfg->session_state == SESSION_STATE_PIN;
 }
 
 /* Plain '...' strings take backslash escapes when standard_conforming_strings is off. */
@@ -37,13 +41,19 @@ static bool backslash_quotes(struct client *c)
 	return c->backslash_quotes;
 }
 
-static void pinned(struct client *c, const char *why, const char *statement)
+/* Logged when the client becomes pinned, and again when a pinned client's pin comes to last. */
+static void pinned(struct client *c, const char *why, const char *statement, bool lasts)
 {
 	struct server *s = c->server;
 
+	if (c->pinned && (c->pin_lasts || !lasts))
+		return;
+	if (!c->pinned)
+		c->pool->stats.pins++;
 	c->pinned = true;
-	log_info("client %u (%s/%s) pinned to server %d (backend pid %d) by: %s (%s)", c->id, c->pool->dbname,
-		 c->pool->user, s->id, s->backend_pid, statement, why);
+	c->pin_lasts = lasts;
+	log_info("client %u (%s/%s) pinned to server %d (backend pid %d) by: %s (%s%s)", c->id, c->pool->dbname,
+		 c->pool->user, s->id, s->backend_pid, statement, why, lasts ? "; until it leaves" : "");
 }
 
 /*
@@ -65,7 +75,7 @@ static struct pin *watcher(struct client *c)
 /* Returns -1 when mid-message state could not be kept. */
 static int keep_state(struct client *c, struct pin *p)
 {
-	if (pin_at_boundary(p) || p->why) {
+	if (pin_at_boundary(p) || c->pin_lasts) {
 		free(c->pin);
 		c->pin = NULL;
 		return 0;
@@ -83,14 +93,18 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 	if (n == 0 || !watching(c))
 		return;
 	struct pin *p = watcher(c);
+	p->watch_releases = c->pinned;
 	bool pin = pin_feed_wire(p, &c->pool->base, data, n);
 	if (p->resets)
 		c->server->settings_unknown = true;
-	p->resets = false;
+	/* Noted before any pin: a pg_try_advisory_lock pins, and may have taken nothing. */
+	if (p->releases)
+		c->probe_due = true;
 	if (pin)
-		pinned(c, pin_why(p), pin_statement(p));
+		pinned(c, pin_why(p), pin_statement(p), p->lasts);
+	pin_clear(p);
 	if (keep_state(c, p) < 0)
-		pinned(c, "out of memory following a split message", "-");
+		pinned(c, "out of memory following a split message", "-", true);
 }
 
 bool session_inert(struct client *c, const uint8_t *data, size_t n)
@@ -135,11 +149,80 @@ void session_param_status(struct client *c, struct server *s, const struct frame
 	}
 }
 
+void session_backend_error(struct client *c)
+{
+	/* The statement that pinned may have failed, or its transaction is to roll back. */
+	if (c && c->pinned)
+		c->probe_due = true;
+}
+
+bool session_probe_due(const struct client *c)
+{
+	return c->pinned && !c->pin_lasts && c->probe_due;
+}
+
+/*
+ * One round trip, one row if anything is left: every kind of state a
+ * probeable pin stands for. Objects of any kind in the temporary schema
+ * depend on it (pg_depend), pg_class covering its relations twice over;
+ * protocol-level statements (from_sql false) belong to the prepared-statement
+ * layer. Names are schema-qualified: a temporary table shadows pg_catalog's.
+ * A lock the probe would wait for (someone holds pg_class) fails it before
+ * pglease's own limit on its queries (twice server_drain_timeout) would close
+ * the backend: the client merely stays pinned.
+ */
+static const char probe_select[] =
+	"SELECT 1 WHERE"
+	" EXISTS (SELECT FROM pg_catalog.pg_locks"
+	" WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())"
+	" OR EXISTS (SELECT FROM pg_catalog.pg_listening_channels())"
+	" OR EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+	" OR EXISTS (SELECT FROM pg_catalog.pg_depend"
+	" WHERE refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass"
+	" AND refobjid = pg_catalog.pg_my_temp_schema())"
+	" OR EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)"
+	" OR EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable)";
+
+const char *session_probe(struct client *c)
+{
+	static char sql[sizeof(probe_select) + 64];
+	long lock_ms = (long)(cfg->server_drain_timeout * 1000);
+
+	assert(session_probe_due(c));
+	c->probe_due = false;
+	/* In the probe's own implicit transaction: nothing outlives it. */
+	snprintf(sql, sizeof(sql), "SET LOCAL lock_timeout = %ld; %s", lock_ms > 0 ? lock_ms : 1, probe_select);
+	return sql;
+}
+
+bool session_probed(struct client *c, struct server *s, const char *error, bool state_left)
+{
+	const char *db = c->pool->dbname, *user = c->pool->user;
+
+	assert(c->pinned && !c->pin_lasts && s == c->server);
+	if (error) {
+		log_warning("client %u (%s/%s): the session state probe on server %d (backend pid %d) failed: %s; "
+			    "it stays pinned", c->id, db, user, s->id, s->backend_pid, error);
+		return false;
+	}
+	if (state_left) {
+		log_debug("client %u (%s/%s) stays pinned to server %d (backend pid %d): session state is left", c->id,
+			  db, user, s->id, s->backend_pid);
+		return false;
+	}
+	c->pinned = false;
+	c->pool->stats.unpins++;
+	log_debug("client %u (%s/%s) unpinned from server %d (backend pid %d): no session state left", c->id, db,
+		  user, s->id, s->backend_pid);
+	return true;
+}
+
 bool session_unpin(struct client *c, struct server *s)
 {
+	c->probe_due = false;
 	if (!c->pinned)
 		return false;
-	c->pinned = false;
+	c->pinned = c->pin_lasts = false;
 	log_info("client %u (%s/%s) leaves server %d (backend pid %d), pinned: resetting it before reuse", c->id,
 		 c->pool->dbname, c->pool->user, s->id, s->backend_pid);
 	return true;

@@ -98,6 +98,8 @@ G(g_failed, s->st.servers_failed)
 G(g_discarded, s->st.servers_discarded)
 G(g_rollbacks, s->st.exit_rollbacks)
 G(g_warnings, s->st.lease_warnings)
+G(g_pins, s->st.pins)
+G(g_unpins, s->st.unpins)
 G(g_pool_size, s->pool_size)
 G(g_paused, s->paused)
 G(g_maxwait, s->maxwait)
@@ -122,6 +124,8 @@ static const struct family families[] = {
 	{ "pglease_servers_discarded_total", "counter", "Backends closed because a lease left them unclean.", g_discarded },
 	{ "pglease_exit_rollbacks_total", "counter", "ROLLBACKs run by the lease exit door.", g_rollbacks },
 	{ "pglease_lease_warnings_total", "counter", "Leases held longer than lease_warn_after.", g_warnings },
+	{ "pglease_pins_total", "counter", "Clients pinned to their backend by session state.", g_pins },
+	{ "pglease_unpins_total", "counter", "Pins lifted: a probe found no session state left.", g_unpins },
 	{ "pglease_pool_size", "gauge", "Backends the pool may open.", g_pool_size },
 	{ "pglease_paused", "gauge", "1 while the pool is paused by the admin console.", g_paused },
 	{ "pglease_max_wait_seconds", "gauge", "How long the oldest waiting client has waited.", g_maxwait },

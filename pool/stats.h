@@ -39,6 +39,8 @@ struct pool_stats {
 	uint64_t exit_rollbacks;       /* ROLLBACK run by the exit door */
 	uint64_t exits[STATS_EXIT_REASONS]; /* lease exits by reason */
 	uint64_t lease_warnings;       /* leases older than lease_warn_after (logged once each) */
+	uint64_t pins;                 /* clients pinned to their backend by session state (session.c) */
+	uint64_t unpins;               /* pins lifted because a probe found no session state left */
 };
 
 /* What SHOW STATS / SHOW POOLS and /metrics print for one pool. */

@@ -8,6 +8,8 @@ import urllib.request
 import psycopg
 import pytest
 
+from harness import wait_for
+
 
 def free_tcp_port():
     s = socket.socket()
@@ -47,7 +49,14 @@ def test_metrics_match_show_stats(pglease):
     d = pglease(metrics_listen="127.0.0.1:%d" % port)
     for i in range(3):
         assert d.psql("-c", "select %d" % i).returncode == 0
+    # A pin, lifted when the probe after UNLISTEN finds nothing left (the client stays
+    # connected until then: one that leaves during the probe is reset instead).
+    with d.connect() as c:
+        c.execute("LISTEN metrics_chan")
+        c.execute("UNLISTEN *")
+        wait_for(lambda: show_stats(d)["unpins"] == 1, what="the unpin counted")
     st = show_stats(d)
+    assert (st["pins"], st["unpins"]) == (1, 1), st
     text = scrape(port)
     lab = dict(database="app", user="postgres")
     assert "# TYPE pglease_transactions_total counter" in text
@@ -57,6 +66,8 @@ def test_metrics_match_show_stats(pglease):
     assert sample(text, "pglease_received_bytes_total", **lab) == st["total_received"]
     assert sample(text, "pglease_sent_bytes_total", **lab) == st["total_sent"]
     assert sample(text, "pglease_exit_rollbacks_total", **lab) == st["exit_rollbacks"]
+    assert sample(text, "pglease_pins_total", **lab) == st["pins"]
+    assert sample(text, "pglease_unpins_total", **lab) == st["unpins"]
     assert sample(text, "pglease_lease_exits_total", reason="transaction_done", **lab) == st["exits_transaction_done"]
     assert sample(text, "pglease_servers", state="idle", **lab) >= 1
     # every counter family ends in _total

@@ -1,7 +1,8 @@
 """Session state in transaction mode: reported settings follow their client from backend to
 backend; state that cannot follow (LISTEN, SET of unreported settings, SQL PREPARE, temporary
 tables, session advisory locks, WITH HOLD cursors) pins the client to its backend until it
-leaves, and the backend is reset before anyone else gets it. LISTEN/NOTIFY in both modes."""
+leaves (or releases it: test_unpin.py), and the backend is reset before anyone else gets it.
+LISTEN/NOTIFY in both modes."""
 import re
 
 import psycopg

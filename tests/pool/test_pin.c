@@ -124,8 +124,24 @@ Test(sqllex, excerpt_starts_at_the_first_token)
 
 static size_t put_msg(uint8_t *buf, char type, const void *body, size_t len);
 
+/* What a text makes of a client's pin. */
+struct verdict {
+	const char *why;
+	bool lasts, releases;
+};
+
+static struct verdict verdict_of(const struct pin *p)
+{
+	return (struct verdict){ pin_why(p), p->lasts, p->releases };
+}
+
+static bool same(struct verdict a, struct verdict b)
+{
+	return a.why == b.why && a.lasts == b.lasts && a.releases == b.releases;
+}
+
 /* The same text as one whole Query message: the pre-filter may skip the lexer, never a pin. */
-static const char *wire_why(const char *sql)
+static struct verdict wire_verdict(const char *sql, bool watch_releases)
 {
 	static struct pin p;
 	static uint8_t wire[4096];
@@ -134,15 +150,21 @@ static const char *wire_why(const char *sql)
 	cr_assert(n + 6 < sizeof(wire));
 	size_t len = put_msg(wire, 'Q', sql, n + 1);
 	pin_init(&p, false);
+	p.watch_releases = watch_releases;
 	pin_feed_wire(&p, NULL, wire, len);
-	return pin_why(&p);
+	return verdict_of(&p);
 }
 
-/* NULL when nothing pins; else the reason. Same answer for every way of cutting the text. */
-static const char *why_sql(const char *sql)
+static const char *wire_why(const char *sql)
+{
+	return wire_verdict(sql, false).why;
+}
+
+/* The same answer for every way of cutting the text, and as a message for a pinned client. */
+static struct verdict verdict_sql(const char *sql)
 {
 	static struct pin p;
-	const char *first = NULL;
+	struct verdict first = { 0 };
 	size_t n = strlen(sql);
 
 	for (size_t piece = 1; piece <= n + 1; piece++) {
@@ -151,13 +173,23 @@ static const char *why_sql(const char *sql)
 			pin_feed_sql(&p, NULL, sql + i, n - i < piece ? n - i : piece);
 		pin_end_sql(&p);
 		if (piece == 1)
-			first = pin_why(&p);
-		cr_assert(first == pin_why(&p), "sql <%s>: piece %zu gives %s, whole %s", sql, piece,
-			  pin_why(&p) ? pin_why(&p) : "nothing", first ? first : "nothing");
+			first = verdict_of(&p);
+		cr_assert(same(first, verdict_of(&p)), "sql <%s>: piece %zu gives %s, whole %s", sql, piece,
+			  pin_why(&p) ? pin_why(&p) : "nothing", first.why ? first.why : "nothing");
 	}
-	cr_assert(wire_why(sql) == first, "sql <%s>: as one Query message gives %s, lexed %s", sql,
-		  wire_why(sql) ? wire_why(sql) : "nothing", first ? first : "nothing");
+	cr_assert(same(wire_verdict(sql, true), first), "sql <%s>: as one Query message of a pinned client", sql);
+	/* An unpinned client's pre-filter may skip releasing words, never a pin. */
+	struct verdict unpinned = wire_verdict(sql, false);
+	cr_assert(unpinned.why == first.why && unpinned.lasts == first.lasts,
+		  "sql <%s>: as one Query message gives %s, lexed %s", sql, unpinned.why ? unpinned.why : "nothing",
+		  first.why ? first.why : "nothing");
 	return first;
+}
+
+/* NULL when nothing pins; else the reason. */
+static const char *why_sql(const char *sql)
+{
+	return verdict_sql(sql).why;
 }
 
 static void pins(const char *sql)
@@ -169,6 +201,30 @@ static void does_not_pin(const char *sql)
 {
 	const char *why = why_sql(sql);
 	cr_assert(why == NULL, "<%s> should not pin (%s)", sql, why);
+}
+
+/* A probe can tell when the state is gone. */
+static void pins_probeable(const char *sql)
+{
+	struct verdict v = verdict_sql(sql);
+	cr_assert(v.why && !v.lasts, "<%s> should pin, probeable (%s, lasts %d)", sql, v.why, v.lasts);
+}
+
+/* Until the client leaves. */
+static void pins_lasting(const char *sql)
+{
+	struct verdict v = verdict_sql(sql);
+	cr_assert(v.why && v.lasts, "<%s> should pin until the client leaves (%s)", sql, v.why);
+}
+
+static void releases(const char *sql)
+{
+	cr_assert(verdict_sql(sql).releases, "<%s> may release state", sql);
+}
+
+static void does_not_release(const char *sql)
+{
+	cr_assert_not(verdict_sql(sql).releases, "<%s> releases nothing", sql);
 }
 
 Test(pin, listen_load_prepare)
@@ -436,4 +492,135 @@ Test(pin_wire, state_moves_with_the_watcher)
 	}
 	free(a);
 	free(b);
+}
+
+/* ---- kinds of pins, and statements that may lift them ---- */
+
+Test(pin_kind, state_a_probe_can_see)
+{
+	pins_probeable("LISTEN chan");
+	pins_probeable("PREPARE q(int) AS SELECT $1");
+	pins_probeable("CREATE TEMP TABLE t (a int)");
+	pins_probeable("CREATE FUNCTION pg_temp.f() RETURNS int AS 'select 1' LANGUAGE sql");
+	pins_probeable("SELECT 1 AS a INTO TEMP t");
+	pins_probeable("DECLARE c CURSOR WITH HOLD FOR SELECT 1");
+	pins_probeable("SELECT pg_advisory_lock(1)");
+	pins_probeable("select pg_try_advisory_lock_shared(1, 2)");
+}
+
+Test(pin_kind, state_no_probe_can_see_lasts)
+{
+	pins_lasting("SET work_mem = '64MB'");
+	pins_lasting("SET ROLE other");
+	pins_lasting("SET SESSION AUTHORIZATION other");
+	pins_lasting("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY");
+	pins_lasting("SELECT set_config('work_mem', '1MB', false)");
+	pins_lasting("LOAD 'auto_explain'");
+
+	char sql[300], tag[100];
+	memset(tag, 'x', 80);
+	tag[80] = '\0';
+	snprintf(sql, sizeof(sql), "SELECT $%s$ a $%s$; LISTEN x", tag, tag);
+	pins_lasting(sql);
+}
+
+Test(pin_kind, a_lasting_reason_takes_over_whatever_the_order)
+{
+	struct pin p;
+	const char *sql = "LISTEN x; SET   work_mem = '1MB'; LISTEN y";
+
+	pin_init(&p, false);
+	pin_feed_sql(&p, NULL, sql, strlen(sql));
+	cr_assert(pin_end_sql(&p));
+	cr_assert(p.lasts);
+	cr_assert_str_eq(pin_why(&p), "SET of a setting that is not reported");
+	cr_assert_str_eq(pin_statement(&p), "SET work_mem = '1MB'");
+	pins_lasting("SET work_mem = '1MB'; LISTEN x");
+	pins_lasting("SELECT pg_advisory_lock(1), set_config('work_mem', '1MB', false)");
+}
+
+Test(pin_release, statements_that_may_release_state)
+{
+	releases("UNLISTEN *");
+	releases("unlisten chan");
+	releases("DROP TABLE t");
+	releases("DEALLOCATE p");
+	releases("DEALLOCATE ALL");
+	releases("CLOSE c");
+	releases("close all");
+	releases("DISCARD ALL");
+	releases("DISCARD TEMP");
+	releases("ROLLBACK");
+	releases("ROLLBACK TO SAVEPOINT s");
+	releases("abort");
+	releases("SELECT pg_advisory_unlock(1)");
+	releases("select pg_catalog.pg_advisory_unlock_shared(1, 2)");
+	releases("SELECT pg_advisory_unlock_all()");
+	releases("SELECT 1; DROP TABLE t; SELECT 2");
+	/* A try-lock pins, and may have taken nothing. */
+	releases("SELECT pg_try_advisory_lock(1)");
+	pins_probeable("SELECT pg_try_advisory_lock(1)");
+	/* Gone at commit. */
+	releases("CREATE TEMP TABLE t (a int) ON COMMIT DROP");
+	pins_probeable("CREATE TEMP TABLE t (a int) ON COMMIT DROP");
+
+	does_not_release("SELECT 'DROP TABLE t'");
+	does_not_release("SELECT 1 -- ROLLBACK");
+	does_not_release("/* CLOSE c */ SELECT 1");
+	does_not_release("SELECT drop, close, abort FROM t");
+	does_not_release("SELECT \"rollback\" FROM t");
+	does_not_release("SELECT pg_advisory_lock(1)");
+	does_not_release("SELECT pg_advisory_unlock");
+	does_not_release("COMMIT");
+	does_not_release("CREATE TEMP TABLE t (a int) ON COMMIT DELETE ROWS");
+	does_not_release("LISTEN chan");
+}
+
+Test(pin_release, an_unpinned_client_does_not_lex_for_releases)
+{
+	/* Nothing in it can pin: skipped unless the client is pinned. */
+	cr_assert_not(wire_verdict("DROP TABLE t", false).releases);
+	cr_assert(wire_verdict("DROP TABLE t", true).releases);
+	cr_assert(wire_verdict("rollback", true).releases);
+	cr_assert(wire_verdict("Close c", true).releases);
+	cr_assert(wire_verdict("DeAllocate p", true).releases);
+	cr_assert(wire_verdict("ABORT", true).releases);
+	cr_assert_null(wire_verdict("select abalance from pgbench_accounts where aid = $1", true).why);
+}
+
+Test(pin_release, clear_lets_the_watcher_go_on_mid_message)
+{
+	uint8_t wire[128];
+	size_t n = 0;
+	struct pin p;
+
+	n += put_msg(wire + n, 'Q', "LISTEN a\0", 9);
+	n += put_msg(wire + n, 'Q', "SELECT 1; UNLISTEN a\0", 21);
+	for (size_t cut = 1; cut < n; cut++) {
+		pin_init(&p, false);
+		p.watch_releases = true;
+		pin_feed_wire(&p, NULL, wire, cut);
+		bool pinned = pin_why(&p) != NULL, released = p.releases;
+		pin_clear(&p);
+		cr_assert_null(pin_why(&p));
+		cr_assert_not(p.releases || p.lasts || p.resets);
+		pin_feed_wire(&p, NULL, wire + cut, n - cut);
+		cr_assert(pinned || pin_why(&p), "cut %zu: LISTEN seen once", cut);
+		cr_assert(released || p.releases, "cut %zu: UNLISTEN seen", cut);
+		cr_assert(pin_at_boundary(&p));
+	}
+}
+
+Test(pin_release, a_release_right_after_the_pin_in_the_same_read_is_seen)
+{
+	uint8_t wire[128];
+	size_t n = 0;
+	struct pin p;
+
+	/* Pipelined: the pin and the release arrive together; nothing in the DROP can pin. */
+	n += put_msg(wire + n, 'Q', "CREATE TEMP TABLE t (a int)\0", 28);
+	n += put_msg(wire + n, 'Q', "DROP TABLE t\0", 13);
+	pin_init(&p, false);
+	cr_assert(pin_feed_wire(&p, NULL, wire, n));
+	cr_assert(p.releases);
 }

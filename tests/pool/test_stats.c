@@ -19,6 +19,8 @@ static struct stats_sample one(void)
 	s.st.wait_time_us = 2500000;
 	s.st.exits[1] = 7;
 	s.st.exit_rollbacks = 3;
+	s.st.pins = 4;
+	s.st.unpins = 2;
 	return s;
 }
 
@@ -34,6 +36,9 @@ Test(stats, prometheus_families_and_values)
 	cr_assert(strstr(text, "pglease_queries_total{database=\"app\",user=\"postgres\"} 50\n"));
 	cr_assert(strstr(text, "pglease_wait_seconds_total{database=\"app\",user=\"postgres\"} 2.5\n"));
 	cr_assert(strstr(text, "pglease_exit_rollbacks_total{database=\"app\",user=\"postgres\"} 3\n"));
+	cr_assert(strstr(text, "# TYPE pglease_pins_total counter\n"));
+	cr_assert(strstr(text, "pglease_pins_total{database=\"app\",user=\"postgres\"} 4\n"));
+	cr_assert(strstr(text, "pglease_unpins_total{database=\"app\",user=\"postgres\"} 2\n"));
 	cr_assert(strstr(text, "pglease_lease_exits_total{database=\"app\",user=\"postgres\",reason=\"client_gone\"} 7\n"));
 	cr_assert(strstr(text, "pglease_clients{database=\"app\",user=\"postgres\",state=\"waiting\"} 1\n"));
 	cr_assert(strstr(text, "pglease_servers{database=\"app\",user=\"postgres\",state=\"idle\"} 3\n"));
