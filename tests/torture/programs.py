@@ -221,6 +221,13 @@ class Gen:
             data += D(b"P", portal)
         return data + E(portal, max_rows)
 
+    def take_lock(self, key, mode):
+        """The model's session advisory locks: "lock:KEY:MODE:COUNT" (they are reentrant)."""
+        held = [x for x in self.state if x.startswith("lock:%d:%s:" % (key, mode))]
+        count = int(held[0].rsplit(":", 1)[1]) if held else 0
+        self.state -= set(held)
+        self.state.add("lock:%d:%s:%d" % (key, mode, count + 1))
+
     # -- ops that start and end outside a transaction
     def op_simple(self):
         return Op("simple", [Action(Q(self.any_stmt()))])
@@ -490,38 +497,41 @@ class Gen:
     # -- session state: pin and release
     def op_state(self):
         """Create session state (pins in transaction mode) or release some."""
-        held = sorted(self.state)
+        # a SET pins until the client leaves (README: pins that cannot be checked), DISCARD ALL or not
+        held = sorted(x for x in self.state if not x.startswith("setting:"))
         if held and self.rng.random() < 0.6:
             what = self.rng.choice(held)
             kind, arg = what.split(":", 1)
-            if kind == "lock":
+            if "discard" not in self.skip and self.rng.random() < 0.15:
+                sql = "discard all"
+                self.state = {x for x in self.state if x.startswith("setting:")}
+                self.names.clear()
+            elif kind == "lock":
                 if self.rng.random() < 0.3:
                     sql = "select pg_advisory_unlock_all()"
                     self.state -= {s for s in self.state if s.startswith("lock:")}
                 else:
-                    sql = "select pg_advisory_unlock(%s)" % arg
+                    # advisory locks count: each lock taken needs its own unlock, of its own mode
+                    key, mode, count = arg.split(":")
+                    sql = "select pg_advisory_unlock%s(%s)" % ("_shared" if mode == "shared" else "", key)
                     self.state.discard(what)
+                    if int(count) > 1:
+                        self.state.add("lock:%s:%s:%d" % (key, mode, int(count) - 1))
             elif kind == "listen":
                 sql = self.rng.choice(["unlisten %s" % arg, "unlisten *"])
                 self.state.discard(what)
-            elif kind == "temp":
+            else:
                 sql = self.rng.choice(["drop table %s" % arg, "discard temp"])
                 if sql == "discard temp":
                     self.state -= {s for s in self.state if s.startswith("temp:")}
                 else:
                     self.state.discard(what)
-            elif "discard" in self.skip:
-                return self.op_simple()
-            else:                       # settings stay until DISCARD ALL (see README)
-                sql = "discard all"
-                self.state.clear()
-                self.names.clear()
             return Op("release %s" % kind, [Action(Q(sql))], frozenset(self.state))
         r = self.rng.random()
         if r < 0.35:
             key = self.lock_base + self.rng.randint(0, 3)
             fn = self.rng.choice(["pg_advisory_lock", "pg_try_advisory_lock", "pg_advisory_lock_shared"])
-            self.state.add("lock:%d" % key)
+            self.take_lock(key, "shared" if fn.endswith("shared") else "exclusive")
             return Op("advisory lock", [Action(Q("select %s(%d)" % (fn, key)))], frozenset(self.state))
         if r < 0.6:
             self.state.add("listen:%s" % self.channel)
@@ -544,7 +554,7 @@ class Gen:
                                           Action(Q("show search_path"))], frozenset(self.state))
         # a session lock taken inside a transaction survives its rollback
         key = self.lock_base + 10
-        self.state.add("lock:%d" % key)
+        self.take_lock(key, "exclusive")
         acts = [Action(Q("begin")), Action(Q("select pg_advisory_lock(%d)" % key)), Action(Q("rollback")),
                 Action(Q("select count(*) from pg_locks where locktype = 'advisory' and objid = %d "
                          "and pid = pg_backend_pid()" % key))]
@@ -582,9 +592,9 @@ class Gen:
                         "'2024-03-05 13:14:15+00'::timestamptz, date '2024-03-05', interval '1 day 02:03:04'"))
 
     def op_discard(self):
-        self.state.clear()
+        self.state = {x for x in self.state if x.startswith("setting:")}
         self.names.clear()
-        return Op("discard all", [Action(Q("discard all")), self.show_settings()], frozenset())
+        return Op("discard all", [Action(Q("discard all")), self.show_settings()], frozenset(self.state))
 
     # -- the program
     MENU = [

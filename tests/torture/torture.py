@@ -260,13 +260,19 @@ class Torture:
         state = sess.ops[-1].state if sess.ops else frozenset()
         if sess.kind in ("txn", "grouped") and not state and not self.args.no_pin_check:
             self.where[ci] = "%s: pin check" % label
-            clients = await self.show("CLIENTS")
             for k, c in enumerate(pooled):
-                row = [r for r in clients if r.get("id") == str(c.key[0])]
+                # pglease probes a pin after relaying the ReadyForQuery of a release: give it a moment
+                deadline = time.monotonic() + self.args.pin_wait
+                while True:
+                    row = [r for r in await self.show("CLIENTS") if r.get("id") == str(c.key[0])]
+                    if (row and row[0].get("pinned") == "0") or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
                 if not row or row[0].get("pinned") != "0":
                     self.pin_failures += 1
-                    self.fail("pinned", "connection %s holds no session state (model) but SHOW CLIENTS says %r; "
-                              "ops: %s" % ("AB"[k], row[0] if row else "not listed", [o.name for o in sess.ops]),
+                    self.fail("pinned", "connection %s holds no session state (model) but %.0f s after its last reply "
+                              "SHOW CLIENTS says %r; "
+                              "ops: %s" % ("AB"[k], self.args.pin_wait, row[0] if row else "not listed", [o.name for o in sess.ops]),
                               ci, j, len(sess.ops) - 1, "pinned without session state",
                               quiet=self.pin_failures > 5)
         for k in range(sess.nconns):
@@ -479,6 +485,7 @@ def main():
     ap.add_argument("--enable", default="", help="comma-separated extras: pipelined-names (see programs.op_pipeline)")
     ap.add_argument("--no-pgbench", action="store_true")
     ap.add_argument("--no-pin-check", action="store_true")
+    ap.add_argument("--pin-wait", type=float, default=3.0, help="seconds the pin check waits for pglease's probe")
     ap.add_argument("--trace", default="", help="comma-separated client numbers whose every action is printed")
     args = ap.parse_args()
     args.skip = [s for s in args.skip.split(",") if s] + ["+" + e for e in args.enable.split(",") if e]
