@@ -271,8 +271,12 @@ class Gen:
                 sql, types = self.names[name]
             else:
                 sql, types = self.rng.choice(self.texts)
+            if touched is not None and "pipeline-names" in self.skip:
+                touched.add(name)
             return self.bind_exec(name, sql, types, describe=self.rng.random() < 0.3)
         if r < 0.8:
+            if touched is not None and "pipeline-names" in self.skip:
+                touched.add(name)
             return D(b"S", name)
         self.names.pop(name, None)
         return C(b"S", name)
@@ -298,7 +302,10 @@ class Gen:
         """Several Syncs in one write. pglease decides about a statement name when the message
         passes, assuming the Parse or Close sent before it succeeds (pool/README.md, "Limits, on
         purpose"), so by default a name Parsed or Closed in a segment is not used again in a later
-        segment of the same pipeline ("+pipelined-names" allows it)."""
+        segment of the same pipeline ("+pipelined-names" allows it). With "pipeline-names" skipped, a
+        name used in any way is not used again in a later segment: pglease's own re-Parse of a name
+        (for a Bind or Describe on a backend that lacks it) can be skipped after an error, and later
+        segments of the pipeline then count on it."""
         segs = self.rng.randint(2, 4)
         data = b""
         avoid = set()
