@@ -158,8 +158,7 @@ def _norm_row_description(body):
 def normalize_one(t, body):
     if t == b"K":
         return ("K",)
-    if t == b"A":
-        _pid = body[:4]
+    if t == b"A":                       # the notifying backend's PID differs: left out
         chan, rest = body[4:].split(b"\0", 1)
         payload = rest.split(b"\0", 1)[0]
         return ("A", chan.decode(), payload.decode())
