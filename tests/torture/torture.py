@@ -242,7 +242,8 @@ class Torture:
                     self.latency.append((dt, ci, j, opi, op.name))
                     if dt > self.args.bound:
                         self.fail("latency", "%s took %.1f s through pglease (bound %.0f s); sent %s"
-                                  % (op.name, dt, self.args.bound, describe_frontend(act.data)), ci, j, opi)
+                                  % (op.name, dt, self.args.bound, describe_frontend(act.data)), ci, j, opi,
+                                  "latency over %.0f s" % self.args.bound)
                 lp[act.conn].feed(mp, act.copy_ids)
                 ld[act.conn].feed(md, act.copy_ids)
                 if got != exp:
