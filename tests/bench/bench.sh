@@ -342,11 +342,21 @@ expected_failure() {
   [ "$1" = pgbouncer ] && [ "$(wl_mode "$2")" = prepared ]
 }
 
+# The targets in round r's order: every other round reversed, so whatever
+# running order does (a warmer cache, a neighbour's load) falls on each side.
+round_targets() {
+  local r=$1 t out=""
+  for t in $BENCH_TARGETS; do
+    if [ $((r % 2)) -eq 0 ]; then out="$t $out"; else out="$out $t"; fi
+  done
+  echo "$out"
+}
+
 run_throughput() {
   local r w t
   for r in $(seq "$BENCH_ROUNDS"); do
     for w in "${!WORKLOADS[@]}"; do
-      for t in $BENCH_TARGETS; do
+      for t in $(round_targets "$r"); do
         run_pgbench "$t" "$w" "$r"
       done
     done
