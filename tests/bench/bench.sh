@@ -8,7 +8,8 @@
 #     idle on each pooler; (RssAnon after - before) / clients.
 #  4. Throughput: pgbench -S for each workload; every round runs each target
 #     in turn (direct, pgbouncer, pglease[, pglease_b]; reversed in even
-#     rounds) so drift and running order hit them all alike. For the poolers, their CPU time per transaction. `-M prepared` through
+#     rounds) so drift and running order hit them all alike. For the
+#     poolers, their CPU time per transaction. `-M prepared` through
 #     PgBouncer 1.18 in transaction mode is expected to fail (it has no
 #     prepared-statement support): reported as "fails k/N", not as a failed
 #     run. (Later rounds may pass by accident: every pgbench client names the
