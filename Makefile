@@ -1,4 +1,4 @@
-# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`,
+# pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`, `make bench-ab REV=`,
 # `make install` / `make uninstall` (systemd/install.mk).
 CC      ?= cc
 PKGS    := libpq inih
@@ -36,7 +36,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/%.c=build/tests/%)
 
 PY := /usr/bin/python3
 
-.PHONY: all deps run test unit fuzz integration integration-asan torture torture-asan clients clients-asan bench clean
+.PHONY: all deps run test unit fuzz integration integration-asan torture torture-asan clients clients-asan bench bench-ab clean
 all: pglease
 
 pglease: $(OBJS)
@@ -137,6 +137,13 @@ bench:
 	@tests/lib/deps.sh bench
 	@$(MAKE) --no-print-directory pglease
 	@tests/bench/bench.sh
+
+# A/B: this tree's ./pglease (A) against commit REV's (B, built by tests/bench/build-rev.sh).
+bench-ab:
+	@test -n "$(REV)" || { echo "usage: make bench-ab REV=<commit>" >&2; exit 2; }
+	@tests/lib/deps.sh bench
+	@$(MAKE) --no-print-directory pglease
+	@b=$$(tests/bench/build-rev.sh '$(REV)') && PGLEASE_B_BIN=$$b tests/bench/bench.sh
 
 clean:
 	rm -rf build pglease

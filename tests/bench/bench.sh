@@ -7,8 +7,9 @@
 #  3. Memory per idle client: 1000 logged-in clients, each leased once, sit
 #     idle on each pooler; (RssAnon after - before) / clients.
 #  4. Throughput: pgbench -S for each workload; every round runs each target
-#     in turn (direct, pgbouncer, pglease) so drift hits them all alike. For
-#     the poolers, their CPU time per transaction. `-M prepared` through
+#     in turn (direct, pgbouncer, pglease[, pglease_b]; reversed in even
+#     rounds) so drift and running order hit them all alike. For the
+#     poolers, their CPU time per transaction. `-M prepared` through
 #     PgBouncer 1.18 in transaction mode is expected to fail (it has no
 #     prepared-statement support): reported as "fails k/N", not as a failed
 #     run. (Later rounds may pass by accident: every pgbench client names the
@@ -16,11 +17,17 @@
 #  5. A table on stdout, and results.txt / results.json in build/bench/.
 #  6. A 1 GiB result through pglease, its RSS sampled (large_result.txt).
 #
+# A/B: with PGLEASE_B_BIN set, a second pglease binary (e.g. an older commit's,
+# from tests/bench/build-rev.sh) is the fourth target, pglease_b: the same
+# config on its own socket, measured in the same rounds, reported beside
+# pglease (A) with the ratios A/B of TPS and of CPU per transaction.
+#
 # Performance floors are reported as PASS/BELOW; they never fail the run.
 # The exit status is non-zero only when something did not work.
 #
-# env: BENCH_SECONDS (15)  BENCH_ROUNDS (3)  BENCH_TARGETS ("direct pgbouncer pglease")
-#      BENCH_IDLE_CLIENTS (1000)  BENCH_OUT (build/bench)  PGLEASE_BIN (./pglease)
+# env: BENCH_SECONDS (15)  BENCH_ROUNDS (3)  BENCH_IDLE_CLIENTS (1000)  BENCH_OUT (build/bench)
+#      BENCH_TARGETS ("direct pgbouncer pglease", plus "pglease_b" when PGLEASE_B_BIN is set)
+#      PGLEASE_BIN (./pglease)  PGLEASE_B_BIN (unset: no B)
 #      BENCH_LARGE_RESULT_GIB (1; 0 skips step 6)
 set -euo pipefail
 
@@ -30,10 +37,11 @@ IDLE_CLIENTS_PY=$REPO/tests/bench/idle_clients.py
 PY=/usr/bin/python3
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 PGLEASE_BIN=${PGLEASE_BIN:-$REPO/pglease}
+PGLEASE_B_BIN=${PGLEASE_B_BIN:-}
 
 BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
-BENCH_TARGETS=${BENCH_TARGETS:-direct pgbouncer pglease}
+BENCH_TARGETS=${BENCH_TARGETS:-direct pgbouncer pglease${PGLEASE_B_BIN:+ pglease_b}}
 BENCH_IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-1000}
 OUT=${BENCH_OUT:-$REPO/build/bench}
 
@@ -55,6 +63,7 @@ CLUSTER_STARTED=0
 FAILED=0                    # set when a run or a pooler did not work
 IDLE_PID=""
 declare -A SOCK PORT PID WRAPPER_PID
+declare -A BIN=([pglease]=$PGLEASE_BIN [pglease_b]=$PGLEASE_B_BIN)   # the pglease targets' binaries
 declare -A TPS CPU_US       # key "workload-index target" -> space-separated per-round values
 declare -A FAILS            # key "workload-index target" -> rounds in which pgbench failed as expected
 declare -A MEM              # key "target field"
@@ -73,10 +82,16 @@ wl_name() { echo "-M $(wl_mode "$1") -c $(wl_clients "$1")"; }
 check_inputs() {
   local t
   for t in $BENCH_TARGETS; do
-    case $t in direct|pgbouncer|pglease) ;; *) die "unknown target '$t' in BENCH_TARGETS" ;; esac
+    case $t in direct|pgbouncer|pglease|pglease_b) ;; *) die "unknown target '$t' in BENCH_TARGETS" ;; esac
   done
   if has_target pglease && [ ! -x "$PGLEASE_BIN" ]; then
     die "no pglease binary at $PGLEASE_BIN (run make, or BENCH_TARGETS='direct pgbouncer')"
+  fi
+  if has_target pglease_b && [ ! -x "$PGLEASE_B_BIN" ]; then
+    die "target pglease_b needs PGLEASE_B_BIN, an executable pglease (tests/bench/build-rev.sh REV builds one); it is '$PGLEASE_B_BIN'"
+  fi
+  if has_target pglease && has_target pglease_b && cmp -s "$PGLEASE_BIN" "$PGLEASE_B_BIN"; then
+    say "note: A ($PGLEASE_BIN) and B ($PGLEASE_B_BIN) are the same binary: an A/A run"
   fi
   if has_target pgbouncer && [ ! -x "$PGBOUNCER_BIN" ]; then
     die "no PgBouncer at $PGBOUNCER_BIN (apt-get install pgbouncer)"
@@ -87,11 +102,12 @@ check_inputs() {
 make_tmp() {
   TMP=$(mktemp -d /tmp/pglease-bench.XXXXXX)
   chmod 0755 "$TMP"                               # user postgres must get in
-  mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/pglease" "$TMP/pgbench" "$OUT"
+  mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/pglease" "$TMP/pglease_b" "$TMP/pgbench" "$OUT"
   is_root && chown postgres: "$TMP/pgbouncer"
   SOCK[direct]=$TMP/pg;           PORT[direct]=5432
   SOCK[pgbouncer]=$TMP/pgbouncer; PORT[pgbouncer]=6433
   SOCK[pglease]=$TMP/pglease;     PORT[pglease]=6432
+  SOCK[pglease_b]=$TMP/pglease_b; PORT[pglease_b]=6434
 }
 
 # pg_ctl runs as postgres when we are root; run it from a directory it can enter.
@@ -140,12 +156,13 @@ EOF
   if is_root; then chown postgres: "$dir"/*; fi
 }
 
+# write_pglease_config TARGET: pglease and pglease_b differ only in socket dir and port.
 write_pglease_config() {
-  local dir=${SOCK[pglease]} pg=${SOCK[direct]}
+  local t=$1 dir=${SOCK[$1]} pg=${SOCK[direct]}
   cat >"$dir/pglease.ini" <<EOF
-; pglease for tests/bench/bench.sh
+; $t for tests/bench/bench.sh
 [pglease]
-listen_port = ${PORT[pglease]}
+listen_port = ${PORT[$t]}
 unix_socket_dir = $dir
 auth_type = trust
 pool_mode = transaction
@@ -176,14 +193,15 @@ start_pgbouncer() {
   check_fd_limit pgbouncer
 }
 
+# start_pglease TARGET: pglease (A, PGLEASE_BIN) or pglease_b (B, PGLEASE_B_BIN).
 start_pglease() {
-  local dir=${SOCK[pglease]}
-  write_pglease_config
-  "$PGLEASE_BIN" "$dir/pglease.ini" >"$dir/pglease.log" 2>&1 </dev/null &
-  PID[pglease]=$!
-  WRAPPER_PID[pglease]=${PID[pglease]}
-  wait_ready pglease
-  check_fd_limit pglease
+  local t=$1 dir=${SOCK[$1]}
+  write_pglease_config "$t"
+  "${BIN[$t]}" "$dir/pglease.ini" >"$dir/$t.log" 2>&1 </dev/null &
+  PID[$t]=$!
+  WRAPPER_PID[$t]=${PID[$t]}
+  wait_ready "$t"
+  check_fd_limit "$t"
 }
 
 # Warn when a pooler cannot hold the idle clients plus its server connections.
@@ -279,7 +297,7 @@ proc_kb() {
 
 pooler_targets() {
   local t
-  for t in pgbouncer pglease; do
+  for t in pgbouncer pglease pglease_b; do
     if has_target "$t"; then echo "$t"; fi
   done
 }
@@ -325,11 +343,21 @@ expected_failure() {
   [ "$1" = pgbouncer ] && [ "$(wl_mode "$2")" = prepared ]
 }
 
+# The targets in round r's order: every other round reversed, so whatever
+# running order does (a warmer cache, a neighbour's load) falls on each side.
+round_targets() {
+  local r=$1 t out=""
+  for t in $BENCH_TARGETS; do
+    if [ $((r % 2)) -eq 0 ]; then out="$t $out"; else out="$out $t"; fi
+  done
+  echo "$out"
+}
+
 run_throughput() {
   local r w t
   for r in $(seq "$BENCH_ROUNDS"); do
     for w in "${!WORKLOADS[@]}"; do
-      for t in $BENCH_TARGETS; do
+      for t in $(round_targets "$r"); do
         run_pgbench "$t" "$w" "$r"
       done
     done
@@ -413,16 +441,30 @@ print_throughput_table() {
   local w d b l
   printf 'Throughput: pgbench -S -n -j 2, %ss x %s rounds, median TPS; pooler CPU in us per transaction\n' \
     "$BENCH_SECONDS" "$BENCH_ROUNDS"
-  printf '%-18s %10s %10s %10s %10s %10s %10s %10s\n' \
+  if has_target pglease_b; then
+    printf 'A = pglease    %s\nB = pglease_b  %s\n' "$PGLEASE_BIN" "$PGLEASE_B_BIN"
+  fi
+  printf '%-18s %10s %10s %10s %10s %10s %10s %10s' \
     workload direct pgbouncer pglease lease/bncr lease/dir "cpu bncr" "cpu lease"
+  if has_target pglease_b; then printf ' %10s %10s %10s %10s' pglease_b "A/B tps" "cpu B" "A/B cpu"; fi
+  printf '\n'
   for w in "${!WORKLOADS[@]}"; do
     d=$(med "$w" direct); b=$(med "$w" pgbouncer); l=$(med "$w" pglease)
     [ -z "${FAILS["$w pgbouncer"]:-}" ] || b=""        # no ratio against a target that failed
-    printf '%-18s %10s %10s %10s %10s %10s %10s %10s\n' "$(wl_name "$w")" \
+    printf '%-18s %10s %10s %10s %10s %10s %10s %10s' "$(wl_name "$w")" \
       "$(tps_cell "$w" direct)" "$(tps_cell "$w" pgbouncer)" "$(tps_cell "$w" pglease)" "$(dash "$(ratio "$l" "$b")")" \
       "$(dash "$(ratio "$l" "$d")")" "$(num2 "$(med_cpu "$w" pgbouncer)")" "$(num2 "$(med_cpu "$w" pglease)")"
+    if has_target pglease_b; then
+      printf ' %10s %10s %10s %10s' "$(tps_cell "$w" pglease_b)" "$(dash "$(ab_tps "$w")")" \
+        "$(num2 "$(med_cpu "$w" pglease_b)")" "$(dash "$(ab_cpu "$w")")"
+    fi
+    printf '\n'
   done
 }
+
+# A/B ratios of a workload: pglease over pglease_b, of median TPS and of median CPU per transaction.
+ab_tps() { ratio "$(med "$1" pglease)" "$(med "$1" pglease_b)"; }
+ab_cpu() { ratio "$(med_cpu "$1" pglease)" "$(med_cpu "$1" pglease_b)"; }
 
 num0() { if [ -n "$1" ]; then printf '%.0f' "$1"; else echo -; fi; }
 # A target's median TPS, or "fails k/N" when pgbench failed there (as expected) in k of N rounds.
@@ -460,29 +502,43 @@ floor_line() { printf '  %-42s %-8s %8s  %s\n' "$1" "$2" "$(dash "$3")" "$4"; }
 jnum() { if [ -n "$1" ]; then echo "$1"; else echo null; fi; }
 # shellcheck disable=SC2086
 jlist() { local v; v=$(printf '%s,' $1); echo "[${v%,}]"; }
+# JSON string
+jstr() { local v=${1//\\/\\\\}; printf '"%s"' "${v//\"/\\\"}"; }
+
+# The targets with an entry in results.json: always the first three, pglease_b only in an A/B run.
+json_targets() { echo direct pgbouncer pglease; if has_target pglease_b; then echo pglease_b; fi; }
 
 write_json() {
   local w t sep=""
   {
     printf '{\n  "seconds": %s, "rounds": %s, "targets": "%s", "clk_tck": %s,\n' \
       "$BENCH_SECONDS" "$BENCH_ROUNDS" "$BENCH_TARGETS" "$CLK_TCK"
+    if has_target pglease_b; then
+      printf '  "pglease_bin": %s, "pglease_b_bin": %s,\n' "$(jstr "$PGLEASE_BIN")" "$(jstr "$PGLEASE_B_BIN")"
+    fi
     printf '  "workloads": [\n'
     for w in "${!WORKLOADS[@]}"; do
       printf '%s    {"name": "%s", "mode": "%s", "clients": %s' "$sep" "$(wl_name "$w")" "$(wl_mode "$w")" "$(wl_clients "$w")"
-      for t in direct pgbouncer pglease; do
+      for t in $(json_targets); do
         printf ',\n     "%s": {"tps_median": %s, "tps": %s, "fails": %s' "$t" "$(jnum "$(med "$w" "$t")")" \
           "$(jlist "${TPS["$w $t"]:-}")" "${FAILS["$w $t"]:-0}"
         [ "$t" = direct ] || printf ', "cpu_us_per_txn_median": %s, "cpu_us_per_txn": %s' \
           "$(jnum "$(med_cpu "$w" "$t")")" "$(jlist "${CPU_US["$w $t"]:-}")"
         printf '}'
       done
-      printf ',\n     "pglease_over_pgbouncer": %s, "pglease_over_direct": %s}' \
+      printf ',\n     "pglease_over_pgbouncer": %s, "pglease_over_direct": %s' \
         "$(jnum "$(ratio "$(med "$w" pglease)" "$(med "$w" pgbouncer)")")" \
         "$(jnum "$(ratio "$(med "$w" pglease)" "$(med "$w" direct)")")"
+      if has_target pglease_b; then
+        printf ',\n     "pglease_over_pglease_b": %s, "pglease_cpu_over_pglease_b": %s' \
+          "$(jnum "$(ab_tps "$w")")" "$(jnum "$(ab_cpu "$w")")"
+      fi
+      printf '}'
       sep=$',\n'
     done
     printf '\n  ],\n  "idle_clients": {"count": %s' "$BENCH_IDLE_CLIENTS"
-    for t in pgbouncer pglease; do
+    for t in $(json_targets); do
+      [ "$t" = direct ] && continue
       printf ',\n    "%s": {"rss_anon_kb_before": %s, "rss_anon_kb_after": %s, "rss_anon_kib_per_client": %s, "pss_anon_kb_before": %s, "pss_anon_kb_after": %s, "pss_anon_kib_per_client": %s}' "$t" \
         "$(jnum "${MEM["$t rss0"]:-}")" "$(jnum "${MEM["$t rss1"]:-}")" "$(jnum "$(idle_kib "$t" rss)")" \
         "$(jnum "${MEM["$t pss0"]:-}")" "$(jnum "${MEM["$t pss1"]:-}")" "$(jnum "$(idle_kib "$t" pss)")"
@@ -501,13 +557,19 @@ report() {
   say "results in $OUT/results.txt and $OUT/results.json; logs in $OUT/logs/"
 }
 
-# 6. pglease's memory while a 1 GiB result streams through it (its own cluster).
+# 6. pglease's memory while a 1 GiB result streams through it (its own cluster);
+# B's too in an A/B run (large_result_b.txt).
 run_large_result() {
-  has_target pglease || return 0
-  [ "${BENCH_LARGE_RESULT_GIB:-1}" = 0 ] && return 0
-  say "1 GiB result through pglease (tests/bench/large_result.py)"
-  "$PY" "$REPO/tests/bench/large_result.py" "$PGLEASE_BIN" "${BENCH_LARGE_RESULT_GIB:-1}" \
-    | tee "$OUT/large_result.txt" || FAILED=1
+  local gib=${BENCH_LARGE_RESULT_GIB:-1}
+  [ "$gib" = 0 ] && return 0
+  if has_target pglease; then large_result pglease "$gib" "$OUT/large_result.txt"; fi
+  if has_target pglease_b; then large_result pglease_b "$gib" "$OUT/large_result_b.txt"; fi
+}
+
+# large_result TARGET GIB FILE
+large_result() {
+  say "$2 GiB result through $1 (tests/bench/large_result.py)"
+  "$PY" "$REPO/tests/bench/large_result.py" "${BIN[$1]}" "$2" | tee "$3" || FAILED=1
 }
 
 # -------------------------------------------------------------- cleanup ---
@@ -516,7 +578,7 @@ save_logs() {
   [ -n "$TMP" ] && [ -d "$TMP" ] || return 0
   rm -rf "$OUT/logs"; mkdir -p "$OUT/logs"
   cp "$TMP"/pgbench/*.log "$OUT/logs/" 2>/dev/null || true
-  cp "$TMP"/pgbouncer/*.log "$TMP"/pglease/*.log "$OUT/logs/" 2>/dev/null || true
+  cp "$TMP"/pgbouncer/*.log "$TMP"/pglease/*.log "$TMP"/pglease_b/*.log "$OUT/logs/" 2>/dev/null || true
   cp "$TMP"/pg/postgresql.log "$OUT/logs/" 2>/dev/null || true
 }
 
@@ -524,6 +586,7 @@ cleanup() {
   local rc=$?
   trap '' INT TERM
   stop_idle_clients
+  stop_pooler pglease_b
   stop_pooler pglease
   stop_pooler pgbouncer
   [ "$CLUSTER_STARTED" -eq 1 ] && { pgcluster stop "$TMP/pg" || true; }
@@ -541,7 +604,8 @@ main() {
   start_cluster
   init_bench_db
   has_target pgbouncer && start_pgbouncer
-  has_target pglease && start_pglease
+  has_target pglease && start_pglease pglease
+  has_target pglease_b && start_pglease pglease_b
   run_idle_memory
   run_throughput
   report
