@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "cancel.h"
+#include "client.h"
 #include "lease.h"
 #include "log.h"
 #include "server.h"
@@ -15,6 +16,7 @@
 struct cancel_job {
 	struct job job;          /* first: the worker hands this back */
 	struct server *server;
+	struct client *requester;  /* closed once the cancel went out, or NULL */
 	PGcancel *cancel;
 	char error[256];
 	int ok;
@@ -35,6 +37,10 @@ static void done(struct job *job)
 	if (!cj->ok)
 		log_warning("cancel for server %d (backend pid %d) failed: %s", s->id, s->backend_pid, cj->error);
 	PQfreeCancel(cj->cancel);
+	if (cj->requester) {
+		cj->requester->jobs_pending--;
+		client_close(cj->requester, "cancel request handled");
+	}
 	free(cj);
 	s->cancels_pending--;
 	lease_cancel_done(s);
@@ -42,16 +48,26 @@ static void done(struct job *job)
 
 void cancel_submit(struct server *s)
 {
+	cancel_submit_for(s, NULL);
+}
+
+void cancel_submit_for(struct server *s, struct client *requester)
+{
 	struct cancel_job *cj = calloc(1, sizeof(*cj));
 
 	if (!cj || !s->conn || !(cj->cancel = PQgetCancel(s->conn))) {
 		free(cj);
 		log_warning("could not prepare a cancel for server %d", s->id);
+		if (requester)
+			client_close(requester, "cancel request could not be prepared");
 		return;
 	}
 	cj->job.run = run;
 	cj->job.done = done;
 	cj->server = s;
+	cj->requester = requester;
+	if (requester)
+		requester->jobs_pending++;
 	s->cancels_pending++;
 	log_info("cancelling the query on server %d (backend pid %d)", s->id, s->backend_pid);
 	worker_submit(&cj->job);

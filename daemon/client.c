@@ -422,10 +422,10 @@ static void handle_cancel(struct client *c, const struct startup *st)
 {
 	struct client *target = client_find_by_key(st->cancel_pid, st->cancel_key);
 
+	if (target && target->server && target->server->phase == PHASE_RAW)
+		return cancel_submit_for(target->server, c);
 	if (target && target->state == CLIENT_WAITING)
 		cancel_waiting(target);
-	else if (target && target->server && target->server->phase == PHASE_RAW)
-		cancel_submit(target->server);
 	else if (target && target->server)
 		target->cancel_at_relay = true;
 	client_close(c, "cancel request handled");

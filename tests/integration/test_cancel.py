@@ -1,6 +1,8 @@
 """Cancel requests: pglease's BackendKeyData maps to the backend the client currently
 leases, and never to a query of another client."""
+import os
 import random
+import socket
 import signal
 import subprocess
 import threading
@@ -178,3 +180,36 @@ def wait_for_waiting(d, timeout=10):
         raise AssertionError("no client waiting: %r" % rows)
     finally:
         admin.close()
+
+
+def test_cancel_connection_stays_open_until_the_cancel_reached_postgresql(pglease, cluster):
+    """PostgreSQL closes a CancelRequest's connection only after it signalled the backend, and
+    libpq's PQcancel waits for that close: a client that goes on afterwards cannot have its next
+    statement cancelled. With the postmaster stopped the cancel cannot be delivered, so the
+    connection must stay open, through pglease as direct (premise checked on direct first)."""
+    d = pglease(default_pool_size=1)
+    postmaster = int(open(os.path.join(cluster.dir, "data", "postmaster.pid")).readline())
+    direct_path = os.path.join(cluster.dir, ".s.PGSQL.%d" % cluster.port)
+    for path in (direct_path, d.socket_path):
+        w = Wire(path)
+        w.startup({"user": "postgres", "database": "app"})
+        w.send(pgwire.query_msg("do $$ begin raise notice 'sleeping'; perform pg_sleep(3); end $$"))
+        w.read_until((b"N",))
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(1.0)
+            s.connect(path)
+            s.sendall(pgwire.cancel_request(*w.key))
+            try:
+                closed_early = s.recv(1) == b""
+            except socket.timeout:
+                closed_early = False
+        finally:
+            os.kill(postmaster, signal.SIGCONT)
+        assert not closed_early, "%s closed the cancel connection before the cancel was delivered" % path
+        assert s.recv(1) == b"", "the cancel connection was not closed once delivered"
+        s.close()
+        r = w.collect_until_ready(10)
+        assert r["error"] and r["error"]["C"] == "57014", r
+        w.terminate()
