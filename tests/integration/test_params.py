@@ -222,11 +222,21 @@ def login_seen(path, pairs, show=True):
         seen = dict(messages=[m for m in msgs if m[0] != "S"], params=dict(m[1] for m in msgs if m[0] == "S"))
         if msgs[-1:] and msgs[-1][0] == "Z":
             if show:
-                seen["show"] = {name: w.scalar("show " + name) for name in SHOWN}
+                seen["show"] = {name: shown(w, name) for name in SHOWN}
             w.terminate()
         return seen
     finally:
         w.close()
+
+
+def shown(w, name):
+    try:
+        r = w.query("show " + name)
+    except (OSError, EOFError):
+        return "connection closed"
+    if r["error"]:
+        return {k: r["error"].get(k) for k in "SCM"}
+    return r["rows"][0][0].decode()
 
 
 def direct_path(cluster):
