@@ -452,8 +452,9 @@ static bool login_packet(struct client *c)
 	struct startup st;
 
 	startup_parse(in->data + in->start, in->end - in->start, &st);
+	/* A packet is consumed whole: what follows it (a first Query) is framed from its end. */
 	if (st.kind != STARTUP_INCOMPLETE && st.kind != STARTUP_BAD)
-		in->start += st.packet_len;
+		in->scanned = in->start += st.packet_len;
 	switch (st.kind) {
 	case STARTUP_INCOMPLETE:
 		break;

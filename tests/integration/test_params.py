@@ -1,6 +1,7 @@
 """Client startup parameters are applied on whichever backend the client leases: with one
 shared backend, interleaved clients each see their own settings; a client moved to another
-backend takes them along."""
+backend takes them along. At login the client sees what a direct connection with the same
+startup packet sees: the settings in PostgreSQL's order, spelling and refusals."""
 import os
 
 import psycopg
@@ -286,6 +287,40 @@ def test_login_reply_and_settings_match_a_direct_connection(pglease, cluster, ca
     # and once more: the second client with the same settings is answered from what the first learnt
     assert login_seen(d.socket_path, pairs) == want
     d.check_alive()
+
+
+@pytest.mark.parametrize("case", ["key_after_options", "timezone_case", "application_name_over_63_bytes",
+                                  "invalid_timezone", "work_mem_and_search_path"])
+def test_login_reply_matches_a_direct_connection_in_session_mode(pglease, cluster, case):
+    pairs = LOGIN_CASES[case]
+    d = pglease(default_pool_size=1, pool_mode="session")
+    want = login_seen(direct_path(cluster), pairs)
+    for _ in range(2):
+        got = login_seen(d.socket_path, pairs)
+        assert got == want, "startup %r:\n direct  %r\n pglease %r" % (pairs, want, got)
+
+
+def test_query_sent_with_the_startup_packet_runs_after_the_check_with_the_settings(pglease, cluster):
+    """A client may send its first Query right behind the startup packet: it waits for the check,
+    then runs on the same lease under the client's settings."""
+    pairs = [("options", "-c DateStyle=SQL"), ("DateStyle", "DMY"), ("TimeZone", "asia/tokyo")]
+    d = pglease(**ONE_BACKEND)
+    before = stats(d)["total_lease_count"]
+    w = Wire(d.socket_path)
+    try:
+        w.send(packet([("user", "postgres"), ("database", "app")] + pairs) +
+               pgwire.query_msg("select current_setting('DateStyle'), current_setting('TimeZone'), "
+                                "date '2024-03-01'"))
+        login = w.read_until((b"Z",))
+        assert login[-1][0] == b"Z", login
+        assert w.params["DateStyle"] == "SQL, DMY" and w.params["TimeZone"] == "Asia/Tokyo", w.params
+        r = w.collect_until_ready()
+        assert r["error"] is None, r["error"]
+        assert r["rows"] == [[b"SQL, DMY", b"Asia/Tokyo", b"01/03/2024"]]
+        assert w.scalar("select 1") == "1"
+    finally:
+        w.terminate()
+    assert stats(d)["total_lease_count"] - before == 2, "the check's lease did not carry the first Query"
 
 
 def test_login_settings_checked_once_per_pool(pglease):
