@@ -300,6 +300,28 @@ def test_login_reply_matches_a_direct_connection_in_session_mode(pglease, cluste
         assert got == want, "startup %r:\n direct  %r\n pglease %r" % (pairs, want, got)
 
 
+def test_datestyle_part_merges_into_the_servers_default_not_into_another_clients(pglease, cluster):
+    """The check may run on a backend that carries another client's DateStyle: a part ("DMY")
+    must still merge into the server's default, as at a direct login."""
+    d = pglease(**ONE_BACKEND)
+    a = raw_client(d, DateStyle="SQL, MDY")
+    try:
+        pid = a.scalar("select pg_backend_pid()")
+        assert a.scalar("show datestyle") == "SQL, MDY"
+        want = login_seen(direct_path(cluster), [("DateStyle", "DMY")])
+        assert want["params"]["DateStyle"] == "ISO, DMY"
+        b = Wire(d.socket_path)
+        b.startup({"user": "postgres", "database": "app", "DateStyle": "DMY"})
+        try:
+            assert b.params["DateStyle"] == "ISO, DMY", b.params
+            assert b.scalar("select pg_backend_pid()") == pid, "the premise: one backend, A's settings on it"
+            assert b.scalar("show datestyle") == "ISO, DMY"
+        finally:
+            b.terminate()
+    finally:
+        a.terminate()
+
+
 def test_query_sent_with_the_startup_packet_runs_after_the_check_with_the_settings(pglease, cluster):
     """A client may send its first Query right behind the startup packet: it waits for the check,
     then runs on the same lease under the client's settings."""
