@@ -33,6 +33,7 @@
 #include "server.h"
 #include "session.h"
 #include "startup.h"
+#include "vet.h"
 #include "worker.h"
 
 struct list login_clients = { { &login_clients.head, &login_clients.head }, 0 };
@@ -152,6 +153,7 @@ void client_reap(void)
 		list_remove(&closed_clients, pos);
 		params_free(&c->params);
 		params_free(&c->startup);
+		params_free(&c->vet_key);
 		admin_free(c);
 		session_free(c);
 		prep_client_free(c->prep);
@@ -212,7 +214,8 @@ static void send_bytes(struct client *c, const uint8_t *data, size_t len)
 static void client_error(struct client *c, const char *severity, const char *sqlstate,
 			 const char *message, const char *detail, const char *hint)
 {
-	uint8_t buf[2048];
+	/* A message may quote a startup setting's value. */
+	uint8_t buf[2048 + STARTUP_MAX_LEN];
 	struct wbuf w;
 
 	wbuf_init(&w, buf, sizeof(buf));
@@ -364,6 +367,8 @@ static void login_finish(struct client *c, struct startup *st)
 		return client_fatal(c, "53200", "out of memory keeping the startup settings", NULL);
 	c->params = st->params;
 	st->params = PARAMS_EMPTY;
+	if (vet_key(&st->sequence, &c->vet_key) < 0)
+		return client_fatal(c, "53200", "out of memory keeping the startup settings", NULL);
 	if (p->have_base)
 		return client_welcome(c);
 	if (p->last_error && ev_now(loop) < p->retry_after && pool_server_count(p) == 0)
@@ -447,8 +452,9 @@ static bool login_packet(struct client *c)
 	struct startup st;
 
 	startup_parse(in->data + in->start, in->end - in->start, &st);
+	/* A packet is consumed whole: what follows it (a first Query) is framed from its end. */
 	if (st.kind != STARTUP_INCOMPLETE && st.kind != STARTUP_BAD)
-		in->start += st.packet_len;
+		in->scanned = in->start += st.packet_len;
 	switch (st.kind) {
 	case STARTUP_INCOMPLETE:
 		break;
@@ -482,31 +488,108 @@ static void login_read(struct client *c)
 		;
 }
 
-void client_welcome(struct client *c)
+/*
+ * As PostgreSQL answers a login: AuthenticationOk, the notices setting the
+ * startup settings raised, the reported settings, BackendKeyData,
+ * ReadyForQuery. -1 when the client is gone.
+ */
+static int login_reply(struct client *c, const struct vet_answer *answer)
 {
-	/* Room for the base set plus every setting a 10 000-byte startup packet can carry. */
-	uint8_t buf[4096 + STARTUP_MAX_LEN];
+	/* Room for the base set plus every setting (and notice about it) a 10 000-byte startup packet can carry. */
+	static uint8_t buf[4096 + 4 * STARTUP_MAX_LEN];
 	struct wbuf w;
 	int count;
 	const char *const *names = pool_reported_params(&count);
 
 	wbuf_init(&w, buf, sizeof(buf));
 	proto_auth_ok(&w);
+	if (answer && answer->notices_len)
+		wbuf_bytes(&w, answer->notices, answer->notices_len);
+	/* Only what the server reports: a client's own setting of another (search_path) is not. */
 	for (int i = 0; i < count; i++) {
-		const char *value = params_get(&c->params, names[i]);
-		if (!value)
-			value = params_get(&c->pool->base, names[i]);
+		const char *value = params_get(&c->pool->base, names[i]);
+		const char *own = params_get(&c->params, names[i]);
 		if (value)
-			proto_param_status(&w, names[i], value);
+			proto_param_status(&w, names[i], own ? own : value);
 	}
 	proto_backend_key(&w, c->id, c->cancel_key);
 	proto_ready(&w, 'I');
-	if (w.overflow)
-		return client_fatal(c, "54000", "startup parameters too long to report back", NULL);
-	client_set_state(c, CLIENT_IDLE);
+	if (w.overflow) {
+		client_fatal(c, "54000", "startup parameters too long to report back", NULL);
+		return -1;
+	}
+	c->welcomed = true;
+	params_free(&c->vet_key);
 	send_bytes(c, buf, w.len);
-	if (c->state == CLIENT_IDLE)
+	return c->state == CLIENT_CLOSED ? -1 : 0;
+}
+
+/* The reported settings as PostgreSQL spelled them replace the client's spelling. */
+static int take_canonical(struct client *c, const struct vet_answer *answer)
+{
+	const struct param_set *canonical = &answer->canonical;
+
+	for (const char *n = params_first(canonical); n; n = params_next(canonical, n))
+		if (params_put(&c->params, n, params_value(n)) < 0 || params_put(&c->startup, n, params_value(n)) < 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * The pool knows its backends' settings. A client whose startup settings a
+ * backend already checked (or that has none to check) is answered now;
+ * another takes a lease first, and lease_grant() has the backend check
+ * them: client_vetted() or client_login_refused() then.
+ */
+void client_welcome(struct client *c)
+{
+	const struct vet_answer *known = NULL;
+
+	if (c->vet_key.len) {
+		known = vet_cache_find(&c->pool->vetted, &c->vet_key);
+		if (!known)
+			return lease_enter(c);
+		if (take_canonical(c, known) < 0)
+			return client_fatal(c, "53200", "out of memory keeping the startup settings", NULL);
+	}
+	client_set_state(c, CLIENT_IDLE);
+	if (login_reply(c, known) == 0)
 		dispatch_input(c);
+}
+
+/* The leased backend checked the settings: answer the login, then use the lease for what came already, or end it. */
+void client_vetted(struct client *c, const struct vet_answer *answer)
+{
+	struct server *s = c->server;
+
+	assert(c->state == CLIENT_ACTIVE && s && !c->welcomed);
+	if (take_canonical(c, answer) < 0)
+		return client_fatal(c, "53200", "out of memory keeping the startup settings", NULL);
+	if (login_reply(c, answer) < 0)
+		return;
+	if (c->in && !iobuf_is_empty(c->in))
+		return lease_setup(c, s);
+	lease_exit(c, EXIT_TX_DONE);
+	dispatch_input(c);
+}
+
+/* As a direct login that PostgreSQL refuses a setting of: AuthenticationOk, notices, then FATAL. */
+void client_login_refused(struct client *c, const struct vet_answer *answer, const char *sqlstate,
+			  const char *message, const char *detail, const char *hint)
+{
+	static uint8_t buf[2048 + 4 * STARTUP_MAX_LEN];
+	struct wbuf w;
+
+	if (c->server)
+		lease_exit(c, c->exit_why);
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_auth_ok(&w);
+	if (answer->notices_len)
+		wbuf_bytes(&w, answer->notices, answer->notices_len);
+	proto_error(&w, "FATAL", sqlstate, message, detail, hint);
+	if (!w.overflow)
+		send_bytes(c, buf, w.len);
+	client_close(c, "startup setting refused by the backend: %s (SQLSTATE %s)", message, sqlstate);
 }
 
 /* ---- between leases ---- */

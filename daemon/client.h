@@ -6,6 +6,8 @@
  *   client_fatal()       send a FATAL ErrorResponse, then close
  *   client_set_state()   move it to the list that is its state
  *   client_welcome()     finish login once the pool knows its backend's settings
+ *   client_vetted()      ... once a backend has checked the client's startup settings (lease.c)
+ *   client_login_refused()  ... or PostgreSQL refused one of them
  *   client_leased()      a lease is ready: start relaying the pending input
  *   client_relay_from_server() / client_relay_to_server()  the hot path
  *   client_find_by_key() the client a CancelRequest names
@@ -49,6 +51,8 @@ struct client {
 	struct server *server;     /* the leased backend */
 	struct param_set params;   /* the session settings the client asked for, as last reported to it */
 	struct param_set startup;  /* its startup settings: where RESET returns (reset.c) */
+	struct param_set vet_key;  /* until welcomed: the startup settings a backend must check (vet.c), a list */
+	bool welcomed;             /* its login was answered */
 	uint32_t id, cancel_key;   /* our BackendKeyData */
 	ev_tstamp state_since;
 	ev_tstamp connected_at;    /* accepted; SHOW CLIENTS */
@@ -77,6 +81,10 @@ void client_close(struct client *c, const char *reason_fmt, ...) __attribute__((
 void client_fatal(struct client *c, const char *sqlstate, const char *message, const char *detail);
 void client_set_state(struct client *c, enum client_state state);
 void client_welcome(struct client *c);
+struct vet_answer;
+void client_vetted(struct client *c, const struct vet_answer *answer);
+void client_login_refused(struct client *c, const struct vet_answer *answer, const char *sqlstate,
+			  const char *message, const char *detail, const char *hint);
 void client_leased(struct client *c);
 void client_relay_from_server(struct server *s);
 void client_relay_to_server(struct server *s);

@@ -67,10 +67,10 @@ static void error_field(struct wbuf *w, char code, const char *value)
 	wbuf_cstr(w, value);
 }
 
-void proto_error(struct wbuf *w, const char *severity, const char *sqlstate,
-		 const char *message, const char *detail, const char *hint)
+static void error_or_notice(struct wbuf *w, char type, const char *severity, const char *sqlstate,
+			    const char *message, const char *detail, const char *hint)
 {
-	size_t mark = wbuf_begin(w, 'E');
+	size_t mark = wbuf_begin(w, type);
 	error_field(w, 'S', severity);
 	error_field(w, 'V', severity);
 	error_field(w, 'C', sqlstate);
@@ -79,6 +79,18 @@ void proto_error(struct wbuf *w, const char *severity, const char *sqlstate,
 	error_field(w, 'H', hint);
 	wbuf_byte(w, 0);
 	wbuf_end(w, mark);
+}
+
+void proto_error(struct wbuf *w, const char *severity, const char *sqlstate,
+		 const char *message, const char *detail, const char *hint)
+{
+	error_or_notice(w, 'E', severity, sqlstate, message, detail, hint);
+}
+
+void proto_notice(struct wbuf *w, const char *severity, const char *sqlstate,
+		  const char *message, const char *detail, const char *hint)
+{
+	error_or_notice(w, 'N', severity, sqlstate, message, detail, hint);
 }
 
 void proto_auth_ok(struct wbuf *w)

@@ -3,6 +3,7 @@
  *
  *   wbuf_*            append to a bounded byte buffer; overflow is sticky
  *   proto_error()     ErrorResponse (severity, SQLSTATE, message, detail, hint)
+ *   proto_notice()    NoticeResponse, the same fields
  *   proto_*()         AuthenticationOk, ParameterStatus, BackendKeyData,
  *                     ReadyForQuery, NegotiateProtocolVersion, Sync, CopyFail,
  *                     NotificationResponse
@@ -44,6 +45,8 @@ void wbuf_end(struct wbuf *w, size_t mark);
 
 void proto_error(struct wbuf *w, const char *severity, const char *sqlstate,
 		 const char *message, const char *detail, const char *hint);
+void proto_notice(struct wbuf *w, const char *severity, const char *sqlstate,
+		  const char *message, const char *detail, const char *hint);
 void proto_auth_ok(struct wbuf *w);
 void proto_param_status(struct wbuf *w, const char *name, const char *value);
 void proto_backend_key(struct wbuf *w, uint32_t pid, uint32_t key);

@@ -33,7 +33,7 @@ static int add_option_setting(struct startup *s, char *arg)
 			*p = '_';
 	if (!params_valid_name(arg))
 		return -1;
-	return params_put(&s->params, arg, eq + 1);
+	return params_append(&s->sequence, arg, eq + 1);
 }
 
 /* Split like PostgreSQL's pg_split_opts: whitespace separates, backslash escapes. */
@@ -109,41 +109,86 @@ static bool replication_off(const char *value)
 	return false;
 }
 
-static int take_pair(struct startup *s, const char *name, const char *value)
+/* A key of the packet; "options" is only noted: the last one given is the one PostgreSQL applies. */
+static int take_pair(struct startup *s, const char *name, const char *value, const char **options,
+		     struct param_set *keys)
 {
 	if (strcmp(name, "user") == 0)
 		return replace_string(&s->user, value);
 	if (strcmp(name, "database") == 0)
 		return replace_string(&s->database, value);
-	if (strcmp(name, "options") == 0)
-		return parse_options(s, value);
+	if (strcmp(name, "options") == 0) {
+		*options = value;
+		return 0;
+	}
 	if (strcmp(name, "replication") == 0)
 		return replication_off(value) ? 0 : -2;
 	if (strncmp(name, "_pq_.", 5) == 0)
 		return add_pq_option(s, name);
 	if (!params_valid_name(name))
 		return -1;
-	return params_put(&s->params, name, value);
+	return params_append(keys, name, value);
 }
 
+/*
+ * PostgreSQL applies the settings in "options" first, then the other keys
+ * in packet order (process_startup_options()): a key wins over an option,
+ * and a later one over an earlier one.
+ */
+static int order_settings(struct startup *s, const char *options, const struct param_set *keys)
+{
+	if (options && parse_options(s, options) < 0)
+		return -1;
+	for (const char *n = params_first(keys); n; n = params_next(keys, n))
+		if (params_append(&s->sequence, n, params_value(n)) < 0)
+			return -1;
+	for (const char *n = params_first(&s->sequence); n; n = params_next(&s->sequence, n))
+		if (params_put(&s->params, n, params_value(n)) < 0)
+			return -1;
+	return 0;
+}
+
+enum pairs_read { PAIRS_OK, PAIRS_BAD_LAYOUT, PAIRS_REPLICATION, PAIRS_BAD_SETTING };
+
 /* The name/value pairs after the version, ending with an empty name. */
-static void parse_pairs(struct startup *s, const char *p, const char *end)
+static enum pairs_read read_pairs(struct startup *s, const char *p, const char *end, const char **options,
+				  struct param_set *keys)
 {
 	while (p < end && *p) {
 		const char *name = p;
 		const char *value = memchr(name, '\0', end - name);
 		const char *value_end = value ? memchr(value + 1, '\0', end - value - 1) : NULL;
 		if (!value_end)
-			return refuse(s, "08P01", "invalid startup packet layout: expected terminator as last byte", 0, 0);
-		int r = take_pair(s, name, value + 1);
+			return PAIRS_BAD_LAYOUT;
+		int r = take_pair(s, name, value + 1, options, keys);
 		if (r == -2)
-			return refuse(s, "0A000", "replication connections are not supported by pglease", 0, 0);
+			return PAIRS_REPLICATION;
 		if (r < 0)
-			return refuse(s, "08P01", "invalid startup parameter or option", 0, 0);
+			return PAIRS_BAD_SETTING;
 		p = value_end + 1;
 	}
-	if (p != end - 1 || *p)
+	return (p != end - 1 || *p) ? PAIRS_BAD_LAYOUT : PAIRS_OK;
+}
+
+static void parse_pairs(struct startup *s, const char *p, const char *end)
+{
+	const char *options = NULL;
+	struct param_set keys = PARAMS_EMPTY;
+	enum pairs_read r = read_pairs(s, p, end, &options, &keys);
+
+	if (r == PAIRS_OK && order_settings(s, options, &keys) < 0)
+		r = PAIRS_BAD_SETTING;
+	params_free(&keys);
+	switch (r) {
+	case PAIRS_OK:
+		return;
+	case PAIRS_BAD_LAYOUT:
 		return refuse(s, "08P01", "invalid startup packet layout: expected terminator as last byte", 0, 0);
+	case PAIRS_REPLICATION:
+		return refuse(s, "0A000", "replication connections are not supported by pglease", 0, 0);
+	case PAIRS_BAD_SETTING:
+		return refuse(s, "08P01", "invalid startup parameter or option", 0, 0);
+	}
 }
 
 static void parse_v3(struct startup *s, const uint8_t *data)
@@ -202,6 +247,7 @@ void startup_free(struct startup *s)
 	free(s->user);
 	free(s->database);
 	params_free(&s->params);
+	params_free(&s->sequence);
 	for (int i = 0; i < s->pq_option_count; i++)
 		free(s->pq_options[i]);
 	s->user = s->database = NULL;

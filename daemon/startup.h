@@ -31,7 +31,8 @@ struct startup {
 	uint32_t minor;             /* requested 3.x minor version */
 	char *user;
 	char *database;
-	struct param_set params;    /* session settings, incl. options -c */
+	struct param_set params;    /* session settings, incl. options -c: the value each ends with */
+	struct param_set sequence;  /* a list: every setting in the order PostgreSQL applies them (options, then keys) */
 	char *pq_options[STARTUP_MAX_PQ_OPTIONS]; /* unrecognised _pq_.* names */
 	int pq_option_count;
 	uint32_t cancel_pid, cancel_key;

@@ -94,11 +94,52 @@ static void note_wait(struct client *c)
 	st->wait_time_us += (uint64_t)((ev_now(loop) - c->state_since) * 1e6);
 }
 
+/* A backend checked the client's startup settings; it is unchanged (they were set locally). */
+static void vetted(struct server *s, const char *sqlstate, const char *error)
+{
+	struct client *c = s->client;
+	const PGresult *res = server_query_result(s);
+	struct vet_answer answer = { PARAMS_EMPTY, NULL, 0 };
+
+	answer.notices = server_take_notices(s, &answer.notices_len);
+	/* A backend that died under the check refused nothing: the client tries another. */
+	if (PQstatus(s->conn) != CONNECTION_OK) {
+		vet_answer_free(&answer);
+		return server_close(s, "lost while checking a client's startup settings");
+	}
+	if (error) {
+		c->exit_why = EXIT_SETUP_FAILED;
+		client_login_refused(c, &answer, sqlstate, error,
+				     res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL,
+				     res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL);
+	} else if (vet_canonical(&c->vet_key, &s->pool->base, res, &answer) < 0 ||
+		   vet_cache_add(&s->pool->vetted, &c->vet_key, &answer) < 0) {
+		c->exit_why = EXIT_SETUP_FAILED;
+		client_fatal(c, "53200", "out of memory, or an unexpected answer, checking the startup settings", NULL);
+	} else {
+		client_vetted(c, &answer);
+	}
+	vet_answer_free(&answer);
+}
+
+/* The client is not logged in yet: this backend checks its startup settings first (vet.h). */
+static void vet(struct client *c, struct server *s)
+{
+	char *sql = vet_sql(&c->vet_key, &s->pool->base);
+
+	if (!sql) {
+		c->exit_why = EXIT_SETUP_FAILED;
+		return client_fatal(c, "53200", "out of memory checking the startup settings", NULL);
+	}
+	int rc = lease_query(s, sql, vetted);
+	free(sql);
+	if (rc < 0)
+		return server_close(s, "could not send the startup settings check");
+	server_keep_notices(s);
+}
+
 void lease_grant(struct client *c, struct server *s)
 {
-	/* Quoted settings from a startup packet of up to 10 000 bytes fit. */
-	static char sql[4 * STARTUP_MAX_LEN];
-
 	s->pool->stats.lease_count++;
 	if (c->state == CLIENT_WAITING)
 		note_wait(c);
@@ -112,6 +153,17 @@ void lease_grant(struct client *c, struct server *s)
 	memset(&s->reset, 0, sizeof(s->reset));
 	s->stream.counts = &s->pool->stats.stream;
 	memset(&s->exit, 0, sizeof(s->exit));
+	if (!c->welcomed)
+		return vet(c, s);
+	lease_setup(c, s);
+}
+
+void lease_setup(struct client *c, struct server *s)
+{
+	/* Quoted settings from a startup packet of up to 10 000 bytes fit. */
+	static char sql[4 * STARTUP_MAX_LEN];
+
+	assert(c->server == s && c->welcomed && !s->relayed);
 	int n = setup_sql(c, s, sql, sizeof(sql));
 	if (n < 0) {
 		c->exit_why = EXIT_SETUP_FAILED;
@@ -240,7 +292,9 @@ void lease_exit(struct client *c, enum lease_exit_reason why)
 	}
 	s->exit.why = (uint8_t)why;
 	bool pinned = session_unpin(c, s);
-	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query) || pinned;
+	/* A session that never relayed a byte only has pglease's own settings, which `applied` follows. */
+	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query && !nothing_sent) ||
+			       pinned;
 	server_set_state(s, SERVER_CLEANING);
 	/* A query for the lease (setup, probe) is running: its answer goes on with the cleaning. */
 	if (s->phase != PHASE_QUERY)

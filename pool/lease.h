@@ -3,6 +3,7 @@
  *
  *   lease_enter()   the client needs a backend: take, open or wait
  *   lease_grant()   a backend is free for this waiting client
+ *   lease_setup()   fit the backend to the client (settings, health check), then relay
  *   lease_query()   libpq SQL for the lease holder (setup, the pin probe), between its messages
  *   lease_exit()    the one door every lease leaves by, with a reason
  *   lease_clean_step()  the exit decision table (pure)
@@ -53,6 +54,7 @@ enum clean_step lease_clean_step(const struct clean_input *in);
 
 void lease_enter(struct client *c);
 void lease_grant(struct client *c, struct server *s);
+void lease_setup(struct client *c, struct server *s);
 /* done runs only while the lease holds; if it ended meanwhile, the exit door takes the backend on. */
 int lease_query(struct server *s, const char *sql, void (*done)(struct server *, const char *, const char *));
 void lease_exit(struct client *c, enum lease_exit_reason why);

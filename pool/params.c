@@ -92,6 +92,20 @@ int params_put(struct param_set *s, const char *name, const char *value)
 	return 0;
 }
 
+int params_append(struct param_set *list, const char *name, const char *value)
+{
+	size_t nlen = strlen(name) + 1, vlen = strlen(value) + 1;
+	char *data = realloc(list->data, list->len + nlen + vlen);
+
+	if (!data)
+		return -1;
+	memcpy(data + list->len, name, nlen);
+	memcpy(data + list->len + nlen, value, vlen);
+	list->data = data;
+	list->len += (uint32_t)(nlen + vlen);
+	return 0;
+}
+
 bool params_equal(const struct param_set *a, const struct param_set *b)
 {
 	return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);

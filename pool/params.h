@@ -2,6 +2,7 @@
  * params.h — sets of session parameters (GUC name -> value).
  *
  *   params_put()       add or replace one setting
+ *   params_append()    add one to an ordered list (see below)
  *   params_get()       look one up
  *   params_equal()     same settings?
  *   params_copy()      replace a set by a copy of another
@@ -12,6 +13,10 @@
  * A set is one packed allocation "name\0value\0..." sorted by name, with
  * names lower-cased as PostgreSQL treats them: cheap to keep per idle client
  * and cheap to compare on every lease.
+ *
+ * The same packing also holds an ordered *list* of settings, as a client gave
+ * them, duplicates and names' case kept (params_append()): on a list only
+ * params_first()/params_next() apply, never the set functions.
  */
 #ifndef PGLEASE_PARAMS_H
 #define PGLEASE_PARAMS_H
@@ -38,6 +43,7 @@ static inline const char *params_value(const char *name)
 
 bool params_valid_name(const char *name);
 int params_put(struct param_set *s, const char *name, const char *value);
+int params_append(struct param_set *list, const char *name, const char *value);
 const char *params_get(const struct param_set *s, const char *name);
 bool params_equal(const struct param_set *a, const struct param_set *b);
 int params_copy(struct param_set *dst, const struct param_set *src);

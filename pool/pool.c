@@ -23,7 +23,7 @@ struct list all_pools = { { &all_pools.head, &all_pools.head }, 0 };
 /* Resolved host names are reused this long, like a short DNS TTL. */
 #define DNS_MAX_AGE 15.0
 
-/* The settings a backend reports at startup; clients get them at login. */
+/* The settings a backend may report at startup; clients get those it did report (the base) at login. */
 static const char *const reported_params[] = {
 	"server_version", "server_encoding", "client_encoding", "application_name",
 	"DateStyle", "IntervalStyle", "TimeZone", "integer_datetimes",
@@ -414,6 +414,7 @@ static void pool_free(struct pool *p)
 	list_remove(&all_pools, &p->node);
 	free_connect_params(p);
 	params_free(&p->base);
+	vet_cache_clear(&p->vetted);
 	free(p->last_error);
 	free(p->dbname);
 	free(p->user);
@@ -493,6 +494,8 @@ void pool_reconnect(struct pool *p, const char *reason)
 	struct list_node *pos, *tmp;
 
 	p->generation++;
+	/* New backends may start from other values: what was learnt is asked again. */
+	vet_cache_clear(&p->vetted);
 	log_info("pool %s/%s: reconnecting (%s)", p->dbname, p->user, reason);
 	list_for_each_safe(pos, tmp, &p->idle)
 		server_close(list_entry(pos, struct server, node), "retired: %s", reason);

@@ -23,6 +23,7 @@
 #include "list.h"
 #include "params.h"
 #include "stats.h"
+#include "vet.h"
 
 struct server;
 struct client;
@@ -49,6 +50,7 @@ struct pool {
 	struct list login_wait, clients, waiting, active;
 	struct param_set base;        /* the backend's startup ParameterStatus values */
 	bool have_base;
+	struct vet_cache vetted;      /* clients' startup settings as PostgreSQL spelled them (vet.c) */
 	char *dns_hosts;              /* host list that needs DNS, or NULL */
 	char *hostaddr;               /* its latest resolution, handed to libpq */
 	int hostaddr_slot;            /* where values[] carries it */

@@ -6,6 +6,7 @@
  * (design rule 2). Handing the socket over happens only at a clean message
  * boundary (rule 3), which the callers guarantee.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "lease.h"
 #include "log.h"
 #include "pool.h"
+#include "proto.h"
 #include "rewrite.h"
 #include "server.h"
 
@@ -138,10 +140,48 @@ static void connect_timeout(struct server *s)
 	connect_failed(s, "timeout expired (server_connect_timeout)");
 }
 
-static void quiet_notices(void *arg, const char *message)
+static const char *field(const PGresult *res, int code)
 {
-	(void)arg;
-	(void)message;
+	return PQresultErrorField(res, code);
+}
+
+/* Notices are dropped, unless the running query's owner asked to keep them: then as a client would get them. */
+static void on_notice(void *arg, const PGresult *res)
+{
+	struct server *s = arg;
+	const char *severity = field(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *sqlstate = field(res, PG_DIAG_SQLSTATE), *message = field(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = field(res, PG_DIAG_MESSAGE_DETAIL), *hint = field(res, PG_DIAG_MESSAGE_HINT);
+
+	if (!s->notices.on || !sqlstate || !message)
+		return;
+	size_t cap = 64 + strlen(message) + (detail ? strlen(detail) : 0) + (hint ? strlen(hint) : 0) + 2 * 16;
+	uint8_t *data = realloc(s->notices.data, s->notices.len + cap);
+	struct wbuf w;
+	if (!data)
+		return;
+	s->notices.data = data;
+	wbuf_init(&w, data + s->notices.len, cap);
+	proto_notice(&w, severity ? severity : field(res, PG_DIAG_SEVERITY), sqlstate, message, detail, hint);
+	if (!w.overflow)
+		s->notices.len += (uint32_t)w.len;
+}
+
+void server_keep_notices(struct server *s)
+{
+	assert(s->phase == PHASE_QUERY);
+	s->notices.on = true;
+}
+
+uint8_t *server_take_notices(struct server *s, uint32_t *len)
+{
+	uint8_t *data = s->notices.data;
+
+	*len = s->notices.len;
+	s->notices.on = false;
+	s->notices.data = NULL;
+	s->notices.len = 0;
+	return data;
 }
 
 static void connect_done(struct server *s)
@@ -155,7 +195,7 @@ static void connect_done(struct server *s)
 	}
 	PQsetnonblocking(s->conn, 1);
 	PQsetErrorVerbosity(s->conn, PQERRORS_DEFAULT);
-	PQsetNoticeProcessor(s->conn, quiet_notices, NULL);
+	PQsetNoticeReceiver(s->conn, on_notice, s);
 	s->backend_pid = PQbackendPID(s->conn);
 	s->connected_at = ev_now(loop);
 	stream_reset(&s->stream);
@@ -192,13 +232,25 @@ static void query_finish(struct server *s)
 {
 	server_query_cb done = s->query_done;
 	char *error = s->query_error;
+	PGresult *res = s->query_result;
 
 	server_stop_timer(s);
 	s->query_done = NULL;
 	s->query_error = NULL;
 	s->phase = PHASE_IDLE;
+	/* The query's notices have all come: the callback may take them. */
+	s->notices.on = false;
 	done(s, error ? s->query_sqlstate : NULL, error);
+	/* The callback may have started another query, which keeps its own result. */
+	if (s->query_result == res)
+		s->query_result = NULL;
+	PQclear(res);
 	free(error);
+}
+
+const PGresult *server_query_result(const struct server *s)
+{
+	return s->query_result;
 }
 
 static void query_note_error(struct server *s, const char *sqlstate, const char *message)
@@ -215,13 +267,20 @@ static void query_note_error(struct server *s, const char *sqlstate, const char 
 static void query_take_result(struct server *s, PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
+	bool error = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
+	bool keep = error ? !s->query_error : (st == PGRES_TUPLES_OK && !s->query_error);
 
-	if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR)
+	if (error)
 		query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
 				 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 	if (st == PGRES_TUPLES_OK)
 		s->query_rows = PQntuples(res);
-	PQclear(res);
+	if (!keep) {
+		PQclear(res);
+		return;
+	}
+	PQclear(s->query_result);
+	s->query_result = res;
 }
 
 static void query_poll(struct server *s, int revents)
@@ -253,6 +312,8 @@ int server_query(struct server *s, const char *sql, server_query_cb done)
 	s->phase = PHASE_QUERY;
 	s->query_done = done;
 	s->query_rows = 0;
+	s->query_result = NULL;
+	free(server_take_notices(s, &(uint32_t){ 0 }));
 	if (!PQsendQuery(s->conn, sql))
 		return -1;
 	server_want_read(s, true);
@@ -434,6 +495,8 @@ void server_reap(void)
 		params_free(&s->applied);
 		prep_server_free(s);
 		free(s->query_error);
+		PQclear(s->query_result);
+		free(s->notices.data);
 		free(s);
 	}
 }

@@ -72,6 +72,12 @@ struct server {
 	char query_sqlstate[6];
 	char *query_error;
 	int query_rows;              /* rows its last result set returned */
+	PGresult *query_result;      /* its first error, else its last row set: for the callback */
+	struct {
+		bool on;                 /* keep what libpq receives (else dropped) */
+		uint8_t *data;           /* ... as NoticeResponse messages */
+		uint32_t len;
+	} notices;
 	/* PHASE_RAW: who handles readiness */
 	server_raw_cb on_readable, on_writable;
 	/* the lease exit door's progress (lease.c) */
@@ -85,6 +91,11 @@ struct server {
 
 struct server *server_connect(struct pool *pool);
 int server_query(struct server *s, const char *sql, server_query_cb done);
+/* Inside a query's callback: its first error result, else its last row set (NULL if none). */
+const PGresult *server_query_result(const struct server *s);
+/* Keep the running query's notices, as NoticeResponse messages; its callback takes them (and frees them). */
+void server_keep_notices(struct server *s);
+uint8_t *server_take_notices(struct server *s, uint32_t *len);
 void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable);
 void server_watch_idle(struct server *s);
 /* Bytes written (maybe short), or -1 when the backend is gone. */

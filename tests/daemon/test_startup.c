@@ -664,10 +664,54 @@ Test(startup, options_value_with_equals_and_dashes_kept)
 	startup_free(&s);
 }
 
-Test(startup, options_override_a_plain_parameter_or_not_by_order)
+/* The sequence as name/value pairs, in order. */
+static void assert_sequence(const struct startup *s, const char *const *want)
+{
+	const char *n = params_first(&s->sequence);
+
+	for (; *want; want += 2, n = params_next(&s->sequence, n)) {
+		cr_assert_not_null(n, "sequence ends before %s", want[0]);
+		cr_assert_str_eq(n, want[0]);
+		cr_assert_str_eq(params_value(n), want[1]);
+	}
+	cr_assert_null(n, "sequence has more than expected: %s", n);
+}
+
+/* PostgreSQL applies options first, then the keys: a key wins wherever it stands. */
+Test(startup, a_key_wins_over_options_before_or_after_it)
+{
+	static const char *const after[] = {
+		"user", "alice", "options", "-c TimeZone=UTC -c DateStyle=SQL", "TimeZone", "Asia/Tokyo", NULL,
+	};
+	static const char *const before[] = {
+		"user", "alice", "TimeZone", "Asia/Tokyo", "options", "-c TimeZone=UTC -c DateStyle=SQL", NULL,
+	};
+	static const char *const order[] = {
+		"TimeZone", "UTC", "DateStyle", "SQL", "TimeZone", "Asia/Tokyo", NULL,
+	};
+	const char *const *cases[] = { after, before };
+
+	for (size_t i = 0; i < 2; i++) {
+		struct packet p;
+		struct startup s;
+		v3(&p, 0, cases[i]);
+		parse(&p, &s);
+		cr_assert_eq(s.kind, STARTUP_V3);
+		cr_assert_str_eq(params_get(&s.params, "timezone"), "Asia/Tokyo", "case %zu", i);
+		cr_assert_str_eq(params_get(&s.params, "datestyle"), "SQL");
+		assert_sequence(&s, order);
+		startup_free(&s);
+	}
+}
+
+Test(startup, a_later_key_or_option_wins_and_names_keep_their_case_in_the_sequence)
 {
 	static const char *const pairs[] = {
-		"user", "alice", "application_name", "plain", "options", "-c application_name=opt", NULL,
+		"user", "alice", "options", "-c work_mem=1MB -c work_mem=2MB",
+		"TimeZone", "UTC", "timezone", "Asia/Tokyo", NULL,
+	};
+	static const char *const order[] = {
+		"work_mem", "1MB", "work_mem", "2MB", "TimeZone", "UTC", "timezone", "Asia/Tokyo", NULL,
 	};
 	struct packet p;
 	struct startup s;
@@ -675,7 +719,27 @@ Test(startup, options_override_a_plain_parameter_or_not_by_order)
 	v3(&p, 0, pairs);
 	parse(&p, &s);
 	cr_assert_eq(s.kind, STARTUP_V3);
-	cr_assert_str_eq(params_get(&s.params, "application_name"), "opt");
+	cr_assert_str_eq(params_get(&s.params, "work_mem"), "2MB");
+	cr_assert_str_eq(params_get(&s.params, "timezone"), "Asia/Tokyo");
+	assert_sequence(&s, order);
+	startup_free(&s);
+}
+
+/* Only the last "options" counts, as in PostgreSQL: an earlier one is not even parsed. */
+Test(startup, only_the_last_options_key_applies)
+{
+	static const char *const pairs[] = {
+		"user", "alice", "options", "-c TimeZone=UTC garbage", "options", "-c DateStyle=SQL", NULL,
+	};
+	static const char *const order[] = { "DateStyle", "SQL", NULL };
+	struct packet p;
+	struct startup s;
+
+	v3(&p, 0, pairs);
+	parse(&p, &s);
+	cr_assert_eq(s.kind, STARTUP_V3, "refused: %s", s.message);
+	cr_assert_null(params_get(&s.params, "timezone"));
+	assert_sequence(&s, order);
 	startup_free(&s);
 }
 

@@ -1,6 +1,13 @@
 """Client startup parameters are applied on whichever backend the client leases: with one
 shared backend, interleaved clients each see their own settings; a client moved to another
-backend takes them along."""
+backend takes them along. At login the client sees what a direct connection with the same
+startup packet sees: the settings in PostgreSQL's order, spelling and refusals."""
+import os
+
+import psycopg
+import pytest
+
+import pgwire
 from harness import BackendHolder, backend_pid, move_client
 from pgwire import Wire
 
@@ -179,3 +186,198 @@ def test_session_mode_client_gets_its_startup_settings_on_a_reused_backend(pglea
         assert b.execute("select pg_backend_pid()").fetchone()[0] == pid
         assert b.execute("show application_name").fetchone()[0] == "second"
         assert b.execute("show work_mem").fetchone()[0] == "6MB"
+
+
+# ---- the login reply is the one a direct connection with the same startup packet gets ----
+
+def packet(pairs):
+    """A startup packet from (name, value) pairs, in order, duplicates kept."""
+    body = pgwire.struct.pack("!I", pgwire.PROTOCOL_3_0)
+    for k, v in pairs:
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return pgwire.struct.pack("!I", len(body) + 4) + body
+
+
+SHOWN = ("TimeZone", "DateStyle", "IntervalStyle", "application_name", "client_encoding", "search_path",
+         "work_mem", "standard_conforming_strings")
+
+
+def login_seen(path, pairs, show=True):
+    """What a client sees: the login messages in order (ParameterStatus as one dict, notices and errors
+    by their fields), then, if it got in, SHOW of the settings."""
+    w = Wire(path)
+    try:
+        w.send(packet([("user", "postgres"), ("database", "app")] + pairs))
+        msgs = []
+        while not msgs or msgs[-1][0] not in ("Z", "E"):
+            try:
+                t, body = w.read_message()
+            except EOFError:
+                break
+            if t in (b"N", b"E"):
+                f = pgwire.parse_fields(body)
+                msgs.append((t.decode(), {k: f.get(k) for k in "SCMDH"}))
+            else:
+                msgs.append((t.decode(), pgwire.parse_parameter_status(body) if t == b"S" else None))
+        seen = dict(messages=[m for m in msgs if m[0] != "S"], params=dict(m[1] for m in msgs if m[0] == "S"))
+        if msgs[-1:] and msgs[-1][0] == "Z":
+            if show:
+                seen["show"] = {name: shown(w, name) for name in SHOWN}
+            w.terminate()
+        return seen
+    finally:
+        w.close()
+
+
+def shown(w, name):
+    try:
+        r = w.query("show " + name)
+    except (OSError, EOFError):
+        return "connection closed"
+    if r["error"]:
+        return {k: r["error"].get(k) for k in "SCM"}
+    return r["rows"][0][0].decode()
+
+
+def direct_path(cluster):
+    return os.path.join(cluster.dir, ".s.PGSQL.%d" % cluster.port)
+
+
+LOGIN_CASES = {
+    # a key wins over options whatever their order in the packet; options -c apply in order
+    "key_after_options": [("options", "-c TimeZone=UTC -c DateStyle=SQL,DMY"), ("TimeZone", "Asia/Tokyo")],
+    "key_before_options": [("TimeZone", "Asia/Tokyo"), ("options", "-c TimeZone=UTC -c TimeZone=Europe/Paris")],
+    "same_key_twice": [("TimeZone", "Asia/Tokyo"), ("timezone", "UTC")],
+    "only_the_last_options": [("options", "-c TimeZone=Bogus/X"), ("options", "-c DateStyle=German")],
+    # PostgreSQL's spelling, not the client's
+    "datestyle_spelling": [("options", "-c DateStyle=ISO,DMY")],
+    "datestyle_lower_case": [("DateStyle", "sql, dmy")],
+    "datestyle_part_merges": [("options", "-c DateStyle=SQL"), ("DateStyle", "DMY")],
+    "timezone_case": [("TimeZone", "asia/tokyo")],
+    "timezone_offset": [("TimeZone", "+9")],
+    "intervalstyle_case": [("IntervalStyle", "ISO_8601")],
+    "boolean_spelling": [("standard_conforming_strings", "yes")],
+    "client_encoding_utf8": [("client_encoding", "utf8")],
+    "client_encoding_latin1": [("client_encoding", "latin1")],
+    "application_name_over_63_bytes": [("application_name", "a" * 40 + "b" * 40)],
+    "application_name_non_ascii": [("application_name", "caf\u00e9\tbar")],
+    "application_name_twice": [("options", "-c application_name=" + "o" * 70), ("application_name", "key")],
+    # settings the server does not report are not reported
+    "search_path_option": [("options", "-c search_path=public")],
+    "work_mem_and_search_path": [("options", "-c work_mem=5MB -c search_path=alt,public"), ("TimeZone", "UTC")],
+    # refused as PostgreSQL refuses them: the first bad one in PostgreSQL's order
+    "invalid_timezone": [("TimeZone", "Nowhere/Bogus")],
+    "invalid_timezone_in_overridden_option": [("options", "-c TimeZone=Bogus/X"), ("TimeZone", "UTC")],
+    "invalid_datestyle_has_detail": [("DateStyle", "bogus"), ("TimeZone", "Bogus/X")],
+    "invalid_intervalstyle_has_hint": [("options", "-c IntervalStyle=bogus")],
+    "invalid_work_mem": [("options", "-c work_mem=lots")],
+    "unknown_parameter": [("options", "-c no_such_setting=1")],
+    "internal_parameter": [("is_superuser", "off")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOGIN_CASES))
+def test_login_reply_and_settings_match_a_direct_connection(pglease, cluster, case):
+    pairs = LOGIN_CASES[case]
+    d = pglease(**ONE_BACKEND)
+    want = login_seen(direct_path(cluster), pairs)
+    got = login_seen(d.socket_path, pairs)
+    assert got == want, "startup %r:\n direct  %r\n pglease %r" % (pairs, want, got)
+    # and once more: the second client with the same settings is answered from what the first learnt
+    assert login_seen(d.socket_path, pairs) == want
+    d.check_alive()
+
+
+@pytest.mark.parametrize("case", ["key_after_options", "timezone_case", "application_name_over_63_bytes",
+                                  "invalid_timezone", "work_mem_and_search_path"])
+def test_login_reply_matches_a_direct_connection_in_session_mode(pglease, cluster, case):
+    pairs = LOGIN_CASES[case]
+    d = pglease(default_pool_size=1, pool_mode="session")
+    want = login_seen(direct_path(cluster), pairs)
+    for _ in range(2):
+        got = login_seen(d.socket_path, pairs)
+        assert got == want, "startup %r:\n direct  %r\n pglease %r" % (pairs, want, got)
+
+
+def test_datestyle_part_merges_into_the_servers_default_not_into_another_clients(pglease, cluster):
+    """The check may run on a backend that carries another client's DateStyle: a part ("DMY")
+    must still merge into the server's default, as at a direct login."""
+    d = pglease(**ONE_BACKEND)
+    a = raw_client(d, DateStyle="SQL, MDY")
+    try:
+        pid = a.scalar("select pg_backend_pid()")
+        assert a.scalar("show datestyle") == "SQL, MDY"
+        want = login_seen(direct_path(cluster), [("DateStyle", "DMY")])
+        assert want["params"]["DateStyle"] == "ISO, DMY"
+        b = Wire(d.socket_path)
+        b.startup({"user": "postgres", "database": "app", "DateStyle": "DMY"})
+        try:
+            assert b.params["DateStyle"] == "ISO, DMY", b.params
+            assert b.scalar("select pg_backend_pid()") == pid, "the premise: one backend, A's settings on it"
+            assert b.scalar("show datestyle") == "ISO, DMY"
+        finally:
+            b.terminate()
+    finally:
+        a.terminate()
+
+
+def test_query_sent_with_the_startup_packet_runs_after_the_check_with_the_settings(pglease, cluster):
+    """A client may send its first Query right behind the startup packet: it waits for the check,
+    then runs on the same lease under the client's settings."""
+    pairs = [("options", "-c DateStyle=SQL"), ("DateStyle", "DMY"), ("TimeZone", "asia/tokyo")]
+    d = pglease(**ONE_BACKEND)
+    before = stats(d)["total_lease_count"]
+    w = Wire(d.socket_path)
+    try:
+        w.send(packet([("user", "postgres"), ("database", "app")] + pairs) +
+               pgwire.query_msg("select current_setting('DateStyle'), current_setting('TimeZone'), "
+                                "date '2024-03-01'"))
+        login = w.read_until((b"Z",))
+        assert login[-1][0] == b"Z", login
+        assert w.params["DateStyle"] == "SQL, DMY" and w.params["TimeZone"] == "Asia/Tokyo", w.params
+        r = w.collect_until_ready()
+        assert r["error"] is None, r["error"]
+        assert r["rows"] == [[b"SQL, DMY", b"Asia/Tokyo", b"01/03/2024"]]
+        assert w.scalar("select 1") == "1"
+    finally:
+        w.terminate()
+    assert stats(d)["total_lease_count"] - before == 2, "the check's lease did not carry the first Query"
+
+
+def test_login_settings_checked_once_per_pool(pglease):
+    """A backend checks a list of startup settings once; later logins with the same list, and logins
+    with only a plain application_name, take no backend."""
+    d = pglease(**ONE_BACKEND)
+    plain = [("application_name", "app_%d" % i) for i in range(5)]
+    settings = [("client_encoding", "utf8"), ("TimeZone", "asia/tokyo")]
+
+    def leases():
+        return stats(d)["total_lease_count"]
+
+    def log_in(pairs):
+        seen = login_seen(d.socket_path, pairs, show=False)
+        assert seen["messages"][-1][0] == "Z", seen
+        return seen
+
+    log_in([])
+    start = leases()
+    for p in plain:
+        assert log_in([p])["params"]["application_name"] == p[1]
+    assert leases() == start, "a plain application_name took a backend at login"
+    first = log_in(settings)
+    assert first["params"]["TimeZone"] == "Asia/Tokyo" and first["params"]["client_encoding"] == "UTF8"
+    assert leases() == start + 1, "the first login with new settings did not have a backend check them"
+    for _ in range(5):
+        assert log_in(settings + [("application_name", "again")])["params"] == dict(first["params"],
+                                                                                    application_name="again")
+    assert leases() == start + 1, "the same settings were checked again"
+
+
+def stats(d, db="app"):
+    with psycopg.connect(d.dsn("pglease"), autocommit=True) as a:
+        cur = a.execute("SHOW STATS")
+        cols = [c.name for c in cur.description]
+        rows = [dict(zip(cols, r)) for r in cur.fetchall() if r[0] == db]
+    assert len(rows) == 1, rows
+    return rows[0]

@@ -245,3 +245,19 @@ def test_many_bad_clients_in_a_row_do_not_disturb_a_connected_client(pglease):
                 w.close()
             assert c.execute("select %s::text", (name,)).fetchone()[0] == name
     assert_still_serving(d)
+
+
+def test_query_in_the_same_write_as_the_startup_packet_is_answered(pglease):
+    """The startup packet is consumed whole; the Query right behind it is framed from its end."""
+    d = pglease()
+    w = Wire(d.socket_path)
+    try:
+        w.send(pgwire.startup_packet(APP) + pgwire.query_msg("select 'behind the startup packet'"))
+        login = w.read_until((b"Z",))
+        assert login[-1][0] == b"Z", login
+        r = w.collect_until_ready()
+        assert r["error"] is None, r["error"]
+        assert r["rows"] == [[b"behind the startup packet"]]
+        assert w.scalar("select 2") == "2"
+    finally:
+        w.terminate()
