@@ -7,7 +7,8 @@
  *   - unnamed, or a name the client never prepared: passed through untouched;
  *   - Bind/Describe of a known name: header and names rewritten to pgl_<id>,
  *     the rest of the body (which may be 50 MB) passes raw afterwards; if
- *     the backend lacks the statement, Close + Parse pgl_<id> go first;
+ *     the backend lacks the statement (or its Parse, in an earlier Sync
+ *     segment, may yet be skipped), Close + Parse pgl_<id> go first;
  *   - named Parse: accumulated whole (it may exceed the buffer), registered,
  *     and sent as Parse pgl_<id> — or, when the backend already has that
  *     statement, as a Close of a name that never exists, whose
@@ -15,7 +16,9 @@
  *   - Close of a known name: dropped from the registry, sent as that same
  *     harmless Close, so CloseComplete comes from the backend in its place.
  * Rewritten bytes go to pc->tx, which is always sent before the client's
- * remaining raw bytes, so order is kept.
+ * remaining raw bytes, so order is kept. A message naming a statement whose
+ * Parse/Close/DEALLOCATE in an earlier Sync segment is unanswered waits
+ * (held) for that segment's ReadyForQuery: what it means depends on it.
  *
  * Backend to client: prep_scan_from_server() frames with the reply queue
  * (prepared.c): pglease's own ParseComplete/CloseComplete are cut out of the
