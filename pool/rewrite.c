@@ -646,6 +646,7 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
 	/* Behind replies still to come, the transaction status the choice depends on is not known yet. */
 	if (s->stream.owed_z && may_hold(s)) {
+		log_debug("client %u: DEALLOCATE %s waits for the replies owed before it", c->id, name);
 		pc->held = true;
 		return hold(c);
 	}

@@ -128,9 +128,10 @@ def idle_after(msgs):
 
 
 def play(path, steps, switcher):
-    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), or "switch"
-    (the client must be idle then: outside a transaction, nothing owed). Returns the normalized
-    replies, without the switcher's queries."""
+    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), (bytes,
+    ReadyForQuery count, one more message type to read, as a Flush makes it come), or "switch" (the
+    client must be idle then: outside a transaction, nothing owed). Returns the normalized replies,
+    without the switcher's queries."""
     w = Wire(path)
     w.startup(APP)
     out = []
@@ -141,9 +142,11 @@ def play(path, steps, switcher):
                 assert idle, "a switch at step %d, where the client cannot leave its backend" % len(out)
                 switcher.switch(w)
                 continue
-            data, n_ready = step if isinstance(step, tuple) else (step, ready_count(step))
+            data, n_ready, *then = step if isinstance(step, tuple) else (step, ready_count(step))
             w.send(data)
             msgs = read_replies(w, n_ready)
+            if then:
+                msgs += w.read_until(tuple(then), timeout=10)
             idle = idle_after(msgs)
             out.append(normalized(msgs))
     finally:
@@ -329,6 +332,14 @@ PIPELINES = {
     "named parse skipped, the name bound later": [
         parse("", "selec 1") + parse("S5", "select 5") + SYNC + run("S5") + describe(b"S", "S5") + SYNC +
         close(b"S", "S5") + SYNC + parse("S5", "select 55") + SYNC + run("S5"),
+    ],
+    # The waiting Parse is the last message of the write (with a Flush, or with nothing after it).
+    "named parse waits at the end of a write": [
+        (FAIL + parse("X", "select 'x'") + SYNC + parse("X", "select 'x2'") + pgwire.message(b"H"), 1, b"1"),
+        SYNC + run("X"),
+        (parse("Y", "select 'y'") + SYNC + parse("Y", "select 'y2'"), 1),
+        SYNC + run("Y"), "switch",
+        run("X") + run("Y"),
     ],
     "named parse ran, the name parsed again later": [
         parse("S4", "select 4") + SYNC + parse("S4", "select 44") + SYNC + run("S4"), "switch",
