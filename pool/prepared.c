@@ -460,6 +460,7 @@ void pq_clear(struct pq *q, struct pcache *cache)
 		struct pcache_entry *e = it.st ? pcache_find(cache, it.st) : NULL;
 		if (e && (!e->ready || e->born == it.born))
 			pcache_drop(cache, it.st);
+		q->answered += it.kind == PQ_BOUNDARY;
 		item_release(&it);
 	}
 	assert(q->named_open == 0 && q->named_closed == 0);

@@ -93,7 +93,7 @@ struct pq {
 	struct pq_item *items;
 	uint32_t head, count, cap;
 	uint64_t segments;        /* boundaries ever pushed: the Sync segment a request is sent in */
-	uint64_t answered;        /* ... of them, answered (or ignored in COPY FROM STDIN) */
+	uint64_t answered;        /* ... of them, answered (or ignored in COPY FROM STDIN, or forgotten) */
 	uint32_t named_open;      /* items with a client name in the segment not yet closed */
 	uint32_t named_closed;    /* ... before the newest boundary: the oldest of the named items */
 };

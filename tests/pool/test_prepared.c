@@ -405,8 +405,12 @@ Test(pq, names_with_requests_in_earlier_segments_are_unsettled)
 	pq_tail_syncs_drop(&q, 2);
 	cr_assert_not(pq_name_unsettled(&q, "b"));
 	cr_assert_eq(q.named_open, 1);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(q.segments, 4);
+	cr_assert_eq(q.answered, 3, "one answered, two ignored");
 	pq_clear(&q, &c);
 	cr_assert_eq(q.named_open + q.named_closed, 0);
+	cr_assert_eq(q.answered, q.segments, "a lease's end leaves nothing to wait for");
 	pq_free(&q, &c);
 	preg_free(&r);
 	cr_assert_eq(st->refs, 1);
