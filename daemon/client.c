@@ -841,7 +841,8 @@ void client_relay_to_server(struct server *s)
 		return protocol_violation(c);
 	if (c->terminating && iobuf_unsent(in) == 0 && !prep_tx_pending(c->prep))
 		return client_close(c, "client sent Terminate");
-	if (iobuf_is_empty(in)) {
+	/* A held named Parse is whole in c->prep: the buffer stays, to scan on from when it may go. */
+	if (iobuf_is_empty(in) && !prep_held(c->prep)) {
 		iobuf_put(in);
 		c->in = NULL;
 		want_read(c, !prep_tx_pending(c->prep));
@@ -1025,7 +1026,8 @@ void client_relay_from_server(struct server *s)
 		return probe_pin(c, s);
 	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);
 	/* A reply let held input go, or a DISCARD ALL's follow-up is due: the last thing done here. */
-	if (s->reset.kick) {
+	bool prep_kick = prep_take_kick(c->prep);
+	if (s->reset.kick || prep_kick) {
 		s->reset.kick = false;
 		client_relay_to_server(s);
 	}

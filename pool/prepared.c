@@ -7,6 +7,7 @@
  * reply before the ReadyForQuery that ends its batch was skipped after an
  * error, so whatever it would have created or dropped is undone then.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,7 +272,47 @@ int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name,
 		pstmt_hold(st);
 	q->items[(q->head + q->count++) % q->cap] = (struct pq_item){ .kind = (uint8_t)kind, .st = st, .name = copy,
 						      .born = born };
+	q->named_open += name != NULL;
+	if (kind == PQ_BOUNDARY) {
+		q->segments++;
+		q->named_closed += q->named_open;
+		q->named_open = 0;
+	}
 	return 0;
+}
+
+int pq_push_parse(struct pq *q, enum pq_kind kind, struct pcache_entry *e, const char *name)
+{
+	assert(kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED);
+	e->seg = q->segments;
+	return pq_push(q, kind, e->st, name, e->born);
+}
+
+int pq_push_close(struct pq *q, const struct pcache_entry *e)
+{
+	return pq_push(q, PQ_CLOSE_INJECTED, e->st, NULL, e->born);
+}
+
+bool pcache_usable(const struct pcache_entry *e, const struct pq *q)
+{
+	return e->ready || e->seg == q->segments;
+}
+
+static struct pq_item *pq_at(const struct pq *q, uint32_t i)
+{
+	return &q->items[(q->head + i) % q->cap];
+}
+
+/* The named items of closed segments are the oldest named items of the queue. */
+bool pq_name_unsettled(const struct pq *q, const char *name)
+{
+	for (uint32_t i = 0, seen = 0; seen < q->named_closed; i++) {
+		assert(i < q->count);
+		const struct pq_item *it = pq_at(q, i);
+		if (it->name && (++seen, strcmp(it->name, name) == 0))
+			return true;
+	}
+	return false;
 }
 
 static struct pq_item pq_shift(struct pq *q)
@@ -280,6 +321,10 @@ static struct pq_item pq_shift(struct pq *q)
 
 	q->head = (q->head + 1) % q->cap;
 	q->count--;
+	if (it.name && q->named_closed)
+		q->named_closed--;
+	else if (it.name)
+		q->named_open--;
 	return it;
 }
 
@@ -300,13 +345,12 @@ static bool is_close(uint8_t kind)
 	return kind == PQ_CLOSE || kind == PQ_CLOSE_INJECTED || kind == PQ_PARSE_FAKE;
 }
 
-/* Only the entry this Parse was sent for: after an eviction the same statement may be re-added. */
-static void confirm(struct pcache *cache, const struct pq_item *it)
+/* The cache entry a request was sent for: after an eviction the same statement may be re-added. */
+static struct pcache_entry *entry_of(struct pcache *cache, const struct pq_item *it)
 {
-	struct pcache_entry *e = pcache_find(cache, it->st);
+	struct pcache_entry *e = it->st ? pcache_find(cache, it->st) : NULL;
 
-	if (e && e->born == it->born)
-		e->ready = true;
+	return e && e->born == it->born ? e : NULL;
 }
 
 enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struct preg *reg)
@@ -319,8 +363,11 @@ enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struc
 		return PQ_DESYNC;
 	struct pq_item it = pq_shift(q);
 	enum pq_action act = PQ_FORWARD;
-	if (kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED)
-		confirm(cache, &it);
+	struct pcache_entry *e = kind == PQ_PARSE_NAMED || kind == PQ_PARSE_INJECTED || kind == PQ_CLOSE_INJECTED ?
+				 entry_of(cache, &it) : NULL;
+	/* The Close before a Parse ran: until that Parse's reply, the backend lacks the statement. */
+	if (e)
+		e->ready = kind != PQ_CLOSE_INJECTED;
 	if (kind == PQ_PARSE_INJECTED || kind == PQ_CLOSE_INJECTED)
 		act = PQ_SWALLOW;
 	if (kind == PQ_PARSE_FAKE)
@@ -329,13 +376,30 @@ enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struc
 	return act;
 }
 
-/* A request the backend skipped: undo what sending it assumed. */
-static void undo_skipped(struct pq_item *it, struct pcache *cache, struct preg *reg)
+/* A Parse for the same cache entry, after the first `from` items: a later Sync segment's, which may still run. */
+static bool parse_follows(const struct pq *q, uint32_t from, const struct pq_item *it)
+{
+	for (uint32_t i = from; i < q->count; i++) {
+		const struct pq_item *later = pq_at(q, i);
+		if ((later->kind == PQ_PARSE_NAMED || later->kind == PQ_PARSE_INJECTED) && later->st == it->st &&
+		    later->born == it->born)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A request the backend skipped (or a Parse that failed): undo what sending
+ * it assumed. A statement whose Parse was skipped stays cached, not ready,
+ * while a later segment's Parse for it is in flight.
+ */
+static void undo_skipped(const struct pq *q, uint32_t boundary, struct pq_item *it, struct pcache *cache,
+			 struct preg *reg)
 {
 	struct pcache_entry *e;
 
-	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_INJECTED) &&
-	    (e = pcache_find(cache, it->st)) && !e->ready && e->born == it->born)
+	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_INJECTED) && (e = entry_of(cache, it)) &&
+	    !e->ready && !parse_follows(q, boundary + 1, it))
 		pcache_drop(cache, it->st);
 	if ((it->kind == PQ_PARSE_NAMED || it->kind == PQ_PARSE_FAKE) && reg && it->name)
 		preg_del(reg, it->name, it->st);
@@ -352,10 +416,24 @@ void pq_ready(struct pq *q, struct pcache *cache, struct preg *reg)
 	while (n < q->count && q->items[(q->head + n) % q->cap].kind != PQ_BOUNDARY)
 		n++;
 	for (uint32_t i = n; i-- > 0;)
-		undo_skipped(&q->items[(q->head + i) % q->cap], cache, reg);
+		undo_skipped(q, n, pq_at(q, i), cache, reg);
+	q->answered += n < q->count;
 	for (uint32_t i = 0; i <= n && q->count; i++) {
 		struct pq_item it = pq_shift(q);
 		item_release(&it);
+	}
+}
+
+/* Segments merged: count again which named items come before the newest boundary. */
+static void recount_named(struct pq *q)
+{
+	q->named_open = q->named_closed = 0;
+	for (uint32_t i = 0; i < q->count; i++) {
+		q->named_open += pq_at(q, i)->name != NULL;
+		if (pq_at(q, i)->kind == PQ_BOUNDARY) {
+			q->named_closed += q->named_open;
+			q->named_open = 0;
+		}
 	}
 }
 
@@ -368,19 +446,24 @@ void pq_tail_syncs_drop(struct pq *q, uint32_t n)
 		for (uint32_t j = i; j + 1 < q->count; j++)
 			q->items[(q->head + j) % q->cap] = q->items[(q->head + j + 1) % q->cap];
 		q->count--;
+		q->answered++;
 		n--;
 	}
+	recount_named(q);
 }
 
+/* What was in flight may have run or not: an entry a request was sent for is no longer known. */
 void pq_clear(struct pq *q, struct pcache *cache)
 {
 	while (q->count) {
 		struct pq_item it = pq_shift(q);
-		struct pcache_entry *e;
-		if (it.st && (e = pcache_find(cache, it.st)) && !e->ready)
+		struct pcache_entry *e = it.st ? pcache_find(cache, it.st) : NULL;
+		if (e && (!e->ready || e->born == it.born))
 			pcache_drop(cache, it.st);
+		q->answered += it.kind == PQ_BOUNDARY;
 		item_release(&it);
 	}
+	assert(q->named_open == 0 && q->named_closed == 0);
 	q->head = 0;
 }
 

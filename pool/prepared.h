@@ -6,8 +6,10 @@
  *                                     a client's names for its statements
  *   pcache_find() / pcache_add() / pcache_touch() / pcache_drop() / pcache_victim() / pcache_clear()
  *                                     the statements one backend has, LRU-bounded
- *   pq_push() / pq_pop_reply() / pq_ready() / pq_tail_syncs_drop() / pq_clear() / pq_free()
+ *   pq_push() / pq_push_parse() / pq_pop_reply() / pq_ready() / pq_tail_syncs_drop() / pq_clear() / pq_free()
  *                                     the replies a backend owes for what pglease sent it
+ *   pcache_usable() / pq_name_unsettled()
+ *                                     what a message sent now may count on, Sync segment by segment
  *
  * Pure data structures: no sockets, no libev. The wire side is rewrite.c.
  *
@@ -49,7 +51,9 @@ struct pcache_entry {
 	struct pstmt *st;
 	uint64_t used;            /* LRU clock value of the last use */
 	uint64_t born;            /* clock value when added: tells a re-added entry from its predecessor */
-	bool ready;               /* its ParseComplete came: the backend surely has it */
+	uint64_t seg;             /* the Sync segment (pq.segments) its newest Parse was sent in */
+	bool ready;               /* the replies so far say the backend has it (a ParseComplete came,
+				     and no CloseComplete of pglease's Close since) */
 };
 
 struct pcache {
@@ -74,7 +78,8 @@ enum pq_kind {
 	PQ_PARSE_DEALLOCATE, /* a client's unnamed Parse of DEALLOCATE name, rewritten: the
 			       name has left the registry and comes back if the Parse fails or is skipped */
 	PQ_CLOSE,           /* a client Close relayed (portal, unknown name, or a dropped name) */
-	PQ_CLOSE_INJECTED,  /* pglease's Close (eviction, or before a Parse): swallow */
+	PQ_CLOSE_INJECTED,  /* pglease's Close (eviction, or before a Parse): swallow; before
+			       a Parse it names the entry (st, born), which it leaves not ready */
 };
 
 struct pq_item {
@@ -87,6 +92,10 @@ struct pq_item {
 struct pq {
 	struct pq_item *items;
 	uint32_t head, count, cap;
+	uint64_t segments;        /* boundaries ever pushed: the Sync segment a request is sent in */
+	uint64_t answered;        /* ... of them, answered (or ignored in COPY FROM STDIN, or forgotten) */
+	uint32_t named_open;      /* items with a client name in the segment not yet closed */
+	uint32_t named_closed;    /* ... before the newest boundary: the oldest of the named items */
 };
 
 /* The reply to pass on: as is, not at all, or with another type byte. */
@@ -113,6 +122,17 @@ struct pcache_entry *pcache_victim(struct pcache *c, const struct pstmt *keep);
 void pcache_clear(struct pcache *c);
 
 int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born);
+/* A Parse (PQ_PARSE_NAMED or PQ_PARSE_INJECTED) sent now for entry e; and its Close before it. */
+int pq_push_parse(struct pq *q, enum pq_kind kind, struct pcache_entry *e, const char *name);
+int pq_push_close(struct pq *q, const struct pcache_entry *e);
+/*
+ * A message sent now may use e without a Parse of its own: the backend has
+ * it, or the Parse for it is in this same Sync segment (skipped, it takes
+ * the message with it). A Parse in an earlier segment may still be skipped.
+ */
+bool pcache_usable(const struct pcache_entry *e, const struct pq *q);
+/* A request about the client's name, in an earlier Sync segment, is still unanswered. */
+bool pq_name_unsettled(const struct pq *q, const char *name);
 /* A '1' or '3' arrived: what to do with it (cache and registry updated). */
 enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struct preg *reg);
 /* A 'Z' arrived: the requests before its boundary that got no reply were skipped. */

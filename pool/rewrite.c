@@ -7,7 +7,8 @@
  *   - unnamed, or a name the client never prepared: passed through untouched;
  *   - Bind/Describe of a known name: header and names rewritten to pgl_<id>,
  *     the rest of the body (which may be 50 MB) passes raw afterwards; if
- *     the backend lacks the statement, Close + Parse pgl_<id> go first;
+ *     the backend lacks the statement (or its Parse, in an earlier Sync
+ *     segment, may yet be skipped), Close + Parse pgl_<id> go first;
  *   - named Parse: accumulated whole (it may exceed the buffer), registered,
  *     and sent as Parse pgl_<id> — or, when the backend already has that
  *     statement, as a Close of a name that never exists, whose
@@ -15,7 +16,9 @@
  *   - Close of a known name: dropped from the registry, sent as that same
  *     harmless Close, so CloseComplete comes from the backend in its place.
  * Rewritten bytes go to pc->tx, which is always sent before the client's
- * remaining raw bytes, so order is kept.
+ * remaining raw bytes, so order is kept. A message naming a statement whose
+ * Parse/Close/DEALLOCATE in an earlier Sync segment is unanswered waits
+ * (held) for that segment's ReadyForQuery: what it means depends on it.
  *
  * Backend to client: prep_scan_from_server() frames with the reply queue
  * (prepared.c): pglease's own ParseComplete/CloseComplete are cut out of the
@@ -59,7 +62,7 @@ static void drop_transient(struct prep_client *pc)
 	free(pc->tx);
 	pc->tx = NULL;
 	pc->tx_len = pc->tx_sent = pc->tx_cap = 0;
-	pc->stopped = false;
+	pc->stopped = pc->held = pc->kick = false;
 }
 
 void prep_client_free(struct prep_client *pc)
@@ -108,7 +111,7 @@ void prep_lease_end(struct client *c, struct server *s)
 
 bool prep_busy(const struct client *c)
 {
-	return c->prep && (prep_tx_pending(c->prep) || c->prep->parse);
+	return c->prep && (prep_tx_pending(c->prep) || c->prep->parse || c->prep->held);
 }
 
 /* ---- building bytes for the backend ---- */
@@ -224,6 +227,16 @@ static int queue(struct server *s, enum pq_kind kind, struct pstmt *st, const ch
 	return queue_for(s, kind, st, name, 0);
 }
 
+/* A Query or FunctionCall: behind unsynced extended messages its ReadyForQuery may never come. */
+static int queue_query_boundary(struct server *s)
+{
+	if (queue(s, PQ_BOUNDARY, NULL, NULL) < 0)
+		return -1;
+	if (s->stream.unsynced)
+		s->prep->unsure_until = s->prep->q.segments;
+	return 0;
+}
+
 static int evict_for(struct client *c, struct server *s, const struct pstmt *keep)
 {
 	struct pcache *cache = &s->prep->cache;
@@ -239,7 +252,34 @@ static int evict_for(struct client *c, struct server *s, const struct pstmt *kee
 	return 0;
 }
 
-/* Make sure the backend has st before the message about to go out uses it. */
+/* A new cache entry for st, once the backend has room for it (the victims' Closes go out first). */
+static struct pcache_entry *cache_add(struct client *c, struct server *s, struct pstmt *st)
+{
+	return evict_for(c, s, st) < 0 ? NULL : pcache_add(&s->prep->cache, st);
+}
+
+/*
+ * Close + Parse of e's server-side name, the way pglease sends every Parse:
+ * should the cache be wrong about a statement being gone, the Parse still
+ * works; and a second one for the same entry, in a later Sync segment, is
+ * harmless if the first ran.
+ */
+static int tx_close_parse(struct client *c, struct server *s, struct pcache_entry *e, const uint8_t *key,
+			  uint32_t key_len, enum pq_kind kind, const char *name)
+{
+	struct pq *q = &s->prep->q;
+
+	if (tx_close(c->prep, e->st->name) < 0 || pq_push_close(q, e) < 0 ||
+	    tx_parse(c->prep, e->st->name, key, key_len) < 0)
+		return -1;
+	return pq_push_parse(q, kind, e, name);
+}
+
+/*
+ * Make sure the backend has st before the message about to go out uses it.
+ * A Parse for it still unanswered in an earlier Sync segment may be skipped
+ * after an error there, while this segment runs: then it gets its own.
+ */
 static int ensure_prepared(struct client *c, struct server *s, struct pstmt *st)
 {
 	struct prep_server *ps = server_prep(s);
@@ -247,17 +287,52 @@ static int ensure_prepared(struct client *c, struct server *s, struct pstmt *st)
 
 	if (!ps)
 		return -1;
-	if (e) {
+	if (e)
 		pcache_touch(&ps->cache, e);
+	if (e && pcache_usable(e, &ps->q))
 		return 0;
-	}
-	log_debug("server %d: preparing %s for client %u", s->id, st->name, c->id);
-	/* A Close first: should the cache be wrong about a statement being gone, the Parse still works. */
-	if (tx_close(c->prep, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
-	    evict_for(c, s, st) < 0 || tx_parse(c->prep, st->name, st->key, st->key_len) < 0 ||
-	    !(e = pcache_add(&ps->cache, st)))
+	log_debug("server %d: preparing %s for client %u%s", s->id, st->name, c->id,
+		  e ? " (again: its Parse in an earlier segment may be skipped)" : "");
+	if (!e && !(e = cache_add(c, s, st)))
 		return -1;
-	return queue_for(s, PQ_PARSE_INJECTED, st, NULL, e->born);
+	return tx_close_parse(c, s, e, st->key, st->key_len, PQ_PARSE_INJECTED, NULL);
+}
+
+/* Every ReadyForQuery owed will come without more client input. */
+static bool may_hold(const struct server *s)
+{
+	return !s->stream.copy_in && s->prep->q.answered >= s->prep->unsure_until;
+}
+
+/*
+ * A message about the client's statement name waits while a request about
+ * that name in an earlier Sync segment is unanswered: whether that one ran
+ * decides what this one means, as PostgreSQL skips the rest of a segment
+ * after an error. The segment's ReadyForQuery lets it go (prep_take_kick()).
+ * Not in COPY FROM STDIN, whose ReadyForQuery needs more client input.
+ */
+static bool must_wait(struct client *c, struct server *s, const char *name)
+{
+	struct prep_server *ps = s->prep;
+
+	if (!ps || !ps->q.named_closed || !may_hold(s) || !pq_name_unsettled(&ps->q, name))
+		return false;
+	log_debug("client %u: statement %s waits for an earlier segment's outcome", c->id, name);
+	c->prep->held = true;
+	return true;
+}
+
+/* The client's names or requests about them in flight: a message may concern them. */
+static bool names_in_play(const struct client *c, const struct server *s)
+{
+	return (c->prep && c->prep->reg.count) || (s->prep && s->prep->q.named_closed);
+}
+
+/* Scan from the same message again once held input may go. */
+static enum prep_step hold(struct client *c)
+{
+	c->prep->stopped = true;
+	return PREP_MORE;
 }
 
 /* ---- client to backend ---- */
@@ -339,9 +414,10 @@ static void forget_all(struct client *c, struct server *s)
 static bool deallocates_known(struct client *c, const struct frame_msg *m)
 {
 	char name[256];
+	struct prep_server *ps = c->server->prep;
 
 	return prep_sql_deallocate_name((const char *)m->body, m->len - 4, name, sizeof(name)) &&
-	       preg_find(&c->prep->reg, name);
+	       ((c->prep && preg_find(&c->prep->reg, name)) || (ps && pq_name_unsettled(&ps->q, name)));
 }
 
 enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
@@ -357,13 +433,13 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 	case 'Q':
 		if (m->body && prep_sql_forgets_all((const char *)m->body, m->len - 4))
 			forget_all(c, s);
-		if (m->body && c->prep && c->prep->reg.count && deallocates_known(c, m)) {
+		if (m->body && names_in_play(c, s) && client_prep(c) && deallocates_known(c, m)) {
 			c->prep->stopped = true;
 			return FRAME_STOP_BEFORE;
 		}
 		/* fall through */
 	case 'F':
-		if (queue(s, PQ_BOUNDARY, NULL, NULL) < 0)
+		if (!server_prep(s) || queue_query_boundary(s) < 0)
 			return FRAME_ERROR;
 		break;
 	case 'S':
@@ -453,6 +529,8 @@ static enum prep_step bind(struct client *c, struct server *s, const struct msg_
 	int64_t name = portal < 0 ? -1 : cstr_len(v, (uint32_t)portal + 1);
 	if (name < 0)
 		return need_more(c, s, v);
+	if (name && must_wait(c, s, (const char *)v->body + portal + 1))
+		return hold(c);
 	struct pstmt *st = name ? preg_find(&c->prep->reg, (const char *)v->body + portal + 1) : NULL;
 	if (!st)
 		return pass(c, s, v);
@@ -474,7 +552,10 @@ static enum prep_step describe(struct client *c, struct server *s, const struct 
 	int64_t name = cstr_len(v, 1);
 	if (name < 0)
 		return need_more(c, s, v);
-	struct pstmt *st = v->body[0] == 'S' && name ? preg_find(&c->prep->reg, (const char *)v->body + 1) : NULL;
+	bool named = v->body[0] == 'S' && name;
+	if (named && must_wait(c, s, (const char *)v->body + 1))
+		return hold(c);
+	struct pstmt *st = named ? preg_find(&c->prep->reg, (const char *)v->body + 1) : NULL;
 	if (!st)
 		return pass(c, s, v);
 	struct prep_client *pc = c->prep;
@@ -494,7 +575,10 @@ static enum prep_step close_msg(struct client *c, struct server *s, const struct
 	if (name < 0)
 		return need_more(c, s, v);
 	const char *client_name = (const char *)v->body + 1;
-	struct pstmt *st = v->body[0] == 'S' && name ? preg_find(&c->prep->reg, client_name) : NULL;
+	bool named = v->body[0] == 'S' && name;
+	if (named && must_wait(c, s, client_name))
+		return hold(c);
+	struct pstmt *st = named ? preg_find(&c->prep->reg, client_name) : NULL;
 	if (!st)
 		return queue(s, PQ_CLOSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	/* The backend keeps the statement cached; the client's name goes. */
@@ -560,17 +644,23 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 	struct prep_client *pc = c->prep;
 	char name[256], sql[300];
 	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
+	/* Behind replies still to come, the transaction status the choice depends on is not known yet. */
+	if (s->stream.owed_z && may_hold(s)) {
+		log_debug("client %u: DEALLOCATE %s waits for the replies owed before it", c->id, name);
+		pc->held = true;
+		return hold(c);
+	}
 	struct pstmt *st = preg_find(&pc->reg, name);
 	struct pcache_entry *e = st && server_prep(s) ? pcache_find(&s->prep->cache, st) : NULL;
 	bool aborted = s->stream.txstatus == 'E';
 	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && !aborted;
 
 	if (!st || aborted || (!(e && e->ready) && !quiet))
-		return queue(s, PQ_BOUNDARY, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
+		return queue_query_boundary(s) < 0 ? PREP_ERR : pass(c, s, v);
 	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0)
 		return PREP_ERR;
 	preg_del(&pc->reg, name, NULL);
-	if (tx_query(pc, sql) < 0 || queue(s, PQ_BOUNDARY, NULL, NULL) < 0)
+	if (tx_query(pc, sql) < 0 || queue_query_boundary(s) < 0)
 		return PREP_ERR;
 	consume_prefix(c, s, v, v->body_len);
 	return PREP_AGAIN;
@@ -603,7 +693,7 @@ static enum prep_step deallocate_parse(struct client *c, struct server *s, const
 	return PREP_AGAIN;
 }
 
-/* A named Parse, complete in pc->parse: register it and send what the backend needs. */
+/* A named Parse, complete in pc->parse: register it and send what the backend needs; 1: it waits (held). */
 static int named_parse(struct client *c, struct server *s)
 {
 	struct prep_client *pc = c->prep;
@@ -620,6 +710,8 @@ static int named_parse(struct client *c, struct server *s)
 	}
 	const uint8_t *key = pc->parse + name_len + 1;
 	uint32_t key_len = pc->parse_len - (uint32_t)name_len - 1;
+	if (must_wait(c, s, name))
+		return 1;
 	struct pstmt *old = preg_find(&pc->reg, name);
 
 	if (old) {
@@ -636,23 +728,16 @@ static int named_parse(struct client *c, struct server *s)
 	pstmt_put(st);
 	struct prep_server *ps = server_prep(s);
 	struct pcache_entry *e = ps ? pcache_find(&ps->cache, st) : NULL;
-	if (e && e->ready) {
-		pcache_touch(&ps->cache, e);
-		return tx_close(pc, NEVER_NAME) < 0 ? -1 : queue(s, PQ_PARSE_FAKE, st, name);
-	}
-	if (e) {
-		/* Its first Parse is still unanswered and may fail: this one must be real too. */
-		pcache_touch(&ps->cache, e);
-		if (tx_close(pc, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
-		    tx_parse(pc, st->name, key, key_len) < 0)
-			return -1;
-		return queue_for(s, PQ_PARSE_NAMED, st, name, e->born);
-	}
-	if (!ps || tx_close(pc, st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
-	    evict_for(c, s, st) < 0 || tx_parse(pc, st->name, key, key_len) < 0 ||
-	    !(e = pcache_add(&ps->cache, st)))
+	if (!ps)
 		return -1;
-	return queue_for(s, PQ_PARSE_NAMED, st, name, e->born);
+	if (e)
+		pcache_touch(&ps->cache, e);
+	if (e && e->ready)
+		return tx_close(pc, NEVER_NAME) < 0 ? -1 : queue(s, PQ_PARSE_FAKE, st, name);
+	/* A Parse of it still unanswered may fail: this one must be real too. */
+	if (!e && !(e = cache_add(c, s, st)))
+		return -1;
+	return tx_close_parse(c, s, e, key, key_len, PQ_PARSE_NAMED, name);
 }
 
 /* Copy what has arrived of the named Parse; finish it once whole. */
@@ -673,6 +758,8 @@ static enum prep_step accumulate(struct client *c, struct server *s)
 	if (pc->parse_have < pc->parse_len)
 		return PREP_MORE;
 	int rc = named_parse(c, s);
+	if (rc > 0)
+		return PREP_MORE;
 	free(pc->parse);
 	pc->parse = NULL;
 	return rc < 0 ? PREP_ERR : PREP_AGAIN;
@@ -689,13 +776,16 @@ static enum prep_step parse(struct client *c, struct server *s, const struct msg
 		int64_t q = cstr_len(v, 1);
 		char name[256];
 		struct pstmt *st;
-		if (q < 0 && pc->reg.count && v->have < v->body_len && v->body_len <= FRAME_WHOLE_MAX)
+		bool in_play = names_in_play(c, s);
+		if (q < 0 && in_play && v->have < v->body_len && v->body_len <= FRAME_WHOLE_MAX)
 			return need_more(c, s, v);
+		bool deallocates = q >= 0 && in_play &&
+			prep_sql_deallocate_name((const char *)v->body + 1, (size_t)q, name, sizeof(name));
+		if (deallocates && must_wait(c, s, name))
+			return hold(c);
 		if (q >= 0 && prep_sql_forgets_all((const char *)v->body + 1, (size_t)q))
 			forget_all(c, s);
-		if (q >= 0 && pc->reg.count &&
-		    prep_sql_deallocate_name((const char *)v->body + 1, (size_t)q, name, sizeof(name)) &&
-		    (st = preg_find(&pc->reg, name)))
+		if (deallocates && (st = preg_find(&pc->reg, name)))
 			return deallocate_parse(c, s, v, st, name, (uint32_t)q);
 		return queue(s, PQ_PARSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	}
@@ -715,6 +805,7 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 
 	if (!pc)
 		return PREP_AGAIN;
+	pc->held = false;
 	if (pc->parse)
 		return accumulate(c, s);
 	if (!pc->stopped)
@@ -860,6 +951,8 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 		return reply_act == PQ_FORWARD ? FRAME_CONTINUE : FRAME_STOP_AFTER;
 	case 'Z':
 		pq_ready(&ps->q, &ps->cache, reg);
+		if (c->prep && c->prep->held)
+			c->prep->kick = true;
 		break;
 	case 'C':
 		if (tag_forgets_all(m))
@@ -868,6 +961,8 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 	case 'G': case 'W':
 		if (s->stream.execute_last)
 			pq_tail_syncs_drop(&ps->q, s->stream.syncs_after_execute);
+		if (c->prep && c->prep->held)
+			c->prep->kick = true;
 		break;
 	}
 	return stream_server_msg(&s->stream, m);

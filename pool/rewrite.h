@@ -7,7 +7,8 @@
  *   prep_client_step()     rewrite the message the scan stopped at (or go on accumulating)
  *   prep_tx_pending() / prep_tx_send()  rewritten bytes, sent before the client's raw bytes
  *   prep_tx_message()      a whole message into those bytes (also used by reset.c, in both modes)
- *   prep_busy()            a rewrite is half done: the lease must not end
+ *   prep_busy()            a rewrite is half done, or input is held: the lease must not end
+ *   prep_held() / prep_take_kick()  input waits for an earlier segment's replies / may go now
  *   prep_scan_from_server()  frame backend bytes, swallowing/translating pglease's replies
  *   prep_lease_end()       a lease ended: forget what was in flight
  *
@@ -47,11 +48,16 @@ struct prep_client {
 	uint8_t *parse;            /* a named Parse body being accumulated */
 	uint32_t parse_len, parse_have;
 	bool stopped;              /* the scan stopped before a P/B/D/C header */
+	bool held;                 /* ... or that message (or the named Parse) waits for an earlier segment */
+	bool kick;                 /* a reply came that may let it go: the relay should look */
 };
 
 struct prep_server {
 	struct pcache cache;
 	struct pq q;
+	uint64_t unsure_until;     /* a Query or FunctionCall sent behind extended messages without a
+				      Sync is ignored after an error there: until the boundaries up to it
+				      are answered (q.answered), input is never held */
 };
 
 /* Message types the relay must see whole when the layer is on. */
@@ -67,6 +73,16 @@ enum prep_step prep_client_step(struct client *c, struct server *s);
 bool prep_busy(const struct client *c);
 static inline bool prep_tx_pending(const struct prep_client *pc) { return pc && pc->tx_sent < pc->tx_len; }
 static inline bool prep_stopped(const struct prep_client *pc) { return pc && pc->stopped; }
+static inline bool prep_held(const struct prep_client *pc) { return pc && pc->held; }
+/* Held input may go now: the relay scans the client's input again. */
+static inline bool prep_take_kick(struct prep_client *pc)
+{
+	bool kick = pc && pc->kick;
+
+	if (kick)
+		pc->kick = false;
+	return kick;
+}
 /* A whole message pglease sends in order with the client's (reset.c's rewritten Query); -1: out of memory. */
 int prep_tx_message(struct client *c, char type, const void *body, uint32_t len);
 /* Append the client's framed, unsent bytes and send; -1 when the backend is gone. */

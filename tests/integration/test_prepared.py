@@ -128,9 +128,10 @@ def idle_after(msgs):
 
 
 def play(path, steps, switcher):
-    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), or "switch"
-    (the client must be idle then: outside a transaction, nothing owed). Returns the normalized
-    replies, without the switcher's queries."""
+    """steps: bytes (read up to their last ReadyForQuery), (bytes, ReadyForQuery count), (bytes,
+    ReadyForQuery count, one more message type to read, as a Flush makes it come), or "switch" (the
+    client must be idle then: outside a transaction, nothing owed). Returns the normalized replies,
+    without the switcher's queries."""
     w = Wire(path)
     w.startup(APP)
     out = []
@@ -141,9 +142,11 @@ def play(path, steps, switcher):
                 assert idle, "a switch at step %d, where the client cannot leave its backend" % len(out)
                 switcher.switch(w)
                 continue
-            data, n_ready = step if isinstance(step, tuple) else (step, ready_count(step))
+            data, n_ready, *then = step if isinstance(step, tuple) else (step, ready_count(step))
             w.send(data)
             msgs = read_replies(w, n_ready)
+            if then:
+                msgs += w.read_until(tuple(then), timeout=10)
             idle = idle_after(msgs)
             out.append(normalized(msgs))
     finally:
@@ -292,6 +295,87 @@ SCENARIOS = {
         run("t"),
     ],
 }
+
+# Several Sync segments in one write, an error in an earlier one: PostgreSQL skips the rest of
+# that segment only, and the later segments see what the earlier ones really did.
+FAIL = parse("", "select 1/0") + bind("") + execute()
+PIPELINES = {
+    # pglease's own Parse before a Bind (the backend lacks the statement) is skipped with its
+    # segment; the next segments' Binds still run, and a Parse of the name still finds it in use.
+    "injected parse skipped, later segments bind": [
+        parse("s2", "select $1::int + 1") + SYNC, "switch",
+        FAIL + bind("s2", [1]) + execute() + SYNC + run("s2", [2]) + parse("s2", "select 2") + SYNC,
+        run("s2", [3]),
+    ],
+    "injected parse skipped, a later segment describes and re-parses": [
+        parse("s2", "select $1::int + 1") + SYNC, "switch",
+        FAIL + describe(b"S", "s2") + SYNC + parse("s2", "select 'other'") + SYNC + describe(b"S", "s2") +
+        run("s2", [4]),
+    ],
+    "injected parse skipped in two segments": [
+        parse("s2", "select $1::int + 1") + SYNC, "switch",
+        FAIL + bind("s2", [1]) + execute() + SYNC + FAIL + run("s2", [2]) + run("s2", [3]), "switch",
+        run("s2", [4]),
+    ],
+    "injected parse ran, the next segment's skipped": [
+        parse("s2", "select $1::int + 1") + SYNC, "switch",
+        run("s2", [1]) + FAIL + run("s2", [2]) + run("s2", [3]), "switch",
+        FAIL + run("s2", [4]) + FAIL + run("s2", [5]) + run("s2", [6]),
+    ],
+    # The client's own named Parse skipped: the name does not exist in the next segment.
+    "named parse skipped, the name parsed again later": [
+        parse("x", "select 'first'") + SYNC,
+        parse("", "selec 1") + parse("S3", "select 'skipped'") + SYNC + parse("S3", "select 'second'") + SYNC +
+        run("S3"), "switch",
+        run("S3"),
+    ],
+    "named parse skipped, the name bound later": [
+        parse("", "selec 1") + parse("S5", "select 5") + SYNC + run("S5") + describe(b"S", "S5") + SYNC +
+        close(b"S", "S5") + SYNC + parse("S5", "select 55") + SYNC + run("S5"),
+    ],
+    # The waiting Parse is the last message of the write (with a Flush, or with nothing after it).
+    "named parse waits at the end of a write": [
+        (FAIL + parse("X", "select 'x'") + SYNC + parse("X", "select 'x2'") + pgwire.message(b"H"), 1, b"1"),
+        SYNC + run("X"),
+        (parse("Y", "select 'y'") + SYNC + parse("Y", "select 'y2'"), 1),
+        SYNC + run("Y"), "switch",
+        run("X") + run("Y"),
+    ],
+    "named parse ran, the name parsed again later": [
+        parse("S4", "select 4") + SYNC + parse("S4", "select 44") + SYNC + run("S4"), "switch",
+        run("S4"),
+    ],
+    "failing named parse, the same one again later": [
+        parse("f", "selec 1") + SYNC + parse("f", "selec 1") + SYNC + parse("f", "select 1") + SYNC + run("f"),
+        "switch", run("f"),
+    ],
+    "close skipped, the name used later": [
+        parse("c1", "select 1") + SYNC, "switch",
+        FAIL + close(b"S", "c1") + SYNC + run("c1") + parse("c1", "select 2") + SYNC,
+        "switch", run("c1"),
+    ],
+    "close ran, the name parsed again later": [
+        parse("c1", "select 1") + SYNC, "switch",
+        close(b"S", "c1") + SYNC + run("c1") + parse("c1", "select 2") + SYNC + run("c1"),
+    ],
+    "deallocate through the extended protocol skipped, the name used later": [
+        parse("e1", "select 1") + SYNC,
+        FAIL + parse("", "deallocate e1") + bind("") + execute() + SYNC + run("e1"), "switch",
+        FAIL + parse("", "deallocate e1") + bind("") + execute() + SYNC + run("e1") +
+        parse("", "deallocate e1") + bind("") + execute() + SYNC + run("e1"),
+    ],
+    "deallocate query behind one that aborts the transaction": [
+        parse("d1", "select 1") + parse("d2", "select 2") + SYNC,
+        query("begin") + query("select 1/0") + query("deallocate d1") + query("rollback"), "switch",
+        query("begin") + query("select 1/0") + query("deallocate d2") + query("rollback"),
+        run("d1") + run("d2"),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_pipelined_segments_match_postgres(pglease, cluster, name):
+    same_as_postgres(pglease, cluster, PIPELINES[name])
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -521,6 +605,43 @@ def random_steps(rng, n):
 def test_random_conversations_match_postgres(pglease, cluster, seed):
     import random
     steps = random_steps(random.Random(seed), 120)
+    assert "switch" in steps
+    same_as_postgres(pglease, cluster, steps, max_prepared_statements=2 if seed % 2 else 200)
+
+
+def message_starts(data):
+    starts, i = [], 0
+    while i < len(data):
+        starts.append(i)
+        i += 1 + struct.unpack("!I", data[i + 1:i + 5])[0]
+    return starts
+
+
+def random_pipeline_steps(rng, n):
+    """Like random_steps(), but each batch is 2-4 Sync segments in one write, an error in some."""
+    steps = []
+    for step in random_steps(rng, n):
+        if step == "switch" or step[:1] == b"Q":
+            steps.append(step)
+            continue
+        batch = b""
+        for _ in range(rng.randint(2, 4)):
+            segment = random_steps(rng, 1)[0]
+            while segment == "switch" or segment[:1] == b"Q":
+                segment = random_steps(rng, 1)[0]
+            if rng.random() < 0.4:      # an error inside: the rest of the segment is skipped
+                at = rng.choice(message_starts(segment))
+                segment = segment[:at] + FAIL + segment[at:]
+            batch += segment
+        steps.append(batch)
+    return steps
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", range(int(os.environ.get("PREP_SEEDS", "12"))))
+def test_random_pipelines_match_postgres(pglease, cluster, seed):
+    import random
+    steps = random_pipeline_steps(random.Random(2000 + seed), 60)
     assert "switch" in steps
     same_as_postgres(pglease, cluster, steps, max_prepared_statements=2 if seed % 2 else 200)
 

@@ -300,6 +300,139 @@ Test(pq, a_lease_that_ends_early_forgets_unconfirmed_statements)
 	pcache_clear(&c);
 }
 
+Test(pq, a_parse_from_an_earlier_segment_is_not_counted_on)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'seg'");
+	struct pcache_entry *e = pcache_add(&c, st);
+
+	pq_push(&q, PQ_CLOSE_INJECTED, st, NULL, e->born);
+	pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+	cr_assert(pcache_usable(e, &q), "a Parse in the same segment: skipped, it takes the message with it");
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_not(pcache_usable(e, &q), "the next segment may run while that Parse was skipped");
+	pq_push_close(&q, e);
+	pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+	cr_assert(pcache_usable(e, &q));
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+
+	pq_ready(&q, &c, NULL);                  /* segment 1 skipped after an error */
+	e = pcache_find(&c, st);
+	cr_assert_not_null(e, "kept while segment 2's Parse for it is in flight");
+	cr_assert_not(e->ready);
+	cr_assert_eq(pq_pop_reply(&q, '3', &c, NULL), PQ_SWALLOW);
+	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_SWALLOW);
+	cr_assert(pcache_find(&c, st)->ready);
+	pq_ready(&q, &c, NULL);
+	cr_assert(pcache_find(&c, st)->ready);
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, parses_skipped_in_every_segment_leave_no_entry)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'both'");
+	struct pcache_entry *e = pcache_add(&c, st);
+
+	for (int seg = 0; seg < 2; seg++) {
+		pq_push_close(&q, e);
+		pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	}
+	pq_ready(&q, &c, NULL);
+	cr_assert_not_null(pcache_find(&c, st));
+	pq_ready(&q, &c, NULL);
+	cr_assert_null(pcache_find(&c, st));
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, a_close_before_a_parse_that_fails_leaves_the_statement_gone)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'gone'");
+	struct pcache_entry *e = pcache_add(&c, st);
+
+	/* segment 1's Parse ran; segment 2's Close ran, its Parse failed */
+	for (int seg = 0; seg < 2; seg++) {
+		pq_push_close(&q, e);
+		pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	}
+	pq_pop_reply(&q, '3', &c, NULL);
+	pq_pop_reply(&q, '1', &c, NULL);
+	pq_ready(&q, &c, NULL);
+	cr_assert(pcache_find(&c, st)->ready);
+	pq_pop_reply(&q, '3', &c, NULL);
+	cr_assert_not(pcache_find(&c, st)->ready, "the Close ran: gone until its Parse's reply");
+	pq_ready(&q, &c, NULL);
+	cr_assert_null(pcache_find(&c, st));
+	pq_free(&q, &c);
+	pcache_clear(&c);
+	pstmt_put(st);
+}
+
+Test(pq, names_with_requests_in_earlier_segments_are_unsettled)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *st = stmt("select 'named'");
+
+	preg_add(&r, "a", st);
+	pq_push(&q, PQ_PARSE_FAKE, st, "a", 0);
+	cr_assert_not(pq_name_unsettled(&q, "a"), "the same segment counts on it");
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_push(&q, PQ_CLOSE, st, "b", 0);
+	cr_assert(pq_name_unsettled(&q, "a"));
+	cr_assert_not(pq_name_unsettled(&q, "b"));
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert(pq_name_unsettled(&q, "b"));
+	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_AS_PARSE_COMPLETE);
+	cr_assert_not(pq_name_unsettled(&q, "a"), "answered");
+	pq_ready(&q, &c, &r);
+	cr_assert(pq_name_unsettled(&q, "b"));
+	/* COPY FROM STDIN ignored the two Syncs after the Close: its segment is open again */
+	pq_tail_syncs_drop(&q, 2);
+	cr_assert_not(pq_name_unsettled(&q, "b"));
+	cr_assert_eq(q.named_open, 1);
+	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(q.segments, 4);
+	cr_assert_eq(q.answered, 3, "one answered, two ignored");
+	pq_clear(&q, &c);
+	cr_assert_eq(q.named_open + q.named_closed, 0);
+	cr_assert_eq(q.answered, q.segments, "a lease's end leaves nothing to wait for");
+	pq_free(&q, &c);
+	preg_free(&r);
+	cr_assert_eq(st->refs, 1);
+	pstmt_put(st);
+}
+
+Test(pq, a_lease_that_ends_early_forgets_statements_with_requests_in_flight)
+{
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct pstmt *st = stmt("select 'in flight'");
+	struct pcache_entry *e = pcache_add(&c, st);
+
+	e->ready = true;
+	pq_push_close(&q, e);           /* a second Close + Parse, sent while the first was unanswered */
+	pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+	pq_clear(&q, &c);
+	cr_assert_null(pcache_find(&c, st), "its Close may have run without its Parse");
+	pq_free(&q, &c);
+	pstmt_put(st);
+}
+
 /* ---- SQL the layer reacts to ---- */
 
 Test(rewrite_sql, discard_and_deallocate_all)

@@ -248,7 +248,7 @@ class Gen:
 
     def named_step(self, avoid=(), touched=None):
         """One random message group on the client's statement names, none of `avoid`; the names it
-        Parses or Closes are added to `touched`."""
+        uses are added to `touched`."""
         names = [n for n in ("s1", "s2", "S3", "q") if n not in avoid]
         if not names:
             return P("", "select 'no name left'") + B() + E()
@@ -271,11 +271,11 @@ class Gen:
                 sql, types = self.names[name]
             else:
                 sql, types = self.rng.choice(self.texts)
-            if touched is not None and "pipeline-names" in self.skip:
+            if touched is not None:
                 touched.add(name)
             return self.bind_exec(name, sql, types, describe=self.rng.random() < 0.3)
         if r < 0.8:
-            if touched is not None and "pipeline-names" in self.skip:
+            if touched is not None:
                 touched.add(name)
             return D(b"S", name)
         self.names.pop(name, None)
@@ -299,13 +299,10 @@ class Gen:
         return Op("named statements", [Action(data + SYNC)])
 
     def op_pipeline(self):
-        """Several Syncs in one write. pglease decides about a statement name when the message
-        passes, assuming the Parse or Close sent before it succeeds (pool/README.md, "Limits, on
-        purpose"), so by default a name Parsed or Closed in a segment is not used again in a later
-        segment of the same pipeline ("+pipelined-names" allows it). With "pipeline-names" skipped, a
-        name used in any way is not used again in a later segment: pglease's own re-Parse of a name
-        (for a Bind or Describe on a backend that lacks it) can be skipped after an error, and later
-        segments of the pipeline then count on it."""
+        """Several Syncs in one write, an error inside half of them. A statement name may be used
+        again in a later segment of the pipeline: whether the earlier segment ran decides what it
+        means there (pool/README.md, "Pipelines"). With "pipeline-names" skipped, a name used in a
+        segment is not used again in a later one."""
         segs = self.rng.randint(2, 4)
         data = b""
         avoid = set()
@@ -327,7 +324,7 @@ class Gen:
                     sql = self.any_stmt() or "select 3"
                     data += P("", sql) + B() + E()
             data += SYNC
-            if "+pipelined-names" not in self.skip:
+            if "pipeline-names" in self.skip:
                 avoid |= touched
         return Op("pipeline", [Action(data, nz=segs)])
 

@@ -483,21 +483,18 @@ def main():
     ap.add_argument("--bound", type=float, default=15.0, help="latency bound per operation through pglease (s)")
     ap.add_argument("--read-timeout", type=float, default=60.0)
     ap.add_argument("--skip", default="", help="comma-separated op kinds or actors to leave out (e.g. reset,grouped,kill)")
-    ap.add_argument("--enable", default="", help="comma-separated extras: pipelined-names (see programs.op_pipeline)")
     ap.add_argument("--no-pgbench", action="store_true")
     ap.add_argument("--no-pin-check", action="store_true")
     ap.add_argument("--pin-wait", type=float, default=3.0, help="seconds the pin check waits for pglease's probe")
     ap.add_argument("--trace", default="", help="comma-separated client numbers whose every action is printed")
     args = ap.parse_args()
-    args.skip = [s for s in args.skip.split(",") if s] + ["+" + e for e in args.enable.split(",") if e]
+    args.skip = [s for s in args.skip.split(",") if s]
     args.trace = {int(c) for c in args.trace.split(",") if c}
     seed = args.seed or str(random.SystemRandom().randrange(1, 10 ** 9))
     cfg = config_from_seed(seed, args)
     extra = []
-    if [k for k in args.skip if not k.startswith("+")]:
-        extra.append("--skip %s" % ",".join(k for k in args.skip if not k.startswith("+")))
-    if args.enable:
-        extra.append("--enable %s" % args.enable)
+    if args.skip:
+        extra.append("--skip %s" % ",".join(args.skip))
     for flag in ("no_pgbench", "no_pin_check"):
         if getattr(args, flag):
             extra.append("--" + flag.replace("_", "-"))
