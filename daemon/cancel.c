@@ -44,6 +44,7 @@ static void done(struct job *job)
 	free(cj);
 	s->cancels_pending--;
 	lease_cancel_done(s);
+	client_cancel_delivered(s);
 }
 
 void cancel_submit(struct server *s)

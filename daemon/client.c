@@ -867,7 +867,7 @@ static enum boundary at_boundary(const struct client *c, const struct server *s)
 
 	if (!(tx_mode || at_tx_end) || (pin_holds && !session_probe_due(c)))
 		return LEASE_GOES_ON;
-	if (s->stream.txstatus != 'I' || !stream_idle(&s->stream) || c->out->scanned != c->out->end ||
+	if (s->stream.txstatus != 'I' || !stream_idle(&s->stream) || (c->out && c->out->scanned != c->out->end) ||
 	    (c->in && iobuf_unsent(c->in) > 0) || prep_busy(c) || reset_active(&s->reset))
 		return LEASE_GOES_ON;
 	if (!pin_holds)
@@ -927,6 +927,17 @@ static void probe_pin(struct client *c, struct server *s)
 {
 	if (lease_query(s, session_probe(c), pin_probed) < 0)
 		server_close(s, "could not send the session state probe");
+}
+
+/* A cancel reached PostgreSQL: a probe that was put off for it can run if nothing else happens. */
+void client_cancel_delivered(struct server *s)
+{
+	struct client *c = s->client;
+
+	if (!c || s->state != SERVER_LEASED || s->phase != PHASE_RAW || s->cancels_pending)
+		return;
+	if (at_boundary(c, s) == LEASE_PROBES)
+		probe_pin(c, s);
 }
 
 static int read_from_server(struct client *c, struct server *s)

@@ -10,6 +10,7 @@
  *   client_login_refused()  ... or PostgreSQL refused one of them
  *   client_leased()      a lease is ready: start relaying the pending input
  *   client_relay_from_server() / client_relay_to_server()  the hot path
+ *   client_cancel_delivered()  a cancel went out: a pin probe put off for it may run
  *   client_find_by_key() the client a CancelRequest names
  *   client_maintain()    periodic: login timeout
  *   client_reap()        free closed clients (outside any handler)
@@ -88,6 +89,7 @@ void client_login_refused(struct client *c, const struct vet_answer *answer, con
 void client_leased(struct client *c);
 void client_relay_from_server(struct server *s);
 void client_relay_to_server(struct server *s);
+void client_cancel_delivered(struct server *s);
 struct client *client_find_by_key(uint32_t id, uint32_t key);
 void client_maintain(ev_tstamp now);
 void client_reap(void);
