@@ -698,7 +698,7 @@ static void protocol_violation(struct client *c)
 }
 
 /* A Query whose replacement pglease sends in its place (reset.c); the watcher still sees the client's bytes. */
-static int substitute_query(struct client *c, struct iobuf *in, const struct reset_text *body)
+static int substitute_query(struct client *c, struct iobuf *in, const struct sql_text *body)
 {
 	uint32_t len = be32(in->data + in->scanned + 1);
 	struct frame_msg m = { 'Q', len, in->data + in->scanned + 5 };
@@ -718,12 +718,12 @@ static int reset_step(struct client *c, struct server *s, struct iobuf *in)
 {
 	uint32_t len = be32(in->data + in->scanned + 1);
 	struct frame_msg m = { 'Q', len, in->data + in->scanned + 5 };
-	struct reset_text body = { 0 };
+	struct sql_text body = { 0 };
 
 	assert(len <= FRAME_WHOLE_MAX && in->end - in->scanned >= 1 + len);
 	if (reset_client_step(c, s, &m, &body) == 0 && body.len) {
 		int rc = substitute_query(c, in, &body);
-		reset_text_free(&body);
+		sql_text_free(&body);
 		return rc;
 	}
 	session_client_sends(c, in->data + in->scanned, 1 + len);
@@ -734,7 +734,7 @@ static int reset_step(struct client *c, struct server *s, struct iobuf *in)
 /* After a DISCARD ALL that ran: pglease's own Query restores the startup settings (reset.c). */
 static int send_followup(struct client *c, struct server *s)
 {
-	struct reset_text body = { 0 };
+	struct sql_text body = { 0 };
 
 	if (reset_followup(c, s, &body) < 0)
 		return -1;
@@ -746,7 +746,7 @@ static int send_followup(struct client *c, struct server *s)
 	if (rc == 0 && account_client_msg(c, &m) != FRAME_CONTINUE)
 		rc = -1;
 	s->stream.counts = counts;
-	reset_text_free(&body);
+	sql_text_free(&body);
 	return rc;
 }
 

@@ -210,3 +210,48 @@ int params_diff_sql(const struct param_set *want, const struct param_set *have,
 	}
 	return len;
 }
+
+/* ---- a growing SQL text ---- */
+
+void sql_put(struct sql_text *t, const char *s, size_t n)
+{
+	if (t->failed)
+		return;
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = (t->len + n + 1) * 2;
+		char *data = realloc(t->data, cap);
+		if (!data) {
+			t->failed = true;
+			return;
+		}
+		t->data = data;
+		t->cap = cap;
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+}
+
+void sql_puts(struct sql_text *t, const char *s)
+{
+	sql_put(t, s, strlen(s));
+}
+
+void sql_put_quoted(struct sql_text *t, const char *value)
+{
+	size_t cap = strlen(value) + 16;    /* two dollar tags of at most 5 bytes */
+	char *quoted = malloc(cap);
+	int n = quoted ? params_quote(quoted, (int)cap, value) : -1;
+
+	if (n < 0)
+		t->failed = true;
+	else
+		sql_put(t, quoted, (size_t)n);
+	free(quoted);
+}
+
+void sql_text_free(struct sql_text *t)
+{
+	free(t->data);
+	*t = (struct sql_text){ 0 };
+}

@@ -8,6 +8,7 @@
  *   params_copy()      replace a set by a copy of another
  *   params_diff_sql()  the SQL that turns a backend's settings into a client's
  *   params_quote()     a value as a literal that needs no escaping
+ *   sql_put*()         a growing SQL text, with quoted values
  *   params_free()
  *
  * A set is one packed allocation "name\0value\0..." sorted by name, with
@@ -51,6 +52,18 @@ void params_free(struct param_set *s);
 
 /* value as a dollar-quoted literal into out (NUL-terminated); its length, or -1 if it does not fit. */
 int params_quote(char *out, int cap, const char *value);
+
+/* A growing NUL-terminated SQL text; once out of memory it keeps failed set and stops growing. */
+struct sql_text {
+	char *data;
+	size_t len, cap;
+	bool failed;
+};
+void sql_put(struct sql_text *t, const char *s, size_t n);
+void sql_puts(struct sql_text *t, const char *s);
+/* value as a literal (params_quote()) */
+void sql_put_quoted(struct sql_text *t, const char *value);
+void sql_text_free(struct sql_text *t);
 
 /*
  * Append to sql (at most cap bytes, NUL-terminated) the statements that make

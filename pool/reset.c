@@ -105,7 +105,7 @@ static struct reset_item *push_item(struct server *s, enum item_kind kind)
 	return it;
 }
 
-int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct reset_text *body)
+int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct sql_text *body)
 {
 	struct reset_relay *r = &s->reset;
 
@@ -121,7 +121,7 @@ int reset_client_step(struct client *c, struct server *s, const struct frame_msg
 	int n_moves = reset_rewrite((const char *)m->body, strnlen((const char *)m->body, m->len - 4), &found,
 				    &c->startup, &c->pool->base, marker(), body, moves);
 	if (n_moves <= 0) {
-		reset_text_free(body);
+		sql_text_free(body);
 		if (n_moves < 0)
 			log_warning("client %u: a Query with RESET could not be rewritten; it runs as sent", c->id);
 		return n_moves;
@@ -132,7 +132,7 @@ int reset_client_step(struct client *c, struct server *s, const struct frame_msg
 	return 0;
 }
 
-int reset_followup(struct client *c, struct server *s, struct reset_text *body)
+int reset_followup(struct client *c, struct server *s, struct sql_text *body)
 {
 	struct reset_stmt discard = { .kind = RESET_DISCARD };
 
@@ -140,7 +140,7 @@ int reset_followup(struct client *c, struct server *s, struct reset_text *body)
 	reset_restore_sql(&discard, &c->startup, &c->pool->base, marker(), body);
 	/* Never empty (the DISCARD ALL was taken because something differs): its ReadyForQuery is owed. */
 	if (body->failed || body->len == 0) {
-		reset_text_free(body);
+		sql_text_free(body);
 		return -1;
 	}
 	push_item(s, ITEM_FOLLOWUP);

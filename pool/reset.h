@@ -84,20 +84,12 @@ struct reset_plan {
 bool reset_may_matter(const char *sql, size_t n);
 void reset_plan(const char *sql, size_t n, bool backslash_quotes, struct reset_plan *plan);
 
-/* A growing text buffer; on failure it keeps failed set and stops growing. */
-struct reset_text {
-	char *data;
-	uint32_t len, cap;
-	bool failed;
-};
-void reset_text_free(struct reset_text *t);
-
 /*
  * Append the restore for st ("SELECT ... AS marker;"), or nothing when no
  * startup setting it touches differs from the pool's own (base).
  */
 void reset_restore_sql(const struct reset_stmt *st, const struct param_set *startup,
-		       const struct param_set *base, const char *marker, struct reset_text *out);
+		       const struct param_set *base, const char *marker, struct sql_text *out);
 
 /* Where a restore went into a rewritten text, in characters (error positions count characters). */
 struct reset_move {
@@ -113,7 +105,7 @@ struct reset_move {
  * longer than RESET_TEXT_MAX.
  */
 int reset_rewrite(const char *sql, size_t n, const struct reset_plan *plan, const struct param_set *startup,
-		  const struct param_set *base, const char *marker, struct reset_text *out,
+		  const struct param_set *base, const char *marker, struct sql_text *out,
 		  struct reset_move *moves);
 /* Does the reset st bring back the startup setting name = value (the pool's value, base, being different)? */
 bool reset_restores(const struct reset_stmt *st, const char *name, const char *value, const struct param_set *base);
@@ -156,9 +148,9 @@ enum reset_take reset_client_query(struct client *c, struct server *s, const str
  * body->len 0 to send it as it is. Returns -1 when out of memory (it is then
  * sent as it is).
  */
-int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct reset_text *body);
+int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct sql_text *body);
 /* The restore after a completed DISCARD ALL, to send now; -1 when out of memory (the client must go). */
-int reset_followup(struct client *c, struct server *s, struct reset_text *body);
+int reset_followup(struct client *c, struct server *s, struct sql_text *body);
 
 static inline bool reset_active(const struct reset_relay *r)
 {

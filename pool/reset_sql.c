@@ -203,55 +203,6 @@ void reset_plan(const char *sql, size_t n, bool backslash_quotes, struct reset_p
 
 /* ---- the restore and the rewrite (pure) ---- */
 
-void reset_text_free(struct reset_text *t)
-{
-	free(t->data);
-	*t = (struct reset_text){ 0 };
-}
-
-static void put(struct reset_text *t, const char *s, size_t n)
-{
-	if (t->failed)
-		return;
-	if ((size_t)t->len + n + 1 > RESET_TEXT_MAX) {
-		t->failed = true;
-		return;
-	}
-	if (t->len + n + 1 > t->cap) {
-		uint32_t cap = t->cap ? t->cap : 256;
-		while (cap < t->len + n + 1)
-			cap *= 2;
-		char *d = realloc(t->data, cap);
-		if (!d) {
-			t->failed = true;
-			return;
-		}
-		t->data = d;
-		t->cap = cap;
-	}
-	memcpy(t->data + t->len, s, n);
-	t->len += (uint32_t)n;
-	t->data[t->len] = '\0';
-}
-
-static void puts_(struct reset_text *t, const char *s)
-{
-	put(t, s, strlen(s));
-}
-
-static void put_quoted(struct reset_text *t, const char *value)
-{
-	size_t cap = strlen(value) + 32;
-	char *buf = malloc(cap);
-	int n = buf ? params_quote(buf, (int)cap, value) : -1;
-
-	if (n < 0)
-		t->failed = true;
-	else
-		put(t, buf, (size_t)n);
-	free(buf);
-}
-
 /* RESET ALL leaves these alone (GUC_NO_RESET_ALL); DISCARD ALL sets the transaction ones aside. */
 static bool kept_by(enum reset_kind kind, const char *name)
 {
@@ -280,24 +231,24 @@ bool reset_restores(const struct reset_stmt *st, const char *name, const char *v
 }
 
 void reset_restore_sql(const struct reset_stmt *st, const struct param_set *startup,
-		       const struct param_set *base, const char *marker, struct reset_text *out)
+		       const struct param_set *base, const char *marker, struct sql_text *out)
 {
 	int n = 0;
 
 	for (const char *name = params_first(startup); name; name = params_next(startup, name)) {
 		if (!reset_restores(st, name, params_value(name), base))
 			continue;
-		puts_(out, n++ ? " || pg_catalog.set_config(" : "SELECT (pg_catalog.set_config(");
-		put_quoted(out, name);
-		puts_(out, ", ");
-		put_quoted(out, params_value(name));
-		puts_(out, st->kind == RESET_ONE_LOCAL ? ", true)" : ", false)");
+		sql_puts(out, n++ ? " || pg_catalog.set_config(" : "SELECT (pg_catalog.set_config(");
+		sql_put_quoted(out, name);
+		sql_puts(out, ", ");
+		sql_put_quoted(out, params_value(name));
+		sql_puts(out, st->kind == RESET_ONE_LOCAL ? ", true)" : ", false)");
 	}
 	if (!n)
 		return;
-	puts_(out, ") IS NULL AS ");
-	puts_(out, marker);
-	puts_(out, ";");
+	sql_puts(out, ") IS NULL AS ");
+	sql_puts(out, marker);
+	sql_puts(out, ";");
 }
 
 /* Characters, as PostgreSQL counts them for error positions (UTF-8 assumed). */
@@ -311,40 +262,40 @@ static uint32_t chars(const char *s, size_t n)
 }
 
 int reset_rewrite(const char *sql, size_t n, const struct reset_plan *plan, const struct param_set *startup,
-		  const struct param_set *base, const char *marker, struct reset_text *out,
+		  const struct param_set *base, const char *marker, struct sql_text *out,
 		  struct reset_move *moves)
 {
 	uint32_t from = 0, n_moves = 0, out_chars = 0;
 
 	for (uint32_t i = 0; i < plan->count; i++) {
 		const struct reset_stmt *st = &plan->stmts[i];
-		struct reset_text restore = { 0 };
+		struct sql_text restore = { 0 };
 		/* DISCARD ALL sharing a Query fails (it cannot run in a transaction block): nothing to follow. */
 		if (st->kind == RESET_DISCARD)
 			continue;
 		reset_restore_sql(st, startup, base, marker, &restore);
 		if (restore.failed) {
-			reset_text_free(&restore);
+			sql_text_free(&restore);
 			return -1;
 		}
 		if (restore.len == 0)
 			continue;
-		put(out, sql + from, st->end - from);
+		sql_put(out, sql + from, st->end - from);
 		out_chars += chars(sql + from, st->end - from);
 		from = st->end;
 		uint32_t before = out->len;
 		if (!st->semicolon)
-			puts_(out, ";");
-		put(out, restore.data, restore.len);
+			sql_puts(out, ";");
+		sql_put(out, restore.data, restore.len);
 		moves[n_moves].at = out_chars;
 		moves[n_moves].chars = out->failed ? 0 : chars(out->data + before, out->len - before);
 		out_chars += moves[n_moves++].chars;
-		reset_text_free(&restore);
+		sql_text_free(&restore);
 	}
 	if (n_moves == 0)
 		return 0;
-	put(out, sql + from, n - from);
-	return out->failed ? -1 : (int)n_moves;
+	sql_put(out, sql + from, n - from);
+	return out->failed || out->len > RESET_TEXT_MAX ? -1 : (int)n_moves;
 }
 
 uint32_t reset_fix_position(uint32_t position, const struct reset_move *moves, uint32_t n_moves)

@@ -67,56 +67,13 @@ static int shown_names(const struct param_set *key, const struct param_set *base
 	return 0;
 }
 
-struct sql_text {
-	char *data;
-	size_t len, cap;
-	bool failed;
-};
-
-static void add(struct sql_text *t, const char *text, size_t n)
-{
-	if (t->failed)
-		return;
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = (t->len + n + 1) * 2;
-		char *data = realloc(t->data, cap);
-		if (!data) {
-			t->failed = true;
-			return;
-		}
-		t->data = data;
-		t->cap = cap;
-	}
-	memcpy(t->data + t->len, text, n);
-	t->len += n;
-	t->data[t->len] = '\0';
-}
-
-static void add_text(struct sql_text *t, const char *text)
-{
-	add(t, text, strlen(text));
-}
-
-static void add_quoted(struct sql_text *t, const char *value)
-{
-	size_t cap = strlen(value) + 16;
-	char *quoted = malloc(cap);
-	int n = quoted ? params_quote(quoted, (int)cap, value) : -1;
-
-	if (n < 0)
-		t->failed = true;
-	else
-		add(t, quoted, (size_t)n);
-	free(quoted);
-}
-
 static void add_set_local(struct sql_text *t, const char *name, const char *value)
 {
-	add_text(t, "SELECT pg_catalog.set_config(");
-	add_quoted(t, name);
-	add_text(t, ", ");
-	add_quoted(t, value);
-	add_text(t, ", true);");
+	sql_puts(t, "SELECT pg_catalog.set_config(");
+	sql_put_quoted(t, name);
+	sql_puts(t, ", ");
+	sql_put_quoted(t, value);
+	sql_puts(t, ", true);");
 }
 
 static void add_show(struct sql_text *t, const struct param_set *shown)
@@ -124,14 +81,14 @@ static void add_show(struct sql_text *t, const struct param_set *shown)
 	const char *sep = "SELECT ";
 
 	for (const char *n = params_first(shown); n; n = params_next(shown, n)) {
-		add_text(t, sep);
-		add_text(t, "pg_catalog.current_setting(");
-		add_quoted(t, n);
-		add_text(t, ")");
+		sql_puts(t, sep);
+		sql_puts(t, "pg_catalog.current_setting(");
+		sql_put_quoted(t, n);
+		sql_puts(t, ")");
 		sep = ", ";
 	}
 	/* Nothing reported among them: the row only says they were all accepted. */
-	add_text(t, params_first(shown) ? ";" : "SELECT 1;");
+	sql_puts(t, params_first(shown) ? ";" : "SELECT 1;");
 }
 
 /*
@@ -154,7 +111,7 @@ char *vet_sql(const struct param_set *key, const struct param_set *base)
 	add_show(&t, &shown);
 	params_free(&shown);
 	if (t.failed) {
-		free(t.data);
+		sql_text_free(&t);
 		return NULL;
 	}
 	return t.data;

@@ -28,7 +28,7 @@ static uint32_t chars(const char *s, size_t n)
 }
 
 /* The rewritten text without its insertions: bytes kept while outside them, counted in characters. */
-static void check_rewrite(const char *sql, size_t n, const struct reset_text *out, const struct reset_move *moves,
+static void check_rewrite(const char *sql, size_t n, const struct sql_text *out, const struct reset_move *moves,
 			  int n_moves)
 {
 	char *back = malloc(out->len + 1);
@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (uint32_t i = 0; i < plan.count; i++)
 		assert(plan.stmts[i].end <= n && (i == 0 || plan.stmts[i].end > plan.stmts[i - 1].end));
 	if (plan.count && memchr(sql, 0, n) == NULL) {
-		struct reset_text out = { 0 };
+		struct sql_text out = { 0 };
 		struct reset_move moves[RESET_PLAN_MAX];
 		int k = reset_rewrite(sql, n, &plan, &startup, &PARAMS_EMPTY, MARK, &out, moves);
 		assert(k >= 0);
@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_rewrite(sql, n, &out, moves, k);
 		if (k > 0)
 			assert(out.len > n && memcmp(out.data, sql, plan.stmts[0].end) == 0);
-		reset_text_free(&out);
+		sql_text_free(&out);
 	}
 	return 0;
 }

@@ -120,26 +120,26 @@ Test(reset_restore, only_startup_settings_the_pool_does_not_share)
 	struct reset_stmt local = { .kind = RESET_ONE_LOCAL, .name = "work_mem" };
 	struct reset_stmt tz = { .kind = RESET_ONE, .name = "timezone" };
 	struct reset_stmt all = { .kind = RESET_EVERY }, discard = { .kind = RESET_DISCARD };
-	struct reset_text t = { 0 };
+	struct sql_text t = { 0 };
 
 	reset_restore_sql(&one, &startup, &base, MARK, &t);
 	cr_assert_str_eq(t.data, "SELECT (pg_catalog.set_config($q0$datestyle$q0$, $q0$Postgres, MDY$q0$, false)) "
 			 "IS NULL AS " MARK ";");
-	reset_text_free(&t);
+	sql_text_free(&t);
 	reset_restore_sql(&local, &startup, &base, MARK, &t);
 	cr_assert(strstr(t.data, "$q0$5MB$q0$, true)"));
-	reset_text_free(&t);
+	sql_text_free(&t);
 	reset_restore_sql(&tz, &startup, &base, MARK, &t);
 	cr_assert_eq(t.len, 0, "the pool's own value: nothing to restore");
-	reset_text_free(&t);
+	sql_text_free(&t);
 	reset_restore_sql(&all, &startup, &base, MARK, &t);
 	cr_assert(strstr(t.data, "datestyle") && strstr(t.data, "work_mem") && !strstr(t.data, "role"),
 		  "%s", t.data);
 	cr_assert(strstr(t.data, " || pg_catalog.set_config("));
-	reset_text_free(&t);
+	sql_text_free(&t);
 	reset_restore_sql(&discard, &startup, &base, MARK, &t);
 	cr_assert(strstr(t.data, "$q0$role$q0$"), "DISCARD ALL resets the role too: %s", t.data);
-	reset_text_free(&t);
+	sql_text_free(&t);
 	params_free(&startup);
 	params_free(&base);
 }
@@ -150,7 +150,7 @@ Test(reset_rewrite, restores_go_right_after_their_reset)
 	struct param_set startup = set_of(startup_pairs);
 	const char *sql = "SET datestyle = 'SQL'; RESET datestyle; SHOW datestyle; RESET timezone; RESET DateStyle";
 	struct reset_plan p = plan_of(sql);
-	struct reset_text out = { 0 };
+	struct sql_text out = { 0 };
 	struct reset_move moves[RESET_PLAN_MAX];
 	const char *restore = "SELECT (pg_catalog.set_config($q0$datestyle$q0$, $q0$Postgres, MDY$q0$, false)) "
 			      "IS NULL AS " MARK ";";
@@ -168,10 +168,10 @@ Test(reset_rewrite, restores_go_right_after_their_reset)
 	cr_assert_eq(reset_fix_position(show, moves, 2), (uint32_t)(strstr(sql, "SHOW") - sql) + 1);
 	cr_assert_eq(reset_fix_position(3, moves, 2), 3);
 	cr_assert_eq(reset_fix_position(moves[0].at + 5, moves, 2), moves[0].at + 1, "inside a restore");
-	reset_text_free(&out);
+	sql_text_free(&out);
 
 	struct reset_plan none = plan_of("RESET timezone");
 	cr_assert_eq(reset_rewrite("RESET timezone", 14, &none, &startup, &PARAMS_EMPTY, MARK, &out, moves), 0);
-	reset_text_free(&out);
+	sql_text_free(&out);
 	params_free(&startup);
 }
