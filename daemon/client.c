@@ -1100,22 +1100,28 @@ static void on_writable(struct ev_loop *l, ev_io *w, int revents)
 
 /* ---- lookups and housekeeping ---- */
 
+static struct client *find_by_key(struct list *l, uint32_t id, uint32_t key)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l) {
+		struct client *c = list_entry(pos, struct client, node);
+		if (c->id == id && c->cancel_key == key)
+			return c;
+	}
+	return NULL;
+}
+
+/* Only a client with a request in flight or queued has anything to cancel. */
 struct client *client_find_by_key(uint32_t id, uint32_t key)
 {
-	struct list_node *pp, *pt, *cp, *ct;
+	struct list_node *pos, *tmp;
+	struct client *c;
 
-	list_for_each_safe(pp, pt, &all_pools) {
-		struct pool *p = list_entry(pp, struct pool, node);
-		list_for_each_safe(cp, ct, &p->active) {
-			struct client *c = list_entry(cp, struct client, node);
-			if (c->id == id && c->cancel_key == key)
-				return c;
-		}
-		list_for_each_safe(cp, ct, &p->waiting) {
-			struct client *c = list_entry(cp, struct client, node);
-			if (c->id == id && c->cancel_key == key)
-				return c;
-		}
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if ((c = find_by_key(&p->active, id, key)) || (c = find_by_key(&p->waiting, id, key)))
+			return c;
 	}
 	return NULL;
 }

@@ -27,6 +27,7 @@
  * reply itself, an error makes it skip pglease's messages exactly like the
  * client's: nothing invented is ever sent for a skipped message.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -910,11 +911,13 @@ int prep_parse_unleased(struct client *c, struct wbuf *reply)
 		const uint8_t *body = c->in->data + at + 5;
 		size_t name_len = strlen((const char *)body);
 		uint32_t key_len = be32(c->in->data + at + 1) - 4 - (uint32_t)name_len - 1;
-		if (preg_add(&c->prep->reg, (const char *)body, pstmt_find(body + name_len + 1, key_len)) < 0)
+		struct pstmt *st = pstmt_find(body + name_len + 1, key_len);
+		/* registry_only_batch() found it, and nothing has run since that could free it. */
+		assert(st);
+		if (preg_add(&c->prep->reg, (const char *)body, st) < 0)
 			return -1;
 		proto_parse_complete(reply);
-		log_debug("client %u: prepared %s without a lease (pool already has %s)", c->id, body,
-			  pstmt_find(body + name_len + 1, key_len)->name);
+		log_debug("client %u: prepared %s without a lease (pool already has %s)", c->id, body, st->name);
 	}
 	proto_ready(reply, 'I');
 	c->in->scanned += len;
