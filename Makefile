@@ -18,16 +18,26 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 VERSION := 0.1.0
-CPPFLAGS += -D_GNU_SOURCE -DPGLEASE_VERSION='"$(VERSION)"' -Idaemon -Ipool -Iconf $(PKG_CFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -DPGLEASE_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -MMD -MP
 LDLIBS  := $(PKG_LIBS) -lev -lpthread
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRCS     := $(wildcard daemon/*.c pool/*.c conf/*.c)
+# Layers, lowest first: base/ (lists, buffers, framing, protocol builders, logging, the worker thread),
+# conf/ (the INI), pool/ (the object model), daemon/ (the front end). Each sees only its own folder and
+# those below, so an upward include does not compile; tests/<layer>/ sees what <layer> sees.
+INC_base   := -Ibase
+INC_conf   := -Iconf $(INC_base)
+INC_pool   := -Ipool $(INC_conf)
+INC_daemon := -Idaemon $(INC_pool)
+layer_inc = $(INC_$(firstword $(subst /, ,$(1))))
+test_inc  = $(INC_$(word 2,$(subst /, ,$(1))))
+
+SRCS     := $(wildcard base/*.c conf/*.c pool/*.c daemon/*.c)
 LIB_SRCS := $(filter-out daemon/main.c,$(SRCS))
-UNIT_SRCS := $(wildcard tests/conf/*.c tests/daemon/*.c tests/pool/*.c)
+UNIT_SRCS := $(wildcard tests/base/*.c tests/conf/*.c tests/pool/*.c tests/daemon/*.c)
 
 OBJS      := $(SRCS:%.c=build/%.o)
 LIB_OBJS  := $(LIB_SRCS:%.c=build/%.o)
@@ -47,19 +57,19 @@ build/pglease-asan: $(SAN_OBJS)
 
 build/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) -c -o $@ $<
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 
 # libFuzzer targets for the parsers that see untrusted bytes (clang only).
 FUZZ_SECONDS ?= 15
-FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -Idaemon -Ipool -Iconf -fsanitize=fuzzer,address,undefined
-build/fuzz/fuzz_startup: tests/fuzz/fuzz_startup.c daemon/startup.c pool/params.c daemon/proto.c
+FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE $(INC_daemon) -fsanitize=fuzzer,address,undefined
+build/fuzz/fuzz_startup: tests/fuzz/fuzz_startup.c daemon/startup.c pool/params.c base/proto.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
-build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c daemon/frame.c pool/stream.c
+build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c base/frame.c pool/stream.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
@@ -80,7 +90,7 @@ build/libpglease.a: $(LIB_OBJS)
 
 build/tests/%: tests/%.c build/libpglease.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libpglease.a $(LDLIBS) -lcriterion
+	$(CC) $(CPPFLAGS) $(call test_inc,$<) $(CFLAGS) -o $@ $< build/libpglease.a $(LDLIBS) -lcriterion
 
 deps:
 	@tests/lib/deps.sh build
@@ -103,6 +113,7 @@ test:
 	@$(MAKE) --no-print-directory clients-asan
 
 unit: $(UNIT_BINS)
+	@tests/layers.sh
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 integration: pglease

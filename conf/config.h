@@ -19,9 +19,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "log.h"
+
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
 enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
-enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 enum session_state { SESSION_STATE_PIN = 0, SESSION_STATE_IGNORE = 1 };
 
 /* One [databases] entry. */

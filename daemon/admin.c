@@ -36,15 +36,13 @@
 #include "server.h"
 #include "startup.h"
 
-/*
- * The process-level actions live with main() (daemon.h). Unit tests link the
- * library without main.o and never reach RELOAD or SHUTDOWN: weak references
- * keep those binaries linkable without stubs.
- */
-#pragma weak daemon_reload
-#pragma weak daemon_shutdown
+/* RELOAD and SHUTDOWN act on the process: main.c installs them (admin_set_actions). */
+static const struct admin_actions *actions;
 
-struct list admin_clients = { { &admin_clients.head, &admin_clients.head }, 0 };
+void admin_set_actions(const struct admin_actions *installed)
+{
+	actions = installed;
+}
 
 /* Longest message the console accepts: commands are short. */
 #define ADMIN_MSG_MAX 16384
@@ -321,7 +319,7 @@ static bool run_action(struct client *c, const struct admin_cmd *cmd)
 		for_pools(cmd->arg, kill_pool);
 		break;
 	case ADMIN_RELOAD:
-		if (daemon_reload() != 0) {
+		if (actions->reload() != 0) {
 			reply_error(&a->out, "F0000", "configuration not reloaded; see pglease's log", NULL);
 			return false;
 		}
@@ -391,7 +389,7 @@ static enum outcome run_command(struct client *c, const struct admin_cmd *cmd, b
 		log_info("admin console: SHUTDOWN by \"%s\"", a->user);
 		reply_complete(&a->out, "SHUTDOWN");
 		flush(c);
-		daemon_shutdown(SHUTDOWN_GRACEFUL);
+		actions->shutdown(SHUTDOWN_GRACEFUL);
 		return c->state == CLIENT_ADMIN ? DONE : GONE;
 	}
 	if (!run_action(c, cmd))

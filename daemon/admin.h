@@ -3,11 +3,12 @@
  *
  *   admin_is_console()   is this database name the console
  *   admin_login()        an authenticated client asked for the console: check access, welcome
- *   admin_on_readable() / admin_on_writable()  its socket events (from client.c)
+ *   admin_on_readable() / admin_on_writable()  its socket events (pool/client.c calls them through the front-end hooks)
  *   admin_maintain()     periodic: answer PAUSE once the paused pools' leases have ended
  *   admin_db_paused()    is this database paused (PAUSE, KILL)
  *   admin_user()         the user a console client logged in as (NULL for other clients)
  *   admin_free()         release a closed client's console state
+ *   admin_set_actions()  what RELOAD and SHUTDOWN call (main.c installs them)
  *
  * A console client never leases a backend: it speaks its own small protocol
  * handler (simple and extended query protocol) and sits on admin_clients.
@@ -18,14 +19,13 @@
 #include <stdbool.h>
 #include <ev.h>
 
+#include "daemon.h"
 #include "list.h"
 
 struct client;
 struct startup;
 
 #define ADMIN_DBNAME "pglease"
-
-extern struct list admin_clients;
 
 bool admin_is_console(const char *dbname);
 void admin_login(struct client *c, struct startup *st);
@@ -35,5 +35,12 @@ void admin_maintain(ev_tstamp now);
 bool admin_db_paused(const char *dbname);
 const char *admin_user(const struct client *c);
 void admin_free(struct client *c);
+
+/* The process-level actions the console triggers (daemon.h), installed by main.c. */
+struct admin_actions {
+	int (*reload)(void);
+	void (*shutdown)(enum shutdown_kind kind);
+};
+void admin_set_actions(const struct admin_actions *actions);
 
 #endif

@@ -8,12 +8,7 @@
 #ifndef PGLEASE_DAEMON_H
 #define PGLEASE_DAEMON_H
 
-#include <ev.h>
-
-#include "config.h"
-
-extern struct ev_loop *loop;
-extern const struct config *cfg;
+#include "env.h"
 
 enum shutdown_kind {
 	SHUTDOWN_GRACEFUL,   /* stop accepting; leases finish up to shutdown_timeout */

@@ -24,6 +24,7 @@
 #include "drain.h"
 #include "listener.h"
 #include "log.h"
+#include "login.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pool.h"
@@ -32,8 +33,6 @@
 
 #define MAINTENANCE_INTERVAL 0.2
 
-struct ev_loop *loop;
-const struct config *cfg;
 
 static ev_signal sig_term, sig_int, sig_hup;
 static ev_timer maintenance, shutdown_deadline;
@@ -185,6 +184,24 @@ static void start_watchers(void)
 	ev_prepare_start(loop, &reaper);
 }
 
+/* The front end's side of the layers below: they call up only through these. */
+static void install_hooks(void)
+{
+	static const struct client_frontend frontend = {
+		.login_readable = login_readable,
+		.admin_readable = admin_on_readable,
+		.admin_writable = admin_on_writable,
+		.released = admin_free,
+	};
+	static const struct admin_actions actions = {
+		.reload = daemon_reload,
+		.shutdown = daemon_shutdown,
+	};
+
+	client_set_frontend(&frontend);
+	admin_set_actions(&actions);
+}
+
 static int run(const char *path)
 {
 	struct config *c = load_or_report(path);
@@ -195,8 +212,9 @@ static int run(const char *path)
 	log_set_level(c->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	loop = ev_default_loop(EVFLAG_AUTO);
+	install_hooks();
 	int rc = 1;
-	if (listener_start() < 0 || worker_start() < 0 || metrics_start() < 0)
+	if (listener_start() < 0 || worker_start(loop) < 0 || metrics_start() < 0)
 		goto out;
 	start_watchers();
 	log_info("pglease %s started (pid %d)", PGLEASE_VERSION, (int)getpid());

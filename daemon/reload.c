@@ -4,7 +4,7 @@
  * What a reload changes, per database entry (matched by name):
  *   added     new clients can log in; pools whose conninfo names the user open
  *   removed   its pools close: clients without a lease get FATAL 57P01 now,
- *             leased ones when their transaction ends (daemon/drain.c)
+ *             leased ones when their transaction ends (pool/drain.c)
  *   conninfo  the pool's backends are retired (pool_reconnect): idle ones
  *             now, leased ones when their lease ends
  *   pool_size applies at once; idle backends above the new size close

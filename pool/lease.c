@@ -22,7 +22,7 @@
 
 #include "cancel.h"
 #include "client.h"
-#include "daemon.h"
+#include "env.h"
 #include "lease.h"
 #include "log.h"
 #include "pool.h"

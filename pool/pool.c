@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "client.h"
-#include "daemon.h"
+#include "env.h"
 #include "lease.h"
 #include "log.h"
 #include "pause.h"
@@ -570,7 +570,7 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	return 0;
 }
 
-/* Its clients are closed by daemon/drain.c as their leases end; the pool goes once empty. */
+/* Its clients are closed by pool/drain.c as their leases end; the pool goes once empty. */
 void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 {
 	if (how > p->closing)

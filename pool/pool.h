@@ -28,7 +28,7 @@
 struct server;
 struct client;
 
-/* Why a pool takes no new leases; its clients leave when their lease ends (daemon/drain.c). */
+/* Why a pool takes no new leases; its clients leave when their lease ends (pool/drain.c). */
 enum pool_closing {
 	POOL_OPEN,
 	POOL_CLOSE_AT_LEASE_END,   /* shutdown: sessions (session mode) run to their end */

@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "client.h"
-#include "daemon.h"
+#include "env.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"

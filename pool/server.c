@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 
 #include "client.h"
-#include "daemon.h"
+#include "env.h"
 #include "lease.h"
 #include "log.h"
 #include "pool.h"

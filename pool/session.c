@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "client.h"
-#include "daemon.h"
+#include "env.h"
 #include "log.h"
 #include "pin.h"
 #include "pool.h"

@@ -17,10 +17,6 @@
 #include "lease.h"
 #include "stream.h"
 
-/* Defined in daemon/main.c, which is not in the library. */
-struct ev_loop *loop;
-const struct config *cfg;
-
 static struct stream clean_stream(void)
 {
 	struct stream st;

@@ -10,10 +10,6 @@
 #include "prepared.h"
 #include "rewrite.h"
 
-/* rewrite.o links the relay, which refers to the daemon's globals. */
-struct ev_loop *loop;
-const struct config *cfg;
-
 static struct pstmt *stmt(const char *sql)
 {
 	uint8_t key[256];

@@ -1,5 +1,5 @@
 /*
- * test_frame.c — Criterion tests for daemon/frame.c.
+ * test_frame.c — Criterion tests for base/frame.c.
  *
  * The core property: however a byte stream is cut into reads, frame_scan()
  * driven with the relay's buffer discipline (bytes [0, scanned) framed, the

@@ -8,7 +8,8 @@
 #define PGLEASE_LOG_H
 
 #include <stdbool.h>
-#include "config.h"
+
+enum log_level { LOG_ERROR = 0, LOG_WARNING = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);

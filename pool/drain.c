@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 #include "client.h"
-#include "daemon.h"
+#include "env.h"
 #include "drain.h"
 #include "iobuf.h"
 #include "lease.h"

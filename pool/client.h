@@ -1,20 +1,31 @@
 /*
- * client.h — one client connection: login, then relaying under leases.
+ * client.h — one client connection, as the object model drives it.
  *
+ * client.c, its life:
+ *   client_set_frontend()  the front end's hooks (login, console), installed once at start
  *   client_accept()      a new socket from the listener
  *   client_close()       the one way a client goes away, with a reason
  *   client_fatal()       send a FATAL ErrorResponse, then close
  *   client_set_state()   move it to the list that is its state
- *   client_welcome()     finish login once the pool knows its backend's settings
- *   client_vetted()      ... once a backend has checked the client's startup settings (lease.c)
- *   client_login_refused()  ... or PostgreSQL refused one of them
- *   client_leased()      a lease is ready: start relaying the pending input
- *   client_relay_from_server() / client_relay_to_server()  the hot path
- *   client_cancel_delivered()  a cancel went out: a pin probe put off for it may run
  *   client_find_by_key() the client a CancelRequest names
  *   client_maintain()    periodic: login timeout
  *   client_reap()        free closed clients (outside any handler)
- *   client_read() / client_write() / client_want_read()  raw I/O for the admin console
+ *   client_close_pool() / client_close_all()  FATAL to every client of a pool / of pglease
+ *   client_send() / client_flush() / client_out_buffer() / client_read_into()
+ *   client_want_read() / client_want_write()   its buffers and watchers
+ *   client_read() / client_write()  raw I/O for the admin console
+ * welcome.c, its login's answer:
+ *   client_join()        an authenticated client joins its pool
+ *   client_welcome()     finish login once the pool knows its backend's settings
+ *   client_vetted()      ... once a backend has checked the client's startup settings (lease.c)
+ *   client_login_refused()  ... or PostgreSQL refused one of them
+ * relay.c, its bytes:
+ *   client_dispatch()    an idle client's input: answer, Terminate, or enter a lease
+ *   client_on_data()     a logged-in client's socket has bytes
+ *   client_leased()      a lease is ready: start relaying the pending input
+ *   client_relay_from_server() / client_relay_to_server()  the hot path
+ *   client_cancel_request()  a CancelRequest for a client
+ *   client_cancel_delivered()  a cancel went out: a pin probe put off for it may run
  */
 #ifndef PGLEASE_CLIENT_H
 #define PGLEASE_CLIENT_H
@@ -74,13 +85,29 @@ struct client {
 	struct prep_client *prep;  /* its named prepared statements, allocated when first needed */
 };
 
-extern struct list login_clients;
+/*
+ * What the front end does for clients in the states it drives (LOGIN,
+ * ADMIN): the object model calls down into nothing above it, only these.
+ */
+struct client_frontend {
+	void (*login_readable)(struct client *c);  /* CLIENT_LOGIN: startup packets, auth */
+	void (*admin_readable)(struct client *c);  /* CLIENT_ADMIN: the console */
+	void (*admin_writable)(struct client *c);
+	void (*released)(struct client *c);        /* freed: drop what the front end keeps for it */
+};
+
+extern struct list login_clients, admin_clients;
 extern int client_count;
+
+void client_set_frontend(const struct client_frontend *fe);
 
 void client_accept(int fd);
 void client_close(struct client *c, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
 void client_fatal(struct client *c, const char *sqlstate, const char *message, const char *detail);
 void client_set_state(struct client *c, enum client_state state);
+struct db_config;
+void client_join(struct client *c, const struct db_config *db, const char *dbname, const char *user,
+		 struct param_set *params, const struct param_set *sequence);
 void client_welcome(struct client *c);
 struct vet_answer;
 void client_vetted(struct client *c, const struct vet_answer *answer);
@@ -89,6 +116,9 @@ void client_login_refused(struct client *c, const struct vet_answer *answer, con
 void client_leased(struct client *c);
 void client_relay_from_server(struct server *s);
 void client_relay_to_server(struct server *s);
+void client_dispatch(struct client *c);
+void client_on_data(struct client *c);
+void client_cancel_request(struct client *requester, uint32_t id, uint32_t key);
 void client_cancel_delivered(struct server *s);
 struct client *client_find_by_key(uint32_t id, uint32_t key);
 void client_maintain(ev_tstamp now);
@@ -100,5 +130,13 @@ int client_read(struct client *c);
 /* Queue up to len bytes (as many as its buffer takes) and send; bytes taken, -1 if it went away. */
 long client_write(struct client *c, const void *data, size_t len);
 void client_want_read(struct client *c, bool on);
+void client_want_write(struct client *c, bool on);
+/* Queue pglease's own bytes for the client; closes it when they cannot be buffered or sent. */
+void client_send(struct client *c, const uint8_t *data, size_t len);
+/* Send out[start, scanned); -1 when the client is gone. */
+int client_flush(struct client *c);
+struct iobuf *client_out_buffer(struct client *c);
+/* Read into *bufp (allocated if NULL): 1 ok (maybe nothing new), 0 gone, -1 out of memory. */
+int client_read_into(struct client *c, struct iobuf **bufp);
 
 #endif

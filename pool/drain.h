@@ -3,7 +3,7 @@
  * by a reload, or pglease is shutting down gracefully.
  *
  *   drain_pool()    close the pool: no new leases; clients without a lease leave now
- *   drain_client()  a client of a closing pool is between leases: close it (from client.c)
+ *   drain_client()  a client of a closing pool is between leases: close it (from relay.c)
  *   drain_logins()  close clients still logging in (shutdown)
  *   drain_sweep()   periodic: close clients whose last reply has gone out since
  *

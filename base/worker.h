@@ -17,7 +17,8 @@ struct job {
 	void (*done)(struct job *job);
 };
 
-int worker_start(void);
+struct ev_loop;
+int worker_start(struct ev_loop *loop);
 void worker_submit(struct job *job);
 void worker_stop(void);
 

@@ -8,7 +8,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#include "daemon.h"
+#include <ev.h>
+
 #include "worker.h"
 
 static pthread_t thread;
@@ -17,6 +18,7 @@ static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static struct job *todo, *finished;
 static bool stopping, started;
 static ev_async finished_async;
+static struct ev_loop *loop;   /* the loop done() callbacks run on */
 
 static void push(struct job **list, struct job *job)
 {
@@ -67,8 +69,9 @@ static void on_finished(struct ev_loop *l, ev_async *w, int revents)
 	}
 }
 
-int worker_start(void)
+int worker_start(struct ev_loop *on_loop)
 {
+	loop = on_loop;
 	ev_async_init(&finished_async, on_finished);
 	ev_async_start(loop, &finished_async);
 	/* The worker's watcher alone must not keep the loop running. */

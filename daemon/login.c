@@ -1,0 +1,178 @@
+/*
+ * login.c — a new client's startup: its packets, its authentication, a
+ * CancelRequest, and handing it to its pool.
+ *
+ * The object model (pool/client.c) calls login_readable() for a client in
+ * CLIENT_LOGIN; once authenticated, client_join() hands it down.
+ */
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "admin.h"
+#include "client.h"
+#include "daemon.h"
+#include "log.h"
+#include "login.h"
+#include "pool.h"
+#include "proto.h"
+#include "startup.h"
+#include "worker.h"
+
+
+/*
+ * Peer authentication. The uid-to-name lookup may block (NSS can be LDAP or
+ * sssd), so it runs on the worker thread while the client waits in LOGIN,
+ * holding its parsed startup packet in the job.
+ */
+struct peer_job {
+	struct job job;          /* first: the worker hands this back */
+	struct client *client;
+	struct startup startup;
+	uid_t uid;
+	bool lookup_ok;
+	char name[256];
+};
+
+static void peer_lookup(struct job *job)
+{
+	struct peer_job *pj = (struct peer_job *)job;
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(pj->uid, &pw, buf, sizeof(buf), &found) == 0 && found) {
+		snprintf(pj->name, sizeof(pj->name), "%s", found->pw_name);
+		pj->lookup_ok = true;
+	}
+}
+
+static void login_finish(struct client *c, struct startup *st);
+
+static void peer_checked(struct job *job)
+{
+	struct peer_job *pj = (struct peer_job *)job;
+	struct client *c = pj->client;
+	char msg[300];
+
+	c->jobs_pending--;
+	if (c->state == CLIENT_LOGIN && pj->lookup_ok && strcmp(pj->name, pj->startup.user) == 0) {
+		login_finish(c, &pj->startup);
+	} else if (c->state == CLIENT_LOGIN) {
+		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", pj->startup.user);
+		client_fatal(c, "28000", msg, NULL);
+	}
+	startup_free(&pj->startup);
+	free(pj);
+}
+
+/* Takes over *st. */
+static void peer_check(struct client *c, struct startup *st)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct peer_job *pj = calloc(1, sizeof(*pj));
+
+	if (!pj || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		free(pj);
+		return client_fatal(c, "28000", "peer authentication failed: no peer credentials", NULL);
+	}
+	pj->job.run = peer_lookup;
+	pj->job.done = peer_checked;
+	pj->client = c;
+	pj->uid = cred.uid;
+	pj->startup = *st;
+	memset(st, 0, sizeof(*st));
+	c->jobs_pending++;
+	worker_submit(&pj->job);
+}
+
+static void send_negotiate(struct client *c, const struct startup *st)
+{
+	uint8_t buf[1024];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_negotiate(&w, 0, (const char *const *)st->pq_options, st->pq_option_count);
+	if (!w.overflow)
+		client_send(c, buf, w.len);
+}
+
+static void login(struct client *c, struct startup *st)
+{
+	char msg[256];
+
+	if (client_count > cfg->max_client_conn)
+		return client_fatal(c, "53300", "no more connections allowed (max_client_conn)", NULL);
+	if (!admin_is_console(st->database) && !config_find_db(cfg, st->database)) {
+		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
+		return client_fatal(c, "3D000", msg, NULL);
+	}
+	if (cfg->auth_type == AUTH_PEER)
+		return peer_check(c, st);
+	login_finish(c, st);
+}
+
+/* Authenticated: join the pool, and be welcomed once it knows its backend. */
+static void login_finish(struct client *c, struct startup *st)
+{
+	if (st->minor > 0 || st->pq_option_count)
+		send_negotiate(c, st);
+	if (admin_is_console(st->database))
+		return admin_login(c, st);
+
+	client_join(c, config_find_db(cfg, st->database), st->database, st->user, &st->params, &st->sequence);
+}
+
+static void reply_no_encryption(struct client *c)
+{
+	if (c->in->end != c->in->start) {
+		client_fatal(c, "08P01", "received unencrypted data after SSL request", NULL);
+		return;
+	}
+	client_send(c, (const uint8_t *)"N", 1);
+}
+
+/* One startup-phase packet; returns true when another may follow. */
+static bool login_packet(struct client *c)
+{
+	struct iobuf *in = c->in;
+	struct startup st;
+
+	startup_parse(in->data + in->start, in->end - in->start, &st);
+	/* A packet is consumed whole: what follows it (a first Query) is framed from its end. */
+	if (st.kind != STARTUP_INCOMPLETE && st.kind != STARTUP_BAD)
+		in->scanned = in->start += st.packet_len;
+	switch (st.kind) {
+	case STARTUP_INCOMPLETE:
+		break;
+	case STARTUP_BAD:
+		client_fatal(c, st.sqlstate, st.message, NULL);
+		break;
+	case STARTUP_SSL:
+	case STARTUP_GSSENC:
+		reply_no_encryption(c);
+		startup_free(&st);
+		return c->state == CLIENT_LOGIN;
+	case STARTUP_CANCEL:
+		client_cancel_request(c, st.cancel_pid, st.cancel_key);
+		break;
+	case STARTUP_V3:
+		login(c, &st);
+		break;
+	}
+	startup_free(&st);
+	return false;
+}
+
+void login_readable(struct client *c)
+{
+	if (client_read_into(c, &c->in) <= 0) {
+		client_close(c, "client closed the connection during login");
+		return;
+	}
+	/* Bytes sent before authentication finished wait for the session. */
+	while (!c->jobs_pending && c->state == CLIENT_LOGIN && c->in && !iobuf_is_empty(c->in) && login_packet(c))
+		;
+}
