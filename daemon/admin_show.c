@@ -170,9 +170,9 @@ static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 		reply_cell_float(r, now - c->state_since);
 	else
 		reply_cell(r, NULL);
-	if (c->server) {
-		reply_cell_int(r, c->server->id);
-		reply_cell_int(r, c->server->backend_pid);
+	if (c->lease) {
+		reply_cell_int(r, c->lease->server->id);
+		reply_cell_int(r, c->lease->server->backend_pid);
 	} else {
 		reply_cell(r, NULL);
 		reply_cell(r, NULL);
@@ -218,7 +218,7 @@ static const char *server_state_name(enum server_state st)
 static void server_row(struct reply *r, const struct server *s, ev_tstamp now)
 {
 	size_t m = reply_row_begin(r, &t_servers);
-	const struct client *c = s->client;
+	const struct client *c = server_client(s);
 
 	reply_cell(r, "S");
 	reply_cell(r, s->pool->user);
@@ -238,7 +238,7 @@ static void server_row(struct reply *r, const struct server *s, ev_tstamp now)
 		reply_cell(r, NULL);
 	}
 	reply_cell_int(r, s->generation != s->pool->generation);
-	reply_cell(r, s->state == SERVER_CLEANING ? lease_exit_reason_name(s->exit.why) : NULL);
+	reply_cell(r, s->state == SERVER_CLEANING ? lease_exit_reason_name(s->lease->why) : NULL);
 	reply_end(r, m);
 }
 

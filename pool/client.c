@@ -100,7 +100,6 @@ void client_accept(int fd)
 	if (getrandom(&c->cancel_key, sizeof(c->cancel_key), GRND_NONBLOCK) != sizeof(c->cancel_key))
 		c->cancel_key = (uint32_t)random();
 	c->state = CLIENT_LOGIN;
-	c->exit_why = EXIT_CLIENT_GONE;
 	c->state_since = c->connected_at = ev_now(loop);
 	list_push_tail(&login_clients, &c->node);
 	ev_io_init(&c->rio, on_readable, fd, EV_READ);
@@ -129,8 +128,8 @@ void client_close(struct client *c, const char *reason_fmt, ...)
 	va_end(ap);
 	log_info("client %u (%s/%s) closed: %s", c->id, c->pool ? c->pool->dbname : "-",
 		 c->pool ? c->pool->user : "-", reason);
-	if (c->server)
-		lease_exit(c, c->exit_why);
+	if (c->lease)
+		lease_exit(c, c->lease->close_why);
 	client_want_read(c, false);
 	client_want_write(c, false);
 	close(c->fd);
@@ -226,8 +225,8 @@ void client_fatal(struct client *c, const char *sqlstate, const char *message, c
 {
 	if (c->state == CLIENT_CLOSED)
 		return;
-	if (c->server)
-		lease_exit(c, c->exit_why);
+	if (c->lease)
+		lease_exit(c, c->lease->close_why);
 	if (!c->mid_message)
 		client_error(c, "FATAL", sqlstate, message, detail, NULL);
 	client_close(c, "%s (SQLSTATE %s)", message, sqlstate);
@@ -281,8 +280,9 @@ static void on_writable(struct ev_loop *l, ev_io *w, int revents)
 		return client_close(c, "client went away while being written to");
 	if (c->state == CLIENT_ADMIN)
 		return frontend->admin_writable(c);
-	if (c->server && c->server->phase == PHASE_RAW)
-		server_want_read(c->server, true);
+	struct server *s = client_server(c);
+	if (s && s->phase == PHASE_RAW)
+		server_want_read(s, true);
 }
 
 /* ---- lookups and housekeeping ---- */
@@ -333,7 +333,8 @@ static void close_list(struct list *l, const char *reason)
 
 	list_for_each_safe(pos, tmp, l) {
 		struct client *c = list_entry(pos, struct client, node);
-		c->exit_why = EXIT_SHUTDOWN;
+		if (c->lease)
+			c->lease->close_why = EXIT_SHUTDOWN;
 		client_fatal(c, "57P01", reason, NULL);
 	}
 }

@@ -34,6 +34,7 @@
 #include <ev.h>
 
 #include "iobuf.h"
+#include "lease.h"
 #include "list.h"
 #include "params.h"
 
@@ -60,7 +61,7 @@ struct client {
 	struct iobuf *in;          /* from the client, not yet sent to a backend */
 	struct iobuf *out;         /* for the client, not yet sent */
 	struct pool *pool;
-	struct server *server;     /* the leased backend */
+	struct lease *lease;       /* while it holds one (ACTIVE): lease.h */
 	struct param_set params;   /* the session settings the client asked for, as last reported to it */
 	struct param_set startup;  /* its startup settings: where RESET returns (reset.c) */
 	struct param_set vet_key;  /* until welcomed: the startup settings a backend must check (vet.c), a list */
@@ -68,11 +69,8 @@ struct client {
 	uint32_t id, cancel_key;   /* our BackendKeyData */
 	ev_tstamp state_since;
 	ev_tstamp connected_at;    /* accepted; SHOW CLIENTS */
-	uint8_t exit_why;          /* enum lease_exit_reason if it closes leased */
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
-	bool lease_warned;         /* this lease was logged as older than lease_warn_after */
-	bool cancel_at_relay;      /* a cancel came while its lease was being set up */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */
@@ -138,5 +136,11 @@ int client_flush(struct client *c);
 struct iobuf *client_out_buffer(struct client *c);
 /* Read into *bufp (allocated if NULL): 1 ok (maybe nothing new), 0 gone, -1 out of memory. */
 int client_read_into(struct client *c, struct iobuf **bufp);
+
+/* The backend it holds, or NULL. */
+static inline struct server *client_server(const struct client *c)
+{
+	return c->lease ? c->lease->server : NULL;
+}
 
 #endif

@@ -45,7 +45,7 @@ static void drain_idle(struct pool *p)
 
 static bool between_transactions(const struct client *c)
 {
-	const struct server *s = c->server;
+	const struct server *s = client_server(c);
 
 	return s && s->phase == PHASE_RAW && s->stream.txstatus == 'I' && stream_idle(&s->stream) &&
 	       (!c->in || iobuf_is_empty(c->in)) && (!c->out || iobuf_is_empty(c->out));

@@ -52,17 +52,17 @@ void lease_enter(struct client *c)
 
 static void go_relay(struct client *c, struct server *s)
 {
-	s->relayed = true;
+	s->lease->relayed = true;
 	server_go_raw(s, client_relay_from_server, client_relay_to_server);
 	client_leased(c);
 }
 
 static void setup_done(struct server *s, const char *sqlstate, const char *error)
 {
-	struct client *c = s->client;
+	struct client *c = server_client(s);
 
 	if (error) {
-		c->exit_why = EXIT_SETUP_FAILED;
+		s->lease->close_why = EXIT_SETUP_FAILED;
 		client_fatal(c, sqlstate, error, "while applying the client's startup settings on a pooled connection");
 		return;
 	}
@@ -97,7 +97,7 @@ static void note_wait(struct client *c)
 /* A backend checked the client's startup settings; it is unchanged (they were set locally). */
 static void vetted(struct server *s, const char *sqlstate, const char *error)
 {
-	struct client *c = s->client;
+	struct client *c = server_client(s);
 	const PGresult *res = server_query_result(s);
 	struct vet_answer answer = { PARAMS_EMPTY, NULL, 0 };
 
@@ -108,13 +108,13 @@ static void vetted(struct server *s, const char *sqlstate, const char *error)
 		return server_close(s, "lost while checking a client's startup settings");
 	}
 	if (error) {
-		c->exit_why = EXIT_SETUP_FAILED;
+		s->lease->close_why = EXIT_SETUP_FAILED;
 		client_login_refused(c, &answer, sqlstate, error,
 				     res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL,
 				     res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL);
 	} else if (vet_canonical(&c->vet_key, &s->pool->base, res, &answer) < 0 ||
 		   vet_cache_add(&s->pool->vetted, &c->vet_key, &answer) < 0) {
-		c->exit_why = EXIT_SETUP_FAILED;
+		s->lease->close_why = EXIT_SETUP_FAILED;
 		client_fatal(c, "53200", "out of memory, or an unexpected answer, checking the startup settings", NULL);
 	} else {
 		client_vetted(c, &answer);
@@ -128,7 +128,7 @@ static void vet(struct client *c, struct server *s)
 	char *sql = vet_sql(&c->vet_key, &s->pool->base);
 
 	if (!sql) {
-		c->exit_why = EXIT_SETUP_FAILED;
+		c->lease->close_why = EXIT_SETUP_FAILED;
 		return client_fatal(c, "53200", "out of memory checking the startup settings", NULL);
 	}
 	int rc = lease_query(s, sql, vetted);
@@ -138,21 +138,43 @@ static void vet(struct client *c, struct server *s)
 	server_keep_notices(s);
 }
 
+/* The lease comes to be: client and backend point at it, and at each other through it. */
+static void lease_open(struct client *c, struct server *s)
+{
+	struct lease *l = &s->lease_slot;
+
+	assert(!c->lease && !s->lease);
+	memset(l, 0, sizeof(*l));
+	l->client = c;
+	l->server = s;
+	l->started = ev_now(loop);
+	l->close_why = EXIT_CLIENT_GONE;
+	c->lease = s->lease = l;
+}
+
+/* The backend is clean or gone: the lease is over. */
+static void lease_done(struct server *s)
+{
+	struct lease *l = s->lease;
+
+	assert(l && !l->client && l == &s->lease_slot);
+	memset(l, 0, sizeof(*l));
+	s->lease = NULL;
+}
+
 void lease_grant(struct client *c, struct server *s)
 {
+	assert(c->state != CLIENT_ACTIVE && c->state != CLIENT_ADMIN && c->state != CLIENT_CLOSED);
+	assert(s->state == SERVER_IDLE || s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING);
 	s->pool->stats.lease_count++;
 	if (c->state == CLIENT_WAITING)
 		note_wait(c);
 	server_set_state(s, SERVER_LEASED);
 	client_set_state(c, CLIENT_ACTIVE);
-	s->client = c;
-	s->relayed = false;
-	c->server = s;
-	c->lease_warned = false;
+	lease_open(c, s);
 	stream_reset(&s->stream);
 	memset(&s->reset, 0, sizeof(s->reset));
 	s->stream.counts = &s->pool->stats.stream;
-	memset(&s->exit, 0, sizeof(s->exit));
 	if (!c->welcomed)
 		return vet(c, s);
 	lease_setup(c, s);
@@ -163,10 +185,10 @@ void lease_setup(struct client *c, struct server *s)
 	/* Quoted settings from a startup packet of up to 10 000 bytes fit. */
 	static char sql[4 * STARTUP_MAX_LEN];
 
-	assert(c->server == s && c->welcomed && !s->relayed);
+	assert(client_server(c) == s && c->welcomed && !s->lease->relayed);
 	int n = setup_sql(c, s, sql, sizeof(sql));
 	if (n < 0) {
-		c->exit_why = EXIT_SETUP_FAILED;
+		c->lease->close_why = EXIT_SETUP_FAILED;
 		client_fatal(c, "22023", "a startup setting of this client is too long to apply", NULL);
 		return;
 	}
@@ -183,10 +205,12 @@ void lease_setup(struct client *c, struct server *s)
 /* The lease may have ended while the query ran (its client left): then the exit door goes on. */
 static void lease_query_answered(struct server *s, const char *sqlstate, const char *error)
 {
-	server_query_cb done = s->lease_query_done;
+	struct lease *l = s->lease;
+	server_query_cb done = l->query_done;
 
-	s->lease_query_done = NULL;
-	if (!s->client) {
+	assert(l && done);
+	l->query_done = NULL;
+	if (!l->client) {
 		clean_poll(s);
 		return;
 	}
@@ -195,8 +219,8 @@ static void lease_query_answered(struct server *s, const char *sqlstate, const c
 
 int lease_query(struct server *s, const char *sql, server_query_cb done)
 {
-	assert(s->state == SERVER_LEASED && s->client && !s->lease_query_done);
-	s->lease_query_done = done;
+	assert(s->state == SERVER_LEASED && server_client(s) && !s->lease->query_done);
+	s->lease->query_done = done;
 	return server_query(s, sql, lease_query_answered);
 }
 
@@ -217,14 +241,14 @@ static void flush_client_bytes(struct client *c, struct server *s)
 	struct iobuf *in = c->in;
 
 	if (prep_tx_pending(c->prep) && prep_tx_send(c, s) < 0)
-		s->exit.broken = true;
+		s->lease->broken = true;
 	if (prep_tx_pending(c->prep))
-		s->exit.broken = true;
+		s->lease->broken = true;
 	if (!in || iobuf_unsent(in) == 0)
 		return;
 	ssize_t n = server_send_raw(s, in->data + in->start, iobuf_unsent(in));
 	if (n < (ssize_t)iobuf_unsent(in))
-		s->exit.broken = true;
+		s->lease->broken = true;
 	in->start = in->scanned;
 }
 
@@ -234,71 +258,93 @@ static void carry_server_bytes(struct client *c, struct server *s)
 	struct iobuf *out = c->out;
 	uint32_t held = out ? out->end - out->scanned : 0;
 
-	if (held > sizeof(s->exit.carry)) {
-		s->exit.broken = true;
+	if (held > sizeof(s->lease->carry)) {
+		s->lease->broken = true;
 		held = 0;
 	}
 	if (held)
-		memcpy(s->exit.carry, out->data + out->scanned, held);
-	s->exit.carry_len = (uint8_t)held;
+		memcpy(s->lease->carry, out->data + out->scanned, held);
+	s->lease->carry_len = (uint8_t)held;
 	if (out)
 		out->end = out->scanned;
 }
 
-static void note_exit(struct client *c, struct server *s, enum lease_exit_reason why)
+static void note_exit(struct server *s, enum lease_exit_reason why)
 {
 	struct pool_stats *st = &s->pool->stats;
 
 	st->exits[(unsigned)why < STATS_EXIT_REASONS ? why : STATS_EXIT_REASONS - 1]++;
-	if (c->state == CLIENT_ACTIVE)
-		st->lease_time_us += (uint64_t)((ev_now(loop) - c->state_since) * 1e6);
+	st->lease_time_us += (uint64_t)((ev_now(loop) - s->lease->started) * 1e6);
 	s->stream.counts = NULL;
 }
 
-static void detach(struct client *c, struct server *s)
+/* The client lets go; the lease stays with the backend until it is clean. */
+static void detach(struct client *c, struct lease *l)
 {
-	c->server = NULL;
-	s->client = NULL;
+	c->lease = NULL;
+	l->client = NULL;
+}
+
+/* server_close() is taking the backend away: a lease that sent nothing yet tries another, else the client is told. */
+static void exit_server_lost(struct client *c, bool nothing_sent)
+{
+	if (nothing_sent) {
+		client_set_state(c, CLIENT_IDLE);
+		lease_enter(c);
+		return;
+	}
+	client_fatal(c, "08006", "server connection lost: the backend closed or broke the connection", NULL);
+}
+
+/* The holder let go: the backend goes through the cleaning steps, unless a query for the lease is still running. */
+static void start_cleaning(struct client *c, struct lease *l, bool nothing_sent)
+{
+	struct server *s = l->server;
+	bool pinned = session_unpin(c, s);
+
+	/* A session that never relayed a byte only has pglease's own settings, which `applied` follows. */
+	l->reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query && !nothing_sent) ||
+			  pinned;
+	server_set_state(s, SERVER_CLEANING);
+	/* A query for the lease (setup, probe) is running: its answer goes on with the cleaning. */
+	if (s->phase != PHASE_QUERY)
+		clean_poll(s);
 }
 
 void lease_exit(struct client *c, enum lease_exit_reason why)
 {
-	struct server *s = c->server;
+	struct lease *l = c->lease;
 
-	if (!s)
+	if (!l)
 		return;
+	struct server *s = l->server;
+	assert(l->client == c && s->lease == l && c->state == CLIENT_ACTIVE && s->state == SERVER_LEASED);
 	log_debug("client %u: lease on server %d ends: %s", c->id, s->id, lease_exit_reason_name(why));
 	if (s->phase == PHASE_RAW) {
 		flush_client_bytes(c, s);
 		carry_server_bytes(c, s);
 	}
 	prep_lease_end(c, s);
-	bool nothing_sent = !s->relayed;
-	note_exit(c, s, why);
-	detach(c, s);
+	bool nothing_sent = !l->relayed;
+	note_exit(s, why);
+	detach(c, l);
+	l->why = (uint8_t)why;
+	if (why == EXIT_SERVER_LOST)
+		return exit_server_lost(c, nothing_sent);
 	if (why == EXIT_TX_DONE)
 		client_set_state(c, CLIENT_IDLE);
-	if (why == EXIT_SERVER_LOST && nothing_sent) {
-		/* Lost during the lease's setup: none of the client's bytes went out. */
-		client_set_state(c, CLIENT_IDLE);
-		lease_enter(c);
+	start_cleaning(c, l, nothing_sent);
+}
+
+void lease_server_closed(struct server *s)
+{
+	struct lease *l = s->lease;
+
+	if (!l)
 		return;
-	}
-	if (why == EXIT_SERVER_LOST) {
-		/* server_close() is already taking the backend away. */
-		client_fatal(c, "08006", "server connection lost: the backend closed or broke the connection",
-			     NULL);
-		return;
-	}
-	s->exit.why = (uint8_t)why;
-	bool pinned = session_unpin(c, s);
-	/* A session that never relayed a byte only has pglease's own settings, which `applied` follows. */
-	s->exit.reset_needed = (s->pool->mode == POOL_MODE_SESSION && *cfg->server_reset_query && !nothing_sent) ||
-			       pinned;
-	server_set_state(s, SERVER_CLEANING);
-	/* A query for the lease (setup, probe) is running: its answer goes on with the cleaning. */
-	if (s->phase != PHASE_QUERY)
-		clean_poll(s);
+	if (l->client)
+		lease_exit(l->client, EXIT_SERVER_LOST);
+	lease_done(s);
 }
 
 /* ---- the exit decision table ---- */
@@ -359,19 +405,19 @@ static int drain_scan(struct server *s, uint8_t *buf, size_t n)
 {
 	ssize_t used = frame_scan(&s->stream.from_server, buf, n, STREAM_SERVER_WHOLE, stream_server_frame_cb, &s->stream);
 
-	if (used < 0 || n - (size_t)used > sizeof(s->exit.carry))
+	if (used < 0 || n - (size_t)used > sizeof(s->lease->carry))
 		return -1;
-	s->exit.carry_len = (uint8_t)(n - (size_t)used);
-	memcpy(s->exit.carry, buf + used, s->exit.carry_len);
+	s->lease->carry_len = (uint8_t)(n - (size_t)used);
+	memcpy(s->lease->carry, buf + used, s->lease->carry_len);
 	return 0;
 }
 
 static void drain_readable(struct server *s)
 {
 	uint8_t buf[16384];
-	size_t carried = s->exit.carry_len;
+	size_t carried = s->lease->carry_len;
 
-	memcpy(buf, s->exit.carry, carried);
+	memcpy(buf, s->lease->carry, carried);
 	ssize_t n = recv(s->fd, buf + carried, sizeof(buf) - carried, MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		server_close(s, "closed by the backend while draining a finished lease");
@@ -383,19 +429,19 @@ static void drain_readable(struct server *s)
 		server_close(s, "protocol violation from the backend while draining");
 		return;
 	}
-	s->exit.drained = true;
+	s->lease->drained = true;
 	if (!s->stream.owed_z || s->stream.copy_in)
 		clean_poll(s);
 }
 
 static void drain_deadline(struct server *s)
 {
-	if (s->exit.cancel_sent) {
+	if (s->lease->cancel_sent) {
 		server_close(s, "owed replies did not arrive within server_drain_timeout, even after a cancel");
 		return;
 	}
 	log_info("server %d: replies still owed after %g s; cancelling the query", s->id, cfg->server_drain_timeout);
-	s->exit.cancel_sent = true;
+	s->lease->cancel_sent = true;
 	cancel_submit(s);
 	server_set_timer(s, cfg->server_drain_timeout, drain_deadline);
 }
@@ -407,14 +453,14 @@ static void start_drain(struct server *s)
 	server_go_raw(s, drain_readable, NULL);
 	server_want_write(s, false);
 	server_set_timer(s, cfg->server_drain_timeout, drain_deadline);
-	if (s->exit.carry_len)
+	if (s->lease->carry_len)
 		ev_feed_event(loop, &s->rio, EV_READ);
 }
 
 static void rollback_done(struct server *s, const char *sqlstate, const char *error)
 {
 	(void)sqlstate;
-	s->exit.rolled_back = true;
+	s->lease->rolled_back = true;
 	if (error || PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
 		server_close(s, "ROLLBACK on lease exit failed: %s", error ? error : "not idle afterwards");
 		return;
@@ -422,7 +468,7 @@ static void rollback_done(struct server *s, const char *sqlstate, const char *er
 	s->stream.txstatus = 'I';
 	s->pool->stats.exit_rollbacks++;
 	log_info("server %d (backend pid %d): %srolled back after its lease ended (%s)", s->id, s->backend_pid,
-		 s->exit.drained ? "owed replies drained, " : "", lease_exit_reason_name(s->exit.why));
+		 s->lease->drained ? "owed replies drained, " : "", lease_exit_reason_name(s->lease->why));
 	clean_poll(s);
 }
 
@@ -433,7 +479,7 @@ static void reset_done(struct server *s, const char *sqlstate, const char *error
 		server_close(s, "server_reset_query failed: %s", error);
 		return;
 	}
-	s->exit.reset_needed = false;
+	s->lease->reset_needed = false;
 	params_free(&s->applied);
 	prep_server_forget(s);
 	clean_poll(s);
@@ -448,11 +494,12 @@ static void run_query(struct server *s, const char *sql, server_query_cb done)
 
 static enum clean_step next_step(struct server *s)
 {
+	struct lease *l = s->lease;
 	struct clean_input in = {
 		.stream = &s->stream,
-		.server_lost = s->exit.broken || !s->conn,
-		.rolled_back = s->exit.rolled_back,
-		.reset_needed = s->exit.reset_needed,
+		.server_lost = l->broken || !s->conn,
+		.rolled_back = l->rolled_back,
+		.reset_needed = l->reset_needed,
 		.cancels_pending = s->cancels_pending > 0,
 	};
 	return lease_clean_step(&in);
@@ -462,19 +509,19 @@ static void clean_poll(struct server *s)
 {
 	for (;;) {
 		enum clean_step step = next_step(s);
-		s->exit.waiting_cancel = step == CLEAN_WAIT_CANCEL;
+		s->lease->waiting_cancel = step == CLEAN_WAIT_CANCEL;
 		switch (step) {
 		case CLEAN_DISCARD:
 			server_close(s, "cannot be made clean after its lease ended (%s): stream stopped mid-message",
-				     lease_exit_reason_name(s->exit.why));
+				     lease_exit_reason_name(s->lease->why));
 			return;
 		case CLEAN_COPY_FAIL:
 			if (send_copy_fail(s) < 0)
-				s->exit.broken = true;
+				s->lease->broken = true;
 			continue;
 		case CLEAN_SYNC:
 			if (send_sync(s) < 0)
-				s->exit.broken = true;
+				s->lease->broken = true;
 			continue;
 		case CLEAN_DRAIN:
 			start_drain(s);
@@ -492,6 +539,7 @@ static void clean_poll(struct server *s)
 			return;
 		case CLEAN_DONE:
 			server_stop_timer(s);
+			lease_done(s);
 			pool_server_free(s);
 			return;
 		}
@@ -500,6 +548,6 @@ static void clean_poll(struct server *s)
 
 void lease_cancel_done(struct server *s)
 {
-	if (s->state == SERVER_CLEANING && s->exit.waiting_cancel && s->cancels_pending == 0)
+	if (s->state == SERVER_CLEANING && s->lease->waiting_cancel && s->cancels_pending == 0)
 		clean_poll(s);
 }

@@ -6,6 +6,7 @@
  *   lease_setup()   fit the backend to the client (settings, health check), then relay
  *   lease_query()   libpq SQL for the lease holder (setup, the pin probe), between its messages
  *   lease_exit()    the one door every lease leaves by, with a reason
+ *   lease_server_closed()  the backend went away: the door's last step
  *   lease_clean_step()  the exit decision table (pure)
  *
  * See pool/README.md for the states, the exit matrix and the invariants.
@@ -14,6 +15,8 @@
 #define PGLEASE_LEASE_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <ev.h>
 
 #include "stream.h"
 
@@ -28,6 +31,34 @@ enum lease_exit_reason {
 	EXIT_SETUP_FAILED,     /* applying the client's settings failed */
 	EXIT_TIMEOUT,          /* a pglease timeout ended the lease */
 	EXIT_SHUTDOWN,         /* pglease is stopping */
+};
+
+/*
+ * One lease: a client's hold on a backend, from lease_grant() until the
+ * backend is clean again (or gone). lease_grant() creates it, and only the
+ * exit door ends it: lease_exit() detaches the client, and the lease then
+ * lives on, holderless, while the backend is cleaned; lease_done() frees it
+ * when the backend goes back to the pool or away.
+ *
+ *   held:     c->lease == l, l->client == c, s->lease == l, s LEASED, c ACTIVE
+ *   exiting:  l->client == NULL, s->lease == l, s CLEANING (or LEASED for an
+ *             instant inside lease_exit)
+ */
+struct lease {
+	struct client *client;       /* the holder, until lease_exit() */
+	struct server *server;       /* the backend, until lease_done() */
+	ev_tstamp started;           /* granted: lease time, lease_warn_after */
+	uint8_t close_why;           /* enum lease_exit_reason if its client closes while holding it */
+	uint8_t why;                 /* enum lease_exit_reason: why it ended (exiting) */
+	bool relayed;                /* the relay started: client bytes may have reached the backend */
+	bool warned;                 /* logged as older than lease_warn_after */
+	bool cancel_at_relay;        /* a cancel came while it was being set up */
+	/* a libpq query for the holder is running (lease_query) */
+	void (*query_done)(struct server *s, const char *sqlstate, const char *error);
+	/* the exit door's progress */
+	bool broken, reset_needed, rolled_back, cancel_sent, waiting_cancel, drained;
+	uint8_t carry[8];            /* a split header read but not yet framed */
+	uint8_t carry_len;
 };
 
 enum clean_step {
@@ -58,6 +89,8 @@ void lease_setup(struct client *c, struct server *s);
 /* done runs only while the lease holds; if it ended meanwhile, the exit door takes the backend on. */
 int lease_query(struct server *s, const char *sql, void (*done)(struct server *, const char *, const char *));
 void lease_exit(struct client *c, enum lease_exit_reason why);
+/* The backend is closing (server_close): a held lease ends (server lost), an exiting one is over. */
+void lease_server_closed(struct server *s);
 void lease_cancel_done(struct server *s);
 
 #endif

@@ -5,6 +5,7 @@
  * serves the next lease and the coldest ones age out by
  * server_idle_timeout. Waiting clients are served first-in first-out.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,15 +374,16 @@ static void warn_old_leases(struct pool *p, ev_tstamp now)
 		return;
 	list_for_each_safe(pos, tmp, &p->active) {
 		struct client *c = list_entry(pos, struct client, node);
-		if (now - c->state_since < cfg->lease_warn_after)
+		struct lease *l = c->lease;
+		assert(l && l->client == c);
+		if (now - l->started < cfg->lease_warn_after)
 			return;
-		if (c->lease_warned)
+		if (l->warned)
 			continue;
-		c->lease_warned = true;
+		l->warned = true;
 		p->stats.lease_warnings++;
 		log_warning("client %u (%s/%s): lease held for %.1f s (lease_warn_after %g s), backend pid %d",
-			    c->id, p->dbname, p->user, now - c->state_since, cfg->lease_warn_after,
-			    c->server ? c->server->backend_pid : 0);
+			    c->id, p->dbname, p->user, now - l->started, cfg->lease_warn_after, l->server->backend_pid);
 	}
 }
 

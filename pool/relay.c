@@ -86,12 +86,14 @@ void client_cancel_request(struct client *requester, uint32_t id, uint32_t key)
 {
 	struct client *target = client_find_by_key(id, key);
 
-	if (target && target->server && target->server->phase == PHASE_RAW)
-		return cancel_submit_for(target->server, requester);
+	struct server *s = target ? client_server(target) : NULL;
+
+	if (s && s->phase == PHASE_RAW)
+		return cancel_submit_for(s, requester);
 	if (target && target->state == CLIENT_WAITING)
 		cancel_waiting(target);
-	else if (target && target->server)
-		target->cancel_at_relay = true;
+	else if (s)
+		target->lease->cancel_at_relay = true;
 	client_close(requester, "cancel request handled");
 }
 
@@ -148,14 +150,16 @@ void client_dispatch(struct client *c)
 
 void client_leased(struct client *c)
 {
-	struct server *s = c->server;
+	struct server *s = client_server(c);
 
 	if (c->in && !iobuf_is_empty(c->in))
 		client_relay_to_server(s);
 	/* A cancel that came while the lease was being set up is for what was just sent. */
-	if (c->cancel_at_relay && c->server == s && s->stream.owed_z)
+	if (c->lease != s->lease)
+		return;
+	if (c->lease->cancel_at_relay && s->stream.owed_z)
 		cancel_submit(s);
-	c->cancel_at_relay = false;
+	c->lease->cancel_at_relay = false;
 }
 
 /* ---- the relay: client to backend ---- */
@@ -164,7 +168,7 @@ static enum frame_verdict account_client_msg(struct client *c, const struct fram
 {
 	if (c->prep_on)
 		return prep_client_msg(c, m);
-	return stream_client_msg(&c->server->stream, m);
+	return stream_client_msg(&client_server(c)->stream, m);
 }
 
 static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
@@ -175,7 +179,7 @@ static enum frame_verdict client_msg(void *arg, const struct frame_msg *m)
 		c->terminating = true;
 		return FRAME_STOP_BEFORE;
 	}
-	if (m->type == 'Q' && reset_client_query(c, c->server, m) != RESET_PASS)
+	if (m->type == 'Q' && reset_client_query(c, client_server(c), m) != RESET_PASS)
 		return FRAME_STOP_BEFORE;
 	return account_client_msg(c, m);
 }
@@ -192,8 +196,8 @@ static void protocol_violation(struct client *c)
 			 p[0] >= 32 && p[0] < 127 ? p[0] : '?');
 	else
 		snprintf(msg, sizeof(msg), "invalid frontend message type %d", p[0]);
-	c->exit_why = EXIT_CLIENT_PROTOCOL;
-	if (c->server->stream.owed_z == 0 || !(c->violation = strdup(msg)))
+	c->lease->close_why = EXIT_CLIENT_PROTOCOL;
+	if (client_server(c)->stream.owed_z == 0 || !(c->violation = strdup(msg)))
 		return client_fatal(c, "08P01", msg, NULL);
 	/* Like PostgreSQL: answer what came before the bad message, then FATAL. */
 	c->in->end = c->in->scanned;
@@ -319,7 +323,7 @@ static int send_to_server(struct client *c, struct server *s)
 
 void client_relay_to_server(struct server *s)
 {
-	struct client *c = s->client;
+	struct client *c = server_client(s);
 	struct iobuf *in = c->in;
 
 	if (!in && s->reset.followup_due && send_followup(c, s) < 0)
@@ -402,7 +406,7 @@ static int relay_notifications(struct client *c, struct server *s)
 /* Unpinned: the lease ends as any transaction's; else the relay goes on with what came meanwhile. */
 static void pin_probed(struct server *s, const char *sqlstate, const char *error)
 {
-	struct client *c = s->client;
+	struct client *c = server_client(s);
 
 	(void)sqlstate;
 	if (relay_notifications(c, s) < 0)
@@ -435,7 +439,7 @@ static void probe_pin(struct client *c, struct server *s)
 /* A cancel reached PostgreSQL: a probe that was put off for it can run if nothing else happens. */
 void client_cancel_delivered(struct server *s)
 {
-	struct client *c = s->client;
+	struct client *c = server_client(s);
 
 	if (!c || s->state != SERVER_LEASED || s->phase != PHASE_RAW || s->cancels_pending)
 		return;
@@ -474,9 +478,9 @@ static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 	enum frame_verdict v = stream_server_msg(&s->stream, m);
 
 	if (m->type == 'E')
-		session_backend_error(s->client);
+		session_backend_error(server_client(s));
 	if (v == FRAME_CONTINUE && (m->type == 'S' || reset_active(&s->reset)) &&
-	    (reply_cut = reset_server_msg(s->client, s, m)))
+	    (reply_cut = reset_server_msg(server_client(s), s, m)))
 		return FRAME_STOP_AFTER;
 	return v;
 }
@@ -501,32 +505,13 @@ static ssize_t scan_server(struct server *s, struct iobuf *out)
 	}
 }
 
-void client_relay_from_server(struct server *s)
+/* Send the framed reply on, and act on where it left the lease. */
+static void relay_reply(struct client *c, struct server *s, enum boundary at)
 {
-	struct client *c = s->client;
-
-	if (read_from_server(c, s) <= 0)
-		return;
-	struct iobuf *out = c->out;
-	bool was_busy = s->stream.owed_z > 0;
-	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) : scan_server(s, out);
-	if (n < 0) {
-		server_close(s, "protocol violation from the backend");
-		return;
-	}
-	if (was_busy && !s->stream.owed_z)
-		c->pool->stats.query_time_us += (uint64_t)((ev_now(loop) - s->stream.busy_since) * 1e6);
-	out->scanned += (uint32_t)n;
-	c->mid_message = s->stream.from_server.body_left > 0;
-	if (c->violation && s->stream.owed_z == 0 && !c->mid_message) {
-		if (client_flush(c) < 0)
-			return client_close(c, "client went away while being written to");
-		return client_fatal(c, "08P01", c->violation, NULL);
-	}
-	enum boundary at = at_boundary(c, s);
 	bool done = at == LEASE_ENDS;
 	/* Serve whoever waits first: a queued client's query, else this reply. */
 	bool waiter_first = done && !list_empty(&c->pool->waiting);
+
 	if (waiter_first)
 		lease_exit(c, EXIT_TX_DONE);
 	if (client_flush(c) < 0)
@@ -547,6 +532,31 @@ void client_relay_from_server(struct server *s)
 	}
 }
 
+void client_relay_from_server(struct server *s)
+{
+	struct client *c = server_client(s);
+
+	if (read_from_server(c, s) <= 0)
+		return;
+	struct iobuf *out = c->out;
+	bool was_busy = s->stream.owed_z > 0;
+	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) : scan_server(s, out);
+	if (n < 0) {
+		server_close(s, "protocol violation from the backend");
+		return;
+	}
+	if (was_busy && !s->stream.owed_z)
+		c->pool->stats.query_time_us += (uint64_t)((ev_now(loop) - s->stream.busy_since) * 1e6);
+	out->scanned += (uint32_t)n;
+	c->mid_message = s->stream.from_server.body_left > 0;
+	if (c->violation && s->stream.owed_z == 0 && !c->mid_message) {
+		if (client_flush(c) < 0)
+			return client_close(c, "client went away while being written to");
+		return client_fatal(c, "08P01", c->violation, NULL);
+	}
+	relay_reply(c, s, at_boundary(c, s));
+}
+
 
 /* ---- the client's socket, once it is logged in ---- */
 
@@ -561,8 +571,8 @@ void client_on_data(struct client *c)
 		client_dispatch(c);
 		break;
 	case CLIENT_ACTIVE:
-		if (c->server->phase == PHASE_RAW) {
-			client_relay_to_server(c->server);
+		if (client_server(c)->phase == PHASE_RAW) {
+			client_relay_to_server(client_server(c));
 			break;
 		}
 		/* The lease is still being set up. */

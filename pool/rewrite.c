@@ -415,7 +415,7 @@ static void forget_all(struct client *c, struct server *s)
 static bool deallocates_known(struct client *c, const struct frame_msg *m)
 {
 	char name[256];
-	struct prep_server *ps = c->server->prep;
+	struct prep_server *ps = client_server(c)->prep;
 
 	return prep_sql_deallocate_name((const char *)m->body, m->len - 4, name, sizeof(name)) &&
 	       ((c->prep && preg_find(&c->prep->reg, name)) || (ps && pq_name_unsettled(&ps->q, name)));
@@ -423,7 +423,7 @@ static bool deallocates_known(struct client *c, const struct frame_msg *m)
 
 enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 {
-	struct server *s = c->server;
+	struct server *s = client_server(c);
 
 	switch (m->type) {
 	case 'P': case 'B': case 'D': case 'C':
@@ -899,7 +899,7 @@ int prep_parse_unleased(struct client *c, struct wbuf *reply)
 {
 	uint32_t parses;
 
-	if (!c->prep_on || c->pinned || c->server || !c->in || c->in->start != c->in->scanned)
+	if (!c->prep_on || c->pinned || c->lease || !c->in || c->in->start != c->in->scanned)
 		return 0;
 	uint32_t len = registry_only_batch(c, &parses);
 	if (!len || !batch_names_distinct(c->in) ||
@@ -974,7 +974,7 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 static enum frame_verdict server_msg(void *arg, const struct frame_msg *m)
 {
 	struct client *c = arg;
-	struct server *s = c->server;
+	struct server *s = client_server(c);
 	enum frame_verdict v = account_reply(c, s, m);
 
 	if (v == FRAME_CONTINUE && m->type != '1' && m->type != '3' && (m->type == 'S' || reset_active(&s->reset)) &&

@@ -469,8 +469,7 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 		 s->id, s->backend_pid, s->pool->dbname, s->pool->user, reason);
 	note_close(s);
 	/* A lease on it ends through the one door, which tells the client. */
-	if (s->client)
-		lease_exit(s->client, EXIT_SERVER_LOST);
+	lease_server_closed(s);
 	server_want_read(s, false);
 	server_want_write(s, false);
 	server_stop_timer(s);

@@ -20,6 +20,7 @@
 #include <ev.h>
 #include <libpq-fe.h>
 
+#include "lease.h"
 #include "list.h"
 #include "params.h"
 #include "reset.h"
@@ -55,9 +56,8 @@ struct server {
 	void (*timer_cb)(struct server *s);
 	int id;                      /* pglease's number for it, for logs */
 	int backend_pid;
-	struct client *client;       /* lease holder while LEASED */
-	bool relayed;                /* this lease's relay has started: client bytes may have reached it */
-	server_query_cb lease_query_done; /* lease.c: a query for the lease holder is running */
+	struct lease *lease;         /* LEASED and CLEANING: &lease_slot (lease.h) */
+	struct lease lease_slot;     /* a backend has one lease at a time: taking it allocates nothing */
 	struct stream stream;
 	struct prep_server *prep;    /* the named statements it holds (rewrite.c), or NULL */
 	struct reset_relay reset;    /* pglease's restores after a client's RESET, in flight (reset.c) */
@@ -80,13 +80,6 @@ struct server {
 	} notices;
 	/* PHASE_RAW: who handles readiness */
 	server_raw_cb on_readable, on_writable;
-	/* the lease exit door's progress (lease.c) */
-	struct {
-		bool broken, reset_needed, rolled_back, cancel_sent, waiting_cancel, drained;
-		uint8_t why;             /* enum lease_exit_reason */
-		uint8_t carry[8];        /* a split header read but not yet framed */
-		uint8_t carry_len;
-	} exit;
 };
 
 struct server *server_connect(struct pool *pool);
@@ -107,5 +100,11 @@ void server_stop_timer(struct server *s);
 void server_set_state(struct server *s, enum server_state state);
 void server_close(struct server *s, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
 void server_reap(void);
+
+/* Its lease holder, or NULL (also while its lease is exiting). */
+static inline struct client *server_client(const struct server *s)
+{
+	return s->lease ? s->lease->client : NULL;
+}
 
 #endif

@@ -44,7 +44,7 @@ static bool backslash_quotes(struct client *c)
 /* Logged when the client becomes pinned, and again when a pinned client's pin comes to last. */
 static void pinned(struct client *c, const char *why, const char *statement, bool lasts)
 {
-	struct server *s = c->server;
+	struct server *s = client_server(c);
 
 	if (c->pinned && (c->pin_lasts || !lasts))
 		return;
@@ -96,7 +96,7 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 	p->watch_releases = c->pinned;
 	bool pin = pin_feed_wire(p, &c->pool->base, data, n);
 	if (p->resets)
-		c->server->settings_unknown = true;
+		client_server(c)->settings_unknown = true;
 	/* Noted before any pin: a pg_try_advisory_lock pins, and may have taken nothing. */
 	if (p->releases)
 		c->probe_due = true;
@@ -199,7 +199,7 @@ bool session_probed(struct client *c, struct server *s, const char *error, bool 
 {
 	const char *db = c->pool->dbname, *user = c->pool->user;
 
-	assert(c->pinned && !c->pin_lasts && s == c->server);
+	assert(c->pinned && !c->pin_lasts && s == client_server(c));
 	if (error) {
 		log_warning("client %u (%s/%s): the session state probe on server %d (backend pid %d) failed: %s; "
 			    "it stays pinned", c->id, db, user, s->id, s->backend_pid, error);

@@ -119,7 +119,7 @@ void client_welcome(struct client *c)
 /* The leased backend checked the settings: answer the login, then use the lease for what came already, or end it. */
 void client_vetted(struct client *c, const struct vet_answer *answer)
 {
-	struct server *s = c->server;
+	struct server *s = client_server(c);
 
 	assert(c->state == CLIENT_ACTIVE && s && !c->welcomed);
 	if (take_canonical(c, answer) < 0)
@@ -139,8 +139,8 @@ void client_login_refused(struct client *c, const struct vet_answer *answer, con
 	static uint8_t buf[2048 + 4 * STARTUP_MAX_LEN];
 	struct wbuf w;
 
-	if (c->server)
-		lease_exit(c, c->exit_why);
+	if (c->lease)
+		lease_exit(c, c->lease->close_why);
 	wbuf_init(&w, buf, sizeof(buf));
 	proto_auth_ok(&w);
 	if (answer->notices_len)
