@@ -158,6 +158,8 @@ static void lease_done(struct server *s)
 	struct lease *l = s->lease;
 
 	assert(l && !l->client && l == &s->lease_slot);
+	/* The exit door emptied it (prep_lease_end). */
+	assert(!l->prep.tx && !l->prep.parse);
 	memset(l, 0, sizeof(*l));
 	s->lease = NULL;
 }
@@ -240,9 +242,9 @@ static void flush_client_bytes(struct client *c, struct server *s)
 {
 	struct iobuf *in = c->in;
 
-	if (prep_tx_pending(c->prep) && prep_tx_send(c, s) < 0)
+	if (prep_tx_pending(&c->lease->prep) && prep_tx_send(c, s) < 0)
 		s->lease->broken = true;
-	if (prep_tx_pending(c->prep))
+	if (prep_tx_pending(&c->lease->prep))
 		s->lease->broken = true;
 	if (!in || iobuf_unsent(in) == 0)
 		return;

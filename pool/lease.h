@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <ev.h>
 
+#include "rewrite.h"
 #include "stream.h"
 
 struct client;
@@ -59,6 +60,7 @@ struct lease {
 	bool broken, reset_needed, rolled_back, cancel_sent, waiting_cancel, drained;
 	uint8_t carry[8];            /* a split header read but not yet framed */
 	uint8_t carry_len;
+	struct prep_lease prep;      /* the prepared-statement layer's bytes and holds in flight (rewrite.c) */
 };
 
 enum clean_step {

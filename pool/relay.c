@@ -287,7 +287,7 @@ static ssize_t scan_client(struct client *c, struct server *s, struct iobuf *in)
 				return -2;
 			continue;
 		}
-		if (n < 0 || !prep_stopped(c->prep))
+		if (n < 0 || !prep_stopped(&c->lease->prep))
 			return n;
 	}
 }
@@ -297,7 +297,7 @@ static int send_to_server(struct client *c, struct server *s)
 {
 	struct iobuf *in = c->in;
 
-	if (prep_tx_pending(c->prep)) {
+	if (prep_tx_pending(&c->lease->prep)) {
 		if (prep_tx_send(c, s) < 0) {
 			server_close(s, "lost while sending to the backend");
 			return -1;
@@ -311,7 +311,7 @@ static int send_to_server(struct client *c, struct server *s)
 		in->start += (uint32_t)n;
 		c->pool->stats.bytes_received += (uint64_t)n;
 	}
-	bool blocked = (in && iobuf_unsent(in) > 0) || prep_tx_pending(c->prep);
+	bool blocked = (in && iobuf_unsent(in) > 0) || prep_tx_pending(&c->lease->prep);
 	/* A message that must be seen whole may be waiting at the end of a full buffer. */
 	if (in && !blocked && iobuf_room(in) == 0 && in->start > 0)
 		iobuf_compact(in);
@@ -330,7 +330,7 @@ void client_relay_to_server(struct server *s)
 		return client_fatal(c, "53200", "out of memory restoring the startup settings after DISCARD ALL", NULL);
 	if (!in) {
 		/* Rewritten bytes may still be waiting for the backend to take them. */
-		if (prep_tx_pending(c->prep))
+		if (prep_tx_pending(&c->lease->prep))
 			send_to_server(c, s);
 		return;
 	}
@@ -346,13 +346,13 @@ void client_relay_to_server(struct server *s)
 		return;
 	if (n < 0)
 		return protocol_violation(c);
-	if (c->terminating && iobuf_unsent(in) == 0 && !prep_tx_pending(c->prep))
+	if (c->terminating && iobuf_unsent(in) == 0 && !prep_tx_pending(&c->lease->prep))
 		return client_close(c, "client sent Terminate");
 	/* A held named Parse is whole in c->prep: the buffer stays, to scan on from when it may go. */
-	if (iobuf_is_empty(in) && !prep_held(c->prep)) {
+	if (iobuf_is_empty(in) && !prep_held(&c->lease->prep)) {
 		iobuf_put(in);
 		c->in = NULL;
-		client_want_read(c, !prep_tx_pending(c->prep));
+		client_want_read(c, !prep_tx_pending(&c->lease->prep));
 	}
 }
 
@@ -525,7 +525,7 @@ static void relay_reply(struct client *c, struct server *s, enum boundary at)
 		return probe_pin(c, s);
 	server_want_read(s, !c->out || iobuf_room(c->out) > 0 || c->out->start > 0);
 	/* A reply let held input go, or a DISCARD ALL's follow-up is due: the last thing done here. */
-	bool prep_kick = prep_take_kick(c->prep);
+	bool prep_kick = prep_take_kick(&c->lease->prep);
 	if (s->reset.kick || prep_kick) {
 		s->reset.kick = false;
 		client_relay_to_server(s);

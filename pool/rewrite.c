@@ -55,22 +55,24 @@ static struct prep_client *client_prep(struct client *c)
 	return c->prep;
 }
 
-static void drop_transient(struct prep_client *pc)
+/* The client's lease: what this layer has in flight lives as long as it. */
+static struct prep_lease *lease_prep(struct client *c)
 {
-	free(pc->parse);
-	pc->parse = NULL;
-	pc->parse_len = pc->parse_have = 0;
-	free(pc->tx);
-	pc->tx = NULL;
-	pc->tx_len = pc->tx_sent = pc->tx_cap = 0;
-	pc->stopped = pc->held = pc->kick = false;
+	assert(c->lease);
+	return &c->lease->prep;
+}
+
+void prep_lease_free(struct prep_lease *pl)
+{
+	free(pl->parse);
+	free(pl->tx);
+	*pl = (struct prep_lease){ 0 };
 }
 
 void prep_client_free(struct prep_client *pc)
 {
 	if (!pc)
 		return;
-	drop_transient(pc);
 	preg_free(&pc->reg);
 	free(pc);
 }
@@ -100,9 +102,8 @@ void prep_server_forget(struct server *s)
 
 void prep_lease_end(struct client *c, struct server *s)
 {
-	if (c && c->prep)
-		drop_transient(c->prep);
-	if (c && c->prep && c->prep->reg.count == 0) {
+	prep_lease_free(lease_prep(c));
+	if (c->prep && c->prep->reg.count == 0) {
 		prep_client_free(c->prep);
 		c->prep = NULL;
 	}
@@ -112,12 +113,14 @@ void prep_lease_end(struct client *c, struct server *s)
 
 bool prep_busy(const struct client *c)
 {
-	return c->prep && (prep_tx_pending(c->prep) || c->prep->parse || c->prep->held);
+	const struct prep_lease *pl = &c->lease->prep;
+
+	return prep_tx_pending(pl) || pl->parse || pl->held;
 }
 
 /* ---- building bytes for the backend ---- */
 
-static int tx_reserve(struct prep_client *pc, size_t more)
+static int tx_reserve(struct prep_lease *pc, size_t more)
 {
 	if (pc->tx_sent == pc->tx_len)
 		pc->tx_len = pc->tx_sent = 0;
@@ -136,13 +139,13 @@ static int tx_reserve(struct prep_client *pc, size_t more)
 	return 0;
 }
 
-static void tx_put(struct prep_client *pc, const void *p, size_t n)
+static void tx_put(struct prep_lease *pc, const void *p, size_t n)
 {
 	memcpy(pc->tx + pc->tx_len, p, n);
 	pc->tx_len += (uint32_t)n;
 }
 
-static void tx_header(struct prep_client *pc, char type, uint32_t body_len)
+static void tx_header(struct prep_lease *pc, char type, uint32_t body_len)
 {
 	uint8_t h[5] = { (uint8_t)type, (uint8_t)((body_len + 4) >> 24), (uint8_t)((body_len + 4) >> 16),
 			 (uint8_t)((body_len + 4) >> 8), (uint8_t)(body_len + 4) };
@@ -150,7 +153,7 @@ static void tx_header(struct prep_client *pc, char type, uint32_t body_len)
 }
 
 /* Close 'S' name, the reply of which the queue decides about. */
-static int tx_close(struct prep_client *pc, const char *name)
+static int tx_close(struct prep_lease *pc, const char *name)
 {
 	size_t n = strlen(name) + 1;
 
@@ -163,7 +166,7 @@ static int tx_close(struct prep_client *pc, const char *name)
 }
 
 /* Parse name + key (query, types). */
-static int tx_parse(struct prep_client *pc, const char *name, const uint8_t *key, uint32_t key_len)
+static int tx_parse(struct prep_lease *pc, const char *name, const uint8_t *key, uint32_t key_len)
 {
 	size_t n = strlen(name) + 1;
 
@@ -176,7 +179,7 @@ static int tx_parse(struct prep_client *pc, const char *name, const uint8_t *key
 }
 
 /* The client's framed, unsent bytes precede anything appended after them. */
-static int spill_unsent(struct prep_client *pc, struct iobuf *in)
+static int spill_unsent(struct prep_lease *pc, struct iobuf *in)
 {
 	uint32_t n = iobuf_unsent(in);
 
@@ -191,7 +194,7 @@ static int spill_unsent(struct prep_client *pc, struct iobuf *in)
 
 int prep_tx_send(struct client *c, struct server *s)
 {
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pc = lease_prep(c);
 
 	if (c->in && spill_unsent(pc, c->in) < 0)
 		return -1;
@@ -205,9 +208,9 @@ int prep_tx_send(struct client *c, struct server *s)
 
 int prep_tx_message(struct client *c, char type, const void *body, uint32_t len)
 {
-	struct prep_client *pc = client_prep(c);
+	struct prep_lease *pc = lease_prep(c);
 
-	if (!pc || (c->in && spill_unsent(pc, c->in) < 0) || tx_reserve(pc, 5 + (size_t)len) < 0)
+	if ((c->in && spill_unsent(pc, c->in) < 0) || tx_reserve(pc, 5 + (size_t)len) < 0)
 		return -1;
 	tx_header(pc, type, len);
 	tx_put(pc, body, len);
@@ -245,7 +248,7 @@ static int evict_for(struct client *c, struct server *s, const struct pstmt *kee
 	struct pcache_entry *v;
 
 	while (cache->n >= max && (v = pcache_victim(cache, keep))) {
-		if (tx_close(c->prep, v->st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0)
+		if (tx_close(lease_prep(c), v->st->name) < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0)
 			return -1;
 		log_debug("server %d: evicting prepared statement %s", s->id, v->st->name);
 		pcache_drop(cache, v->st);
@@ -270,8 +273,8 @@ static int tx_close_parse(struct client *c, struct server *s, struct pcache_entr
 {
 	struct pq *q = &s->prep->q;
 
-	if (tx_close(c->prep, e->st->name) < 0 || pq_push_close(q, e) < 0 ||
-	    tx_parse(c->prep, e->st->name, key, key_len) < 0)
+	if (tx_close(lease_prep(c), e->st->name) < 0 || pq_push_close(q, e) < 0 ||
+	    tx_parse(lease_prep(c), e->st->name, key, key_len) < 0)
 		return -1;
 	return pq_push_parse(q, kind, e, name);
 }
@@ -319,7 +322,7 @@ static bool must_wait(struct client *c, struct server *s, const char *name)
 	if (!ps || !ps->q.named_closed || !may_hold(s) || !pq_name_unsettled(&ps->q, name))
 		return false;
 	log_debug("client %u: statement %s waits for an earlier segment's outcome", c->id, name);
-	c->prep->held = true;
+	lease_prep(c)->held = true;
 	return true;
 }
 
@@ -332,7 +335,7 @@ static bool names_in_play(const struct client *c, const struct server *s)
 /* Scan from the same message again once held input may go. */
 static enum prep_step hold(struct client *c)
 {
-	c->prep->stopped = true;
+	lease_prep(c)->stopped = true;
 	return PREP_MORE;
 }
 
@@ -429,13 +432,13 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 	case 'P': case 'B': case 'D': case 'C':
 		if (!client_prep(c))
 			return FRAME_ERROR;
-		c->prep->stopped = true;
+		lease_prep(c)->stopped = true;
 		return FRAME_STOP_BEFORE;
 	case 'Q':
 		if (m->body && prep_sql_forgets_all((const char *)m->body, m->len - 4))
 			forget_all(c, s);
 		if (m->body && names_in_play(c, s) && client_prep(c) && deallocates_known(c, m)) {
-			c->prep->stopped = true;
+			lease_prep(c)->stopped = true;
 			return FRAME_STOP_BEFORE;
 		}
 		/* fall through */
@@ -535,15 +538,15 @@ static enum prep_step bind(struct client *c, struct server *s, const struct msg_
 	struct pstmt *st = name ? preg_find(&c->prep->reg, (const char *)v->body + portal + 1) : NULL;
 	if (!st)
 		return pass(c, s, v);
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 	uint32_t prefix = (uint32_t)(portal + 1 + name + 1);
 	size_t new_name = strlen(st->name) + 1;
-	if (spill_unsent(pc, c->in) < 0 || ensure_prepared(c, s, st) < 0 ||
-	    tx_reserve(pc, 5 + portal + 1 + new_name) < 0)
+	if (spill_unsent(pl, c->in) < 0 || ensure_prepared(c, s, st) < 0 ||
+	    tx_reserve(pl, 5 + portal + 1 + new_name) < 0)
 		return PREP_ERR;
-	tx_header(pc, 'B', (uint32_t)(v->body_len - prefix + portal + 1 + new_name));
-	tx_put(pc, v->body, (size_t)portal + 1);
-	tx_put(pc, st->name, new_name);
+	tx_header(pl, 'B', (uint32_t)(v->body_len - prefix + portal + 1 + new_name));
+	tx_put(pl, v->body, (size_t)portal + 1);
+	tx_put(pl, st->name, new_name);
 	consume_prefix(c, s, v, prefix);
 	return PREP_AGAIN;
 }
@@ -559,13 +562,13 @@ static enum prep_step describe(struct client *c, struct server *s, const struct 
 	struct pstmt *st = named ? preg_find(&c->prep->reg, (const char *)v->body + 1) : NULL;
 	if (!st)
 		return pass(c, s, v);
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 	size_t new_name = strlen(st->name) + 1;
-	if (spill_unsent(pc, c->in) < 0 || ensure_prepared(c, s, st) < 0 || tx_reserve(pc, 6 + new_name) < 0)
+	if (spill_unsent(pl, c->in) < 0 || ensure_prepared(c, s, st) < 0 || tx_reserve(pl, 6 + new_name) < 0)
 		return PREP_ERR;
-	tx_header(pc, 'D', (uint32_t)(1 + new_name));
-	tx_put(pc, "S", 1);
-	tx_put(pc, st->name, new_name);
+	tx_header(pl, 'D', (uint32_t)(1 + new_name));
+	tx_put(pl, "S", 1);
+	tx_put(pl, st->name, new_name);
 	consume_prefix(c, s, v, (uint32_t)(1 + name + 1));
 	return PREP_AGAIN;
 }
@@ -583,8 +586,8 @@ static enum prep_step close_msg(struct client *c, struct server *s, const struct
 	if (!st)
 		return queue(s, PQ_CLOSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	/* The backend keeps the statement cached; the client's name goes. */
-	if (spill_unsent(c->prep, c->in) < 0 || queue(s, PQ_CLOSE, st, client_name) < 0 ||
-	    tx_close(c->prep, NEVER_NAME) < 0)
+	if (spill_unsent(lease_prep(c), c->in) < 0 || queue(s, PQ_CLOSE, st, client_name) < 0 ||
+	    tx_close(lease_prep(c), NEVER_NAME) < 0)
 		return PREP_ERR;
 	preg_del(&c->prep->reg, client_name, NULL);
 	consume_prefix(c, s, v, (uint32_t)(1 + name + 1));
@@ -592,14 +595,14 @@ static enum prep_step close_msg(struct client *c, struct server *s, const struct
 }
 
 /* Query text as a whole message into tx. */
-static int tx_query(struct prep_client *pc, const char *sql)
+static int tx_query(struct prep_lease *pl, const char *sql)
 {
 	size_t n = strlen(sql) + 1;
 
-	if (tx_reserve(pc, 5 + n) < 0)
+	if (tx_reserve(pl, 5 + n) < 0)
 		return -1;
-	tx_header(pc, 'Q', (uint32_t)n);
-	tx_put(pc, sql, n);
+	tx_header(pl, 'Q', (uint32_t)n);
+	tx_put(pl, sql, n);
 	return 0;
 }
 
@@ -614,11 +617,11 @@ static int tx_query(struct prep_client *pc, const char *sql)
 static int deallocate_sql(struct client *c, struct server *s, struct pstmt *st, char *sql, size_t cap)
 {
 	static const uint8_t trivial[] = "SELECT\0\0";    /* query, 0 parameter types */
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 	struct prep_server *ps = server_prep(s);
 	struct pcache_entry *e = ps ? pcache_find(&ps->cache, st) : NULL;
 
-	if (!ps || spill_unsent(pc, c->in) < 0)
+	if (!ps || spill_unsent(pl, c->in) < 0)
 		return -1;
 	if (e && e->ready) {
 		snprintf(sql, cap, "DEALLOCATE %s", st->name);
@@ -626,8 +629,8 @@ static int deallocate_sql(struct client *c, struct server *s, struct pstmt *st, 
 		return 0;
 	}
 	snprintf(sql, cap, "DEALLOCATE pgl_dealloc");
-	if (tx_close(pc, "pgl_dealloc") < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
-	    tx_parse(pc, "pgl_dealloc", trivial, sizeof(trivial)) < 0)
+	if (tx_close(pl, "pgl_dealloc") < 0 || queue(s, PQ_CLOSE_INJECTED, NULL, NULL) < 0 ||
+	    tx_parse(pl, "pgl_dealloc", trivial, sizeof(trivial)) < 0)
 		return -1;
 	return queue(s, PQ_PARSE_INJECTED, NULL, NULL);
 }
@@ -642,16 +645,16 @@ static int deallocate_sql(struct client *c, struct server *s, struct pstmt *st, 
  */
 static enum prep_step deallocate(struct client *c, struct server *s, const struct msg_view *v)
 {
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 	char name[256], sql[300];
 	prep_sql_deallocate_name((const char *)v->body, v->body_len, name, sizeof(name));
 	/* Behind replies still to come, the transaction status the choice depends on is not known yet. */
 	if (s->stream.owed_z && may_hold(s)) {
 		log_debug("client %u: DEALLOCATE %s waits for the replies owed before it", c->id, name);
-		pc->held = true;
+		pl->held = true;
 		return hold(c);
 	}
-	struct pstmt *st = preg_find(&pc->reg, name);
+	struct pstmt *st = preg_find(&c->prep->reg, name);
 	struct pcache_entry *e = st && server_prep(s) ? pcache_find(&s->prep->cache, st) : NULL;
 	bool aborted = s->stream.txstatus == 'E';
 	bool quiet = s->stream.owed_z == 0 && !s->stream.unsynced && !aborted;
@@ -660,8 +663,8 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 		return queue_query_boundary(s) < 0 ? PREP_ERR : pass(c, s, v);
 	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0)
 		return PREP_ERR;
-	preg_del(&pc->reg, name, NULL);
-	if (tx_query(pc, sql) < 0 || queue_query_boundary(s) < 0)
+	preg_del(&c->prep->reg, name, NULL);
+	if (tx_query(pl, sql) < 0 || queue_query_boundary(s) < 0)
 		return PREP_ERR;
 	consume_prefix(c, s, v, v->body_len);
 	return PREP_AGAIN;
@@ -676,53 +679,53 @@ static enum prep_step deallocate(struct client *c, struct server *s, const struc
 static enum prep_step deallocate_parse(struct client *c, struct server *s, const struct msg_view *v,
 				       struct pstmt *st, const char *name, uint32_t query_len)
 {
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 	char sql[300];
 	uint32_t tail = v->body_len - 1 - query_len;      /* the NUL, then the parameter types */
 
 	if (deallocate_sql(c, s, st, sql, sizeof(sql)) < 0 || queue(s, PQ_PARSE_DEALLOCATE, st, name) < 0)
 		return PREP_ERR;
-	preg_del(&pc->reg, name, NULL);
+	preg_del(&c->prep->reg, name, NULL);
 	size_t n = strlen(sql);
-	if (tx_reserve(pc, 6 + n + tail) < 0)
+	if (tx_reserve(pl, 6 + n + tail) < 0)
 		return PREP_ERR;
-	tx_header(pc, 'P', (uint32_t)(1 + n + tail));
-	tx_put(pc, "", 1);
-	tx_put(pc, sql, n);
-	tx_put(pc, v->body + 1 + query_len, tail);
+	tx_header(pl, 'P', (uint32_t)(1 + n + tail));
+	tx_put(pl, "", 1);
+	tx_put(pl, sql, n);
+	tx_put(pl, v->body + 1 + query_len, tail);
 	consume_prefix(c, s, v, v->body_len);
 	return PREP_AGAIN;
 }
 
-/* A named Parse, complete in pc->parse: register it and send what the backend needs; 1: it waits (held). */
+/* A named Parse, complete in the lease's parse: register it and send what the backend needs; 1: it waits (held). */
 static int named_parse(struct client *c, struct server *s)
 {
-	struct prep_client *pc = c->prep;
-	const char *name = (const char *)pc->parse;
-	size_t name_len = strnlen(name, pc->parse_len);
+	struct prep_lease *pl = lease_prep(c);
+	const char *name = (const char *)pl->parse;
+	size_t name_len = strnlen(name, pl->parse_len);
 
-	if (name_len == pc->parse_len) {
+	if (name_len == pl->parse_len) {
 		/* No end to the name: PostgreSQL rejects it with its own error. */
-		if (tx_reserve(pc, 5 + pc->parse_len) < 0)
+		if (tx_reserve(pl, 5 + pl->parse_len) < 0)
 			return -1;
-		tx_header(pc, 'P', pc->parse_len);
-		tx_put(pc, pc->parse, pc->parse_len);
+		tx_header(pl, 'P', pl->parse_len);
+		tx_put(pl, pl->parse, pl->parse_len);
 		return queue(s, PQ_PARSE, NULL, NULL);
 	}
-	const uint8_t *key = pc->parse + name_len + 1;
-	uint32_t key_len = pc->parse_len - (uint32_t)name_len - 1;
+	const uint8_t *key = pl->parse + name_len + 1;
+	uint32_t key_len = pl->parse_len - (uint32_t)name_len - 1;
 	if (must_wait(c, s, name))
 		return 1;
-	struct pstmt *old = preg_find(&pc->reg, name);
+	struct pstmt *old = preg_find(&c->prep->reg, name);
 
 	if (old) {
 		/* PostgreSQL refuses a name in use: let the backend say so (42P05), in its place. */
-		if (ensure_prepared(c, s, old) < 0 || tx_parse(pc, old->name, key, key_len) < 0)
+		if (ensure_prepared(c, s, old) < 0 || tx_parse(pl, old->name, key, key_len) < 0)
 			return -1;
 		return queue(s, PQ_PARSE, NULL, NULL);
 	}
 	struct pstmt *st = pstmt_get(key, key_len);
-	if (!st || preg_add(&pc->reg, name, st) < 0) {
+	if (!st || preg_add(&c->prep->reg, name, st) < 0) {
 		pstmt_put(st);
 		return -1;
 	}
@@ -734,7 +737,7 @@ static int named_parse(struct client *c, struct server *s)
 	if (e)
 		pcache_touch(&ps->cache, e);
 	if (e && e->ready)
-		return tx_close(pc, NEVER_NAME) < 0 ? -1 : queue(s, PQ_PARSE_FAKE, st, name);
+		return tx_close(pl, NEVER_NAME) < 0 ? -1 : queue(s, PQ_PARSE_FAKE, st, name);
 	/* A Parse of it still unanswered may fail: this one must be real too. */
 	if (!e && !(e = cache_add(c, s, st)))
 		return -1;
@@ -744,31 +747,31 @@ static int named_parse(struct client *c, struct server *s)
 /* Copy what has arrived of the named Parse; finish it once whole. */
 static enum prep_step accumulate(struct client *c, struct server *s)
 {
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 	struct iobuf *in = c->in;
-	uint32_t want = pc->parse_len - pc->parse_have;
+	uint32_t want = pl->parse_len - pl->parse_have;
 	uint32_t avail = in ? in->end - in->scanned : 0;
 	uint32_t take = avail < want ? avail : want;
 
 	if (take) {
-		memcpy(pc->parse + pc->parse_have, in->data + in->scanned, take);
-		pc->parse_have += take;
+		memcpy(pl->parse + pl->parse_have, in->data + in->scanned, take);
+		pl->parse_have += take;
 		consume(c, take);
 		in->start = in->scanned;
 	}
-	if (pc->parse_have < pc->parse_len)
+	if (pl->parse_have < pl->parse_len)
 		return PREP_MORE;
 	int rc = named_parse(c, s);
 	if (rc > 0)
 		return PREP_MORE;
-	free(pc->parse);
-	pc->parse = NULL;
+	free(pl->parse);
+	pl->parse = NULL;
 	return rc < 0 ? PREP_ERR : PREP_AGAIN;
 }
 
 static enum prep_step parse(struct client *c, struct server *s, const struct msg_view *v)
 {
-	struct prep_client *pc = c->prep;
+	struct prep_lease *pl = lease_prep(c);
 
 	if (v->have == 0 && v->body_len > 0)
 		return need_more(c, s, v);
@@ -786,14 +789,14 @@ static enum prep_step parse(struct client *c, struct server *s, const struct msg
 			return hold(c);
 		if (q >= 0 && prep_sql_forgets_all((const char *)v->body + 1, (size_t)q))
 			forget_all(c, s);
-		if (deallocates && (st = preg_find(&pc->reg, name)))
+		if (deallocates && (st = preg_find(&c->prep->reg, name)))
 			return deallocate_parse(c, s, v, st, name, (uint32_t)q);
 		return queue(s, PQ_PARSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	}
-	if (spill_unsent(pc, c->in) < 0 || !(pc->parse = malloc(v->body_len)))
+	if (spill_unsent(pl, c->in) < 0 || !(pl->parse = malloc(v->body_len)))
 		return PREP_ERR;
-	pc->parse_len = v->body_len;
-	pc->parse_have = 0;
+	pl->parse_len = v->body_len;
+	pl->parse_have = 0;
 	account(s, 'P', v->body_len);
 	consume(c, 5);
 	c->in->start = c->in->scanned;
@@ -802,16 +805,17 @@ static enum prep_step parse(struct client *c, struct server *s, const struct msg
 
 enum prep_step prep_client_step(struct client *c, struct server *s)
 {
-	struct prep_client *pc = c->prep;
+	/* The scan stops (and a Parse is accumulated) only once the client's state exists. */
+	if (!c->prep)
+		return PREP_AGAIN;
+	struct prep_lease *pl = lease_prep(c);
 
-	if (!pc)
-		return PREP_AGAIN;
-	pc->held = false;
-	if (pc->parse)
+	pl->held = false;
+	if (pl->parse)
 		return accumulate(c, s);
-	if (!pc->stopped)
+	if (!pl->stopped)
 		return PREP_AGAIN;
-	pc->stopped = false;
+	pl->stopped = false;
 	struct msg_view v = view_at(c->in);
 	switch (v.type) {
 	case 'P': return parse(c, s, &v);
@@ -954,8 +958,8 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 		return reply_act == PQ_FORWARD ? FRAME_CONTINUE : FRAME_STOP_AFTER;
 	case 'Z':
 		pq_ready(&ps->q, &ps->cache, reg);
-		if (c->prep && c->prep->held)
-			c->prep->kick = true;
+		if (lease_prep(c)->held)
+			lease_prep(c)->kick = true;
 		break;
 	case 'C':
 		if (tag_forgets_all(m))
@@ -964,8 +968,8 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 	case 'G': case 'W':
 		if (s->stream.execute_last)
 			pq_tail_syncs_drop(&ps->q, s->stream.syncs_after_execute);
-		if (c->prep && c->prep->held)
-			c->prep->kick = true;
+		if (lease_prep(c)->held)
+			lease_prep(c)->kick = true;
 		break;
 	}
 	return stream_server_msg(&s->stream, m);

@@ -2,6 +2,7 @@
  * rewrite.h — the relay's prepared-statement layer (transaction mode).
  *
  *   prep_client_free()     per-client state (allocated when first needed, freed when empty)
+ *   prep_lease_free()      per-lease state (struct prep_lease, in struct lease)
  *   prep_server_free() / prep_server_forget()  a backend's cache: freed, or known gone
  *   prep_client_msg()      frame callback hook: stop before P/B/D/C, note boundaries
  *   prep_client_step()     rewrite the message the scan stopped at (or go on accumulating)
@@ -43,6 +44,10 @@ enum prep_step {
 
 struct prep_client {
 	struct preg reg;           /* the client's statement names */
+};
+
+/* What the layer has in flight for one lease (struct lease's `prep`); the exit door empties it. */
+struct prep_lease {
 	uint8_t *tx;               /* bytes for the backend that precede in[start..] */
 	uint32_t tx_len, tx_sent, tx_cap;
 	uint8_t *parse;            /* a named Parse body being accumulated */
@@ -65,22 +70,22 @@ struct prep_server {
 #define PREP_SERVER_WHOLE "Z13CS"
 
 void prep_client_free(struct prep_client *pc);
+void prep_lease_free(struct prep_lease *pl);
 void prep_server_free(struct server *s);
 void prep_server_forget(struct server *s);
 
 enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m);
 enum prep_step prep_client_step(struct client *c, struct server *s);
 bool prep_busy(const struct client *c);
-static inline bool prep_tx_pending(const struct prep_client *pc) { return pc && pc->tx_sent < pc->tx_len; }
-static inline bool prep_stopped(const struct prep_client *pc) { return pc && pc->stopped; }
-static inline bool prep_held(const struct prep_client *pc) { return pc && pc->held; }
+static inline bool prep_tx_pending(const struct prep_lease *pl) { return pl->tx_sent < pl->tx_len; }
+static inline bool prep_stopped(const struct prep_lease *pl) { return pl->stopped; }
+static inline bool prep_held(const struct prep_lease *pl) { return pl->held; }
 /* Held input may go now: the relay scans the client's input again. */
-static inline bool prep_take_kick(struct prep_client *pc)
+static inline bool prep_take_kick(struct prep_lease *pl)
 {
-	bool kick = pc && pc->kick;
+	bool kick = pl->kick;
 
-	if (kick)
-		pc->kick = false;
+	pl->kick = false;
 	return kick;
 }
 /* A whole message pglease sends in order with the client's (reset.c's rewritten Query); -1: out of memory. */
