@@ -204,11 +204,11 @@ int lease_query(struct server *s, const char *sql, server_query_cb done)
 
 const char *lease_exit_reason_name(enum lease_exit_reason why)
 {
-	static const char *const names[] = {
-		"transaction done", "client gone", "client protocol violation",
-		"server lost", "setup failed", "timeout", "shutdown",
-	};
-	return names[why];
+#define NAME(id, name, label) [EXIT_##id] = name,
+	static const char *const names[] = { LEASE_EXIT_REASONS(NAME) };
+#undef NAME
+
+	return (unsigned)why < LEASE_EXIT_REASON_COUNT ? names[why] : "unknown";
 }
 
 /* Bytes the relay framed but could not yet send must reach the backend now. */
@@ -249,7 +249,7 @@ static void note_exit(struct client *c, struct server *s, enum lease_exit_reason
 {
 	struct pool_stats *st = &s->pool->stats;
 
-	st->exits[(unsigned)why < STATS_EXIT_REASONS ? why : STATS_EXIT_REASONS - 1]++;
+	st->exits[(unsigned)why < LEASE_EXIT_REASON_COUNT ? why : STATS_EXIT_OTHER]++;
 	if (c->state == CLIENT_ACTIVE)
 		st->lease_time_us += (uint64_t)((ev_now(loop) - c->state_since) * 1e6);
 	s->stream.counts = NULL;
