@@ -271,7 +271,7 @@ static void reconnect_pool(struct pool *p)
 static void kill_pool(struct pool *p)
 {
 	pool_pause(p);
-	client_close_pool(p, "terminating connection: database killed by the admin console (KILL)");
+	client_close_pool(p, EXIT_KILLED, "terminating connection: database killed by the admin console (KILL)");
 	pool_close_servers(p, "KILL from the admin console");
 }
 

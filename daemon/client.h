@@ -24,6 +24,7 @@
 #include <ev.h>
 
 #include "iobuf.h"
+#include "lease.h"
 #include "list.h"
 #include "params.h"
 
@@ -107,7 +108,7 @@ void client_cancel_delivered(struct server *s);
 struct client *client_find_by_key(uint32_t id, uint32_t key);
 void client_maintain(ev_tstamp now);
 void client_reap(void);
-void client_close_pool(struct pool *p, const char *reason);
+void client_close_pool(struct pool *p, enum lease_exit_reason why, const char *reason);
 void client_close_all(const char *reason);
 /* Read into c->in: 1 ok (maybe nothing new), 0 the client is gone. */
 int client_read(struct client *c);

@@ -24,8 +24,7 @@ struct server;
  * Every way a lease ends, listed once: X(ID, name, label). EXIT_<ID> is the
  * enum value; the name is what logs and SHOW SERVERS' cleaning_for print;
  * the label names the SHOW STATS column exits_<label> and the metrics series
- * pglease_lease_exits_total{reason="<label>"}. Append new reasons at the end:
- * the SHOW STATS columns follow this order.
+ * pglease_lease_exits_total{reason="<label>"}, in this order.
  */
 #define LEASE_EXIT_REASONS(X) \
 	/* transaction mode: clean ReadyForQuery 'I' */ \
@@ -38,8 +37,8 @@ struct server;
 	X(SERVER_LOST, "server lost", "server_lost") \
 	/* applying the client's settings failed */ \
 	X(SETUP_FAILED, "setup failed", "setup_failed") \
-	/* a pglease timeout ended the lease */ \
-	X(TIMEOUT, "timeout", "timeout") \
+	/* KILL on the admin console */ \
+	X(KILLED, "killed", "killed") \
 	/* pglease is stopping */ \
 	X(SHUTDOWN, "shutdown", "shutdown")
 

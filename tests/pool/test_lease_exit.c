@@ -671,7 +671,7 @@ Test(exit_reason, names_are_the_documented_ones)
 {
 	static const char *const want[] = {
 		"transaction done", "client gone", "client protocol violation", "server lost",
-		"setup failed", "timeout", "shutdown",
+		"setup failed", "killed", "shutdown",
 	};
 
 	cr_assert_eq(LEASE_EXIT_REASON_COUNT, sizeof(want) / sizeof(*want));

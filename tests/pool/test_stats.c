@@ -106,7 +106,7 @@ Test(stats, exit_reason_labels)
 {
 	static const char *const want[] = {
 		"transaction_done", "client_gone", "client_protocol", "server_lost",
-		"setup_failed", "timeout", "shutdown", "other",
+		"setup_failed", "killed", "shutdown", "other",
 	};
 	struct stats_sample s = one();
 	char *text, *at, series[200];
