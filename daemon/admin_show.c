@@ -334,9 +334,9 @@ static int show_databases(struct reply *r)
 		reply_cell(r, conn_option(o, "port"));
 		reply_cell(r, dbname ? dbname : strcmp(db->name, "*") ? db->name : NULL);
 		reply_cell(r, conn_option(o, "user"));
-		reply_cell_int(r, db->pool_size > 0 ? db->pool_size : cfg->default_pool_size);
+		reply_cell_int(r, pool_effective_size(db, cfg));
 		reply_cell_int(r, cfg->min_pool_size);
-		reply_cell(r, pool_mode_name(db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode));
+		reply_cell(r, pool_mode_name(pool_effective_mode(db, cfg)));
 		reply_cell_int(r, servers);
 		reply_cell_int(r, paused);
 		reply_cell_int(r, 0);

@@ -102,11 +102,6 @@ static struct changes count_changes(const struct config *prev, const struct conf
 	return ch;
 }
 
-static enum pool_mode mode_for(const struct db_config *db)
-{
-	return db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
-}
-
 /* cfg is already the new config; p->db still points into the old one. */
 static void apply_to_pool(struct pool *p)
 {
@@ -117,9 +112,9 @@ static void apply_to_pool(struct pool *p)
 		drain_pool(p, POOL_CLOSE_AT_TX_END, "database removed by a reload");
 		return;
 	}
-	if (mode_for(db) != p->mode) {
+	if (pool_effective_mode(db, cfg) != p->mode) {
 		log_info("pool %s/%s: pool_mode changed to %s; current clients keep %s mode, new clients get a new pool",
-			 p->dbname, p->user, pool_mode_name(mode_for(db)), pool_mode_name(p->mode));
+			 p->dbname, p->user, pool_mode_name(pool_effective_mode(db, cfg)), pool_mode_name(p->mode));
 		p->retired = true;
 		p->prewarmed = false;
 		return;

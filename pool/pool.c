@@ -31,6 +31,17 @@ static const char *const reported_params[] = {
 	"default_transaction_read_only", "in_hot_standby", "search_path",
 };
 
+/* The conninfo's pool_size= / pool_mode= where it has them, else the global default_pool_size / pool_mode. */
+int pool_effective_size(const struct db_config *db, const struct config *c)
+{
+	return db->pool_size > 0 ? db->pool_size : c->default_pool_size;
+}
+
+enum pool_mode pool_effective_mode(const struct db_config *db, const struct config *c)
+{
+	return db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : c->pool_mode;
+}
+
 int pool_server_count(const struct pool *p)
 {
 	return p->connecting.count + p->idle.count + p->leased.count + p->cleaning.count;
@@ -142,8 +153,8 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->db = db;
 	p->dbname = strdup(dbname);
 	p->user = strdup(user);
-	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
-	p->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
+	p->size = pool_effective_size(db, cfg);
+	p->mode = pool_effective_mode(db, cfg);
 	p->paused = pause_covers(dbname);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
@@ -561,7 +572,7 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	if (conninfo_changed && replace_connect_params(p, db) < 0)
 		return -1;
 	p->db = db;
-	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
+	p->size = pool_effective_size(db, cfg);
 	p->retry_after = 0;
 	if (conninfo_changed)
 		pool_reconnect(p, "conninfo changed by a reload");

@@ -1,6 +1,7 @@
 /*
  * pool.h — the backends and clients of one (database, user) pair.
  *
+ *   pool_effective_size() / pool_effective_mode()  a database's pool size and mode under a config
  *   pool_find_or_create()  the pool a client logs in to
  *   pool_server_free()     a backend is clean: hand it to a waiter or idle it
  *   pool_server_connected() / pool_server_failed() / pool_server_gone()
@@ -76,6 +77,8 @@ struct pool {
 
 extern struct list all_pools;
 
+int pool_effective_size(const struct db_config *db, const struct config *c);
+enum pool_mode pool_effective_mode(const struct db_config *db, const struct config *c);
 struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
 int pool_server_count(const struct pool *p);
 void pool_server_free(struct server *s);
