@@ -115,15 +115,13 @@ static void apply_to_pool(struct pool *p)
 	if (pool_effective_mode(db, cfg) != p->mode) {
 		log_info("pool %s/%s: pool_mode changed to %s; current clients keep %s mode, new clients get a new pool",
 			 p->dbname, p->user, pool_mode_name(pool_effective_mode(db, cfg)), pool_mode_name(p->mode));
-		p->retired = true;
-		p->prewarmed = false;
+		pool_retire(p);
 		return;
 	}
 	p->prewarmed = false;   /* pool_prewarm() marks it again if its conninfo still names the user */
 	if (pool_reconfigure(p, db) < 0) {
 		log_error("pool %s/%s: out of memory applying the reload; it keeps its old settings", p->dbname, p->user);
-		p->retired = true;
-		p->prewarmed = false;
+		pool_retire(p);
 	}
 }
 

@@ -581,13 +581,22 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	return 0;
 }
 
+/*
+ * No new client joins it (pool_find_or_create() makes a new pool instead), it
+ * keeps no min_pool_size spares, and it is freed once its last client has gone.
+ */
+void pool_retire(struct pool *p)
+{
+	p->retired = true;
+	p->prewarmed = false;
+}
+
 /* Its clients are closed by daemon/drain.c as their leases end; the pool goes once empty. */
 void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 {
 	if (how > p->closing)
 		p->closing = how;
-	p->retired = true;
-	p->prewarmed = false;
+	pool_retire(p);
 	pool_reconnect(p, reason);
 }
 

@@ -12,7 +12,8 @@
  *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
  *   pool_pause() / pool_resume()  stop granting leases / grant them again (admin console)
  *   pool_reconfigure()     a reload changed its database entry: re-point, resize, new conninfo
- *   pool_close()           a reload removed it, or shutdown: no new leases; freed once empty
+ *   pool_retire()          a reload replaced its entry: no new clients join; freed once its clients are gone
+ *   pool_close()           a reload removed it, or shutdown: retired, no new leases; freed once empty
  *   pool_close_servers()   close every backend no lease holds (KILL, shutdown)
  */
 #ifndef PGLEASE_POOL_H
@@ -96,6 +97,7 @@ void pool_reconnect(struct pool *p, const char *reason);
 void pool_pause(struct pool *p);
 void pool_resume(struct pool *p);
 int pool_reconfigure(struct pool *p, const struct db_config *db);
+void pool_retire(struct pool *p);
 void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);
 
