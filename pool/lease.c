@@ -40,7 +40,7 @@ void lease_enter(struct client *c)
 	struct pool *p = c->pool;
 	struct list_node *idle = list_last(&p->idle);
 
-	if (idle && list_empty(&p->waiting) && !p->paused) {
+	if (idle && list_empty(&p->waiting) && !pool_paused(p)) {
 		lease_grant(c, list_entry(idle, struct server, node));
 		return;
 	}

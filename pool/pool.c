@@ -155,7 +155,6 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->user = strdup(user);
 	p->size = pool_effective_size(db, cfg);
 	p->mode = pool_effective_mode(db, cfg);
-	p->paused = pause_covers(dbname);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
 		free_connect_params(p);
@@ -165,7 +164,8 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 		return NULL;
 	}
 	list_push_tail(&all_pools, &p->node);
-	log_info("pool %s/%s created: size %d, %s mode", dbname, user, p->size, pool_mode_name(p->mode));
+	log_info("pool %s/%s created: size %d, %s mode%s", dbname, user, p->size, pool_mode_name(p->mode),
+		 pool_paused(p) ? ", paused" : "");
 	return p;
 }
 
@@ -202,7 +202,7 @@ const char *const *pool_reported_params(int *count)
 void pool_server_free(struct server *s)
 {
 	struct pool *p = s->pool;
-	struct list_node *first = p->paused ? NULL : list_first(&p->waiting);
+	struct list_node *first = pool_paused(p) ? NULL : list_first(&p->waiting);
 
 	if (s->generation != p->generation) {
 		server_close(s, "retired by a reconnect or a changed conninfo");
@@ -317,7 +317,7 @@ static int pool_min_size(const struct pool *p)
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
-	int want = (p->paused ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
+	int want = (pool_paused(p) ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
 
 	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
@@ -513,24 +513,50 @@ void pool_reconnect(struct pool *p, const char *reason)
 	pool_want_servers(p);
 }
 
-void pool_pause(struct pool *p)
+/* ---- PAUSE and RESUME ---- */
+
+bool pool_in_db(const struct pool *p, const char *db)
 {
-	if (!p->paused)
-		log_info("pool %s/%s: paused", p->dbname, p->user);
-	p->paused = true;
+	return !*db || strcmp(p->dbname, db) == 0;
+}
+
+/*
+ * The set in pause.c is the one record of what is paused: it is kept by
+ * database name because a paused database's pools may not exist yet (a new
+ * user logs in, a pool freed when unused comes back, a reload replaces a
+ * retired pool), and they must start paused.
+ */
+bool pool_paused(const struct pool *p)
+{
+	return pause_covers(p->dbname);
+}
+
+/* 0, or -1 when out of memory (nothing changed). */
+int pool_pause_db(const char *db)
+{
+	return pause_add(db);
 }
 
 /* Hand the idle backends to the clients that queued while paused. */
-void pool_resume(struct pool *p)
+static void serve_waiters(struct pool *p)
 {
 	struct list_node *idle, *first;
 
-	if (p->paused)
-		log_info("pool %s/%s: resumed", p->dbname, p->user);
-	p->paused = false;
 	while ((idle = list_last(&p->idle)) && (first = list_first(&p->waiting)))
 		lease_grant(list_entry(first, struct client, node), list_entry(idle, struct server, node));
 	pool_want_servers(p);
+}
+
+void pool_resume_db(const char *db)
+{
+	struct list_node *pos, *tmp;
+
+	pause_remove(db);
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (pool_in_db(p, db) && !pool_paused(p))
+			serve_waiters(p);
+	}
 }
 
 static void close_excess_idle(struct pool *p)

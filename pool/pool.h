@@ -10,7 +10,8 @@
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
  *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
- *   pool_pause() / pool_resume()  stop granting leases / grant them again (admin console)
+ *   pool_pause_db() / pool_resume_db()  stop granting leases / grant them again (admin console)
+ *   pool_paused()          is its database paused (pause.c holds the paused names)
  *   pool_reconfigure()     a reload changed its database entry: re-point, resize, new conninfo
  *   pool_retire()          a reload replaced its entry: no new clients join; freed once its clients are gone
  *   pool_close()           a reload removed it, or shutdown: retired, no new leases; freed once empty
@@ -64,7 +65,6 @@ struct pool {
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
-	bool paused;                  /* admin PAUSE/KILL: no lease is granted until RESUME */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
 	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
 	ev_tstamp stats_last_at, stats_prev_at;
@@ -94,8 +94,10 @@ void pool_close_all(void);
 void pool_free_all(void);
 void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
-void pool_pause(struct pool *p);
-void pool_resume(struct pool *p);
+bool pool_in_db(const struct pool *p, const char *db);
+bool pool_paused(const struct pool *p);
+int pool_pause_db(const char *db);
+void pool_resume_db(const char *db);
 int pool_reconfigure(struct pool *p, const struct db_config *db);
 void pool_retire(struct pool *p);
 void pool_close(struct pool *p, enum pool_closing how, const char *reason);
