@@ -202,11 +202,6 @@ void admin_free(struct client *c)
 
 /* ---- pools a command applies to ---- */
 
-static bool matches(const struct pool *p, const char *db)
-{
-	return !*db || strcmp(p->dbname, db) == 0;
-}
-
 /* A named database must exist (in [databases], or as a pool made through "*"). */
 static bool db_known(const char *db)
 {
@@ -225,18 +220,13 @@ static bool db_known(const char *db)
 
 /* ---- PAUSE, RESUME, RECONNECT, KILL ---- */
 
-bool admin_db_paused(const char *dbname)
-{
-	return pause_covers(dbname);
-}
-
 static void for_pools(const char *db, void (*fn)(struct pool *p))
 {
 	struct list_node *pos, *tmp;
 
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (matches(p, db))
+		if (pool_in_db(p, db))
 			fn(p);
 	}
 }
@@ -248,16 +238,10 @@ static bool pause_done(const char *db)
 
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		if (matches(p, db) && (p->leased.count || p->active.count))
+		if (pool_in_db(p, db) && (p->leased.count || p->active.count))
 			return false;
 	}
 	return true;
-}
-
-static void resume_pool(struct pool *p)
-{
-	if (!admin_db_paused(p->dbname))
-		pool_resume(p);
 }
 
 static void reconnect_pool(struct pool *p)
@@ -265,11 +249,10 @@ static void reconnect_pool(struct pool *p)
 	pool_reconnect(p, "RECONNECT from the admin console");
 }
 
-/* Leases end through the exit door first; then every backend goes, cleaning or not. */
+/* Paused already. Leases end through the exit door first; then every backend goes, cleaning or not. */
 static void kill_pool(struct pool *p)
 {
-	pool_pause(p);
-	client_close_pool(p, "terminating connection: database killed by the admin console (KILL)");
+	client_close_pool(p, EXIT_KILLED, "terminating connection: database killed by the admin console (KILL)");
 	pool_close_servers(p, "KILL from the admin console");
 }
 
@@ -294,25 +277,23 @@ static bool run_action(struct client *c, const struct admin_cmd *cmd)
 	}
 	switch (cmd->verb) {
 	case ADMIN_PAUSE:
-		if (pause_add(cmd->arg) < 0) {
+		if (pool_pause_db(cmd->arg) < 0) {
 			reply_error(&a->out, "53200", "out of memory", NULL);
 			return false;
 		}
-		for_pools(cmd->arg, pool_pause);
 		break;
 	case ADMIN_RESUME:
 		if (*cmd->arg && pause_all()) {
 			reply_error(&a->out, "55000", "all databases are paused; RESUME without a database name resumes them", NULL);
 			return false;
 		}
-		pause_remove(cmd->arg);
-		for_pools(cmd->arg, resume_pool);
+		pool_resume_db(cmd->arg);
 		break;
 	case ADMIN_RECONNECT:
 		for_pools(cmd->arg, reconnect_pool);
 		break;
 	case ADMIN_KILL:
-		if (pause_add(cmd->arg) < 0) {
+		if (pool_pause_db(cmd->arg) < 0) {
 			reply_error(&a->out, "53200", "out of memory", NULL);
 			return false;
 		}

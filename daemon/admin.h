@@ -5,7 +5,6 @@
  *   admin_login()        an authenticated client asked for the console: check access, welcome
  *   admin_on_readable() / admin_on_writable()  its socket events (pool/client.c calls them through the front-end hooks)
  *   admin_maintain()     periodic: answer PAUSE once the paused pools' leases have ended
- *   admin_db_paused()    is this database paused (PAUSE, KILL)
  *   admin_user()         the user a console client logged in as (NULL for other clients)
  *   admin_free()         release a closed client's console state
  *   admin_set_actions()  what RELOAD and SHUTDOWN call (main.c installs them)
@@ -32,7 +31,6 @@ void admin_login(struct client *c, struct startup *st);
 void admin_on_readable(struct client *c);
 void admin_on_writable(struct client *c);
 void admin_maintain(ev_tstamp now);
-bool admin_db_paused(const char *dbname);
 const char *admin_user(const struct client *c);
 void admin_free(struct client *c);
 

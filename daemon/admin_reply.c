@@ -1,6 +1,8 @@
 /*
  * admin_reply.c — the admin console's replies: protocol messages built into
- * a growing buffer, and result sets (RowDescription, DataRow) in text format.
+ * a growing buffer, and result sets (RowDescription, DataRow) in text format,
+ * or in binary for the columns a Bind asked so (int8, float8; text is the
+ * same bytes either way).
  *
  * Pure (no loop, no sockets): the console hands the bytes to its client.
  * Out of memory is sticky (r->oom) and checked once, when the reply is sent.

@@ -61,12 +61,12 @@ static const struct col stats_cols[] = {
 	{ "servers_opened", OID_INT8 }, { "servers_closed", OID_INT8 }, { "servers_lost", OID_INT8 },
 	{ "server_connect_failures", OID_INT8 }, { "servers_discarded", OID_INT8 },
 	{ "exit_rollbacks", OID_INT8 }, { "lease_warnings", OID_INT8 }, { "pins", OID_INT8 }, { "unpins", OID_INT8 },
-	{ "exits_transaction_done", OID_INT8 }, { "exits_client_gone", OID_INT8 },
-	{ "exits_client_protocol", OID_INT8 }, { "exits_server_lost", OID_INT8 },
-	{ "exits_setup_failed", OID_INT8 }, { "exits_timeout", OID_INT8 }, { "exits_shutdown", OID_INT8 },
-	{ "exits_other", OID_INT8 },
+#define EXIT_COLUMN(id, name, label) { "exits_" label, OID_INT8 },
+	LEASE_EXIT_REASONS(EXIT_COLUMN)
+#undef EXIT_COLUMN
+	{ "exits_" STATS_EXIT_OTHER_LABEL, OID_INT8 },
 };
-_Static_assert(STATS_EXIT_REASONS == 8, "one exits_* column per reason");
+_Static_assert(STATS_EXIT_REASONS == LEASE_EXIT_REASON_COUNT + 1, "one exits_* column per slot of pool_stats.exits");
 
 static const struct col databases_cols[] = {
 	{ "name", OID_TEXT }, { "host", OID_TEXT }, { "port", OID_TEXT }, { "database", OID_TEXT },
@@ -133,21 +133,6 @@ static int show_pools(struct reply *r)
 	return rows;
 }
 
-/* A switch, not r table: states added elsewhere must not shift the names. */
-static const char *client_state_name(enum client_state st)
-{
-	switch (st) {
-	case CLIENT_LOGIN: return "login";
-	case CLIENT_LOGIN_WAIT: return "login_wait";
-	case CLIENT_IDLE: return "idle";
-	case CLIENT_WAITING: return "waiting";
-	case CLIENT_ACTIVE: return "active";
-	case CLIENT_ADMIN: return "admin";
-	case CLIENT_CLOSED: return "closed";
-	}
-	return "unknown";
-}
-
 static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 {
 	const char *app = params_get(&c->params, "application_name");
@@ -201,18 +186,6 @@ static int show_clients(struct reply *r)
 			client_rows(r, &p->login_wait);
 	}
 	return rows;
-}
-
-static const char *server_state_name(enum server_state st)
-{
-	switch (st) {
-	case SERVER_CONNECTING: return "connecting";
-	case SERVER_IDLE: return "idle";
-	case SERVER_LEASED: return "active";
-	case SERVER_CLEANING: return "cleaning";
-	case SERVER_CLOSED: return "closed";
-	}
-	return "unknown";
 }
 
 static void server_row(struct reply *r, const struct server *s, ev_tstamp now)
@@ -361,9 +334,9 @@ static int show_databases(struct reply *r)
 		reply_cell(r, conn_option(o, "port"));
 		reply_cell(r, dbname ? dbname : strcmp(db->name, "*") ? db->name : NULL);
 		reply_cell(r, conn_option(o, "user"));
-		reply_cell_int(r, db->pool_size > 0 ? db->pool_size : cfg->default_pool_size);
+		reply_cell_int(r, pool_effective_size(db, cfg));
 		reply_cell_int(r, cfg->min_pool_size);
-		reply_cell(r, pool_mode_name(db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode));
+		reply_cell(r, pool_mode_name(pool_effective_mode(db, cfg)));
 		reply_cell_int(r, servers);
 		reply_cell_int(r, paused);
 		reply_cell_int(r, 0);

@@ -102,11 +102,6 @@ static struct changes count_changes(const struct config *prev, const struct conf
 	return ch;
 }
 
-static enum pool_mode mode_for(const struct db_config *db)
-{
-	return db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
-}
-
 /* cfg is already the new config; p->db still points into the old one. */
 static void apply_to_pool(struct pool *p)
 {
@@ -117,18 +112,16 @@ static void apply_to_pool(struct pool *p)
 		drain_pool(p, POOL_CLOSE_AT_TX_END, "database removed by a reload");
 		return;
 	}
-	if (mode_for(db) != p->mode) {
+	if (pool_effective_mode(db, cfg) != p->mode) {
 		log_info("pool %s/%s: pool_mode changed to %s; current clients keep %s mode, new clients get a new pool",
-			 p->dbname, p->user, pool_mode_name(mode_for(db)), pool_mode_name(p->mode));
-		p->retired = true;
-		p->prewarmed = false;
+			 p->dbname, p->user, pool_mode_name(pool_effective_mode(db, cfg)), pool_mode_name(p->mode));
+		pool_retire(p);
 		return;
 	}
 	p->prewarmed = false;   /* pool_prewarm() marks it again if its conninfo still names the user */
 	if (pool_reconfigure(p, db) < 0) {
 		log_error("pool %s/%s: out of memory applying the reload; it keeps its old settings", p->dbname, p->user);
-		p->retired = true;
-		p->prewarmed = false;
+		pool_retire(p);
 	}
 }
 

@@ -327,35 +327,35 @@ void client_maintain(ev_tstamp now)
 	}
 }
 
-static void close_list(struct list *l, const char *reason)
+static void close_list(struct list *l, enum lease_exit_reason why, const char *reason)
 {
 	struct list_node *pos, *tmp;
 
 	list_for_each_safe(pos, tmp, l) {
 		struct client *c = list_entry(pos, struct client, node);
 		if (c->lease)
-			c->lease->close_why = EXIT_SHUTDOWN;
+			c->lease->close_why = why;
 		client_fatal(c, "57P01", reason, NULL);
 	}
 }
 
-/* Leased clients leave through the lease exit door (client_fatal), rolled back where needed. */
-void client_close_pool(struct pool *p, const char *reason)
+/* Leased clients leave through the lease exit door (client_fatal) with why, rolled back where needed. */
+void client_close_pool(struct pool *p, enum lease_exit_reason why, const char *reason)
 {
-	close_list(&p->login_wait, reason);
-	close_list(&p->clients, reason);
-	close_list(&p->waiting, reason);
-	close_list(&p->active, reason);
+	close_list(&p->login_wait, why, reason);
+	close_list(&p->clients, why, reason);
+	close_list(&p->waiting, why, reason);
+	close_list(&p->active, why, reason);
 }
 
 void client_close_all(const char *reason)
 {
 	struct list_node *pos, *tmp;
 
-	close_list(&login_clients, reason);
-	close_list(&admin_clients, reason);
+	close_list(&login_clients, EXIT_SHUTDOWN, reason);
+	close_list(&admin_clients, EXIT_SHUTDOWN, reason);
 	list_for_each_safe(pos, tmp, &all_pools)
-		client_close_pool(list_entry(pos, struct pool, node), reason);
+		client_close_pool(list_entry(pos, struct pool, node), EXIT_SHUTDOWN, reason);
 }
 
 /* ---- raw I/O for the admin console (admin.c) ---- */

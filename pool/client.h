@@ -7,6 +7,7 @@
  *   client_close()       the one way a client goes away, with a reason
  *   client_fatal()       send a FATAL ErrorResponse, then close
  *   client_set_state()   move it to the list that is its state
+ *   client_state_name()  "login", "idle", "active", ... (SHOW CLIENTS, logs)
  *   client_find_by_key() the client a CancelRequest names
  *   client_maintain()    periodic: login timeout
  *   client_reap()        free closed clients (outside any handler)
@@ -43,15 +44,28 @@ struct server;
 struct admin_conn;
 struct prep_client;
 
-enum client_state {
-	CLIENT_LOGIN,        /* login_clients: reading the startup packet */
-	CLIENT_LOGIN_WAIT,   /* pool->login_wait: waiting for the first backend */
-	CLIENT_IDLE,         /* pool->clients: logged in, no lease */
-	CLIENT_WAITING,      /* pool->waiting: wants a lease, FIFO */
-	CLIENT_ACTIVE,       /* pool->active: holds a lease */
-	CLIENT_ADMIN,        /* admin_clients: logged in to the admin console (admin.c) */
-	CLIENT_CLOSED,       /* dead, waiting to be freed */
-};
+/* A client's states, listed once: X(ID, name); the name is SHOW CLIENTS' state and the logs'. */
+#define CLIENT_STATES(X) \
+	X(LOGIN, "login")            /* login_clients: reading the startup packet */ \
+	X(LOGIN_WAIT, "login_wait")  /* pool->login_wait: waiting for the first backend */ \
+	X(IDLE, "idle")              /* pool->clients: logged in, no lease */ \
+	X(WAITING, "waiting")        /* pool->waiting: wants a lease, FIFO */ \
+	X(ACTIVE, "active")          /* pool->active: holds a lease */ \
+	X(ADMIN, "admin")            /* admin_clients: logged in to the admin console (admin.c) */ \
+	X(CLOSED, "closed")          /* dead, waiting to be freed */
+
+#define CLIENT_STATE_ENUM(id, name) CLIENT_##id,
+enum client_state { CLIENT_STATES(CLIENT_STATE_ENUM) };
+#undef CLIENT_STATE_ENUM
+
+static inline const char *client_state_name(enum client_state state)
+{
+#define CLIENT_STATE_NAME(id, name) [CLIENT_##id] = name,
+	static const char *const names[] = { CLIENT_STATES(CLIENT_STATE_NAME) };
+#undef CLIENT_STATE_NAME
+
+	return (unsigned)state < sizeof(names) / sizeof(*names) ? names[state] : "unknown";
+}
 
 struct client {
 	struct list_node node;
@@ -121,7 +135,7 @@ void client_cancel_delivered(struct server *s);
 struct client *client_find_by_key(uint32_t id, uint32_t key);
 void client_maintain(ev_tstamp now);
 void client_reap(void);
-void client_close_pool(struct pool *p, const char *reason);
+void client_close_pool(struct pool *p, enum lease_exit_reason why, const char *reason);
 void client_close_all(const char *reason);
 /* Read into c->in: 1 ok (maybe nothing new), 0 the client is gone. */
 int client_read(struct client *c);

@@ -1,7 +1,8 @@
 /*
  * drain.c — ending the clients of a closing pool.
  *
- * Every client that leaves gets FATAL 57P01 (admin_shutdown) saying why,
+ * Every client that leaves gets FATAL with SQLSTATE 57P01 (PostgreSQL's
+ * condition name for it is admin_shutdown) and a message saying why,
  * once the replies it was owed have gone out: a client whose socket is
  * still full is left for the next sweep rather than cut short.
  */

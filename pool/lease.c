@@ -40,7 +40,7 @@ void lease_enter(struct client *c)
 	struct pool *p = c->pool;
 	struct list_node *idle = list_last(&p->idle);
 
-	if (idle && list_empty(&p->waiting) && !p->paused) {
+	if (idle && list_empty(&p->waiting) && !pool_paused(p)) {
 		lease_grant(c, list_entry(idle, struct server, node));
 		return;
 	}
@@ -230,11 +230,11 @@ int lease_query(struct server *s, const char *sql, server_query_cb done)
 
 const char *lease_exit_reason_name(enum lease_exit_reason why)
 {
-	static const char *const names[] = {
-		"transaction done", "client gone", "client protocol violation",
-		"server lost", "setup failed", "timeout", "shutdown",
-	};
-	return names[why];
+#define NAME(id, name, label) [EXIT_##id] = name,
+	static const char *const names[] = { LEASE_EXIT_REASONS(NAME) };
+#undef NAME
+
+	return (unsigned)why < LEASE_EXIT_REASON_COUNT ? names[why] : "unknown";
 }
 
 /* Bytes the relay framed but could not yet send must reach the backend now. */
@@ -275,7 +275,7 @@ static void note_exit(struct server *s, enum lease_exit_reason why)
 {
 	struct pool_stats *st = &s->pool->stats;
 
-	st->exits[(unsigned)why < STATS_EXIT_REASONS ? why : STATS_EXIT_REASONS - 1]++;
+	st->exits[(unsigned)why < LEASE_EXIT_REASON_COUNT ? why : STATS_EXIT_OTHER]++;
 	st->lease_time_us += (uint64_t)((ev_now(loop) - s->lease->started) * 1e6);
 	s->stream.counts = NULL;
 }

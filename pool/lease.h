@@ -24,15 +24,35 @@
 struct client;
 struct server;
 
-enum lease_exit_reason {
-	EXIT_TX_DONE,          /* transaction mode: clean ReadyForQuery 'I' */
-	EXIT_CLIENT_GONE,      /* the client disconnected or sent Terminate */
-	EXIT_CLIENT_PROTOCOL,  /* the client broke the protocol */
-	EXIT_SERVER_LOST,      /* the backend closed or broke the protocol */
-	EXIT_SETUP_FAILED,     /* applying the client's settings failed */
-	EXIT_TIMEOUT,          /* a pglease timeout ended the lease */
-	EXIT_SHUTDOWN,         /* pglease is stopping */
-};
+/*
+ * Every way a lease ends, listed once: X(ID, name, label). EXIT_<ID> is the
+ * enum value; the name is what logs and SHOW SERVERS' cleaning_for print;
+ * the label names the SHOW STATS column exits_<label> and the metrics series
+ * pglease_lease_exits_total{reason="<label>"}, in this order.
+ */
+#define LEASE_EXIT_REASONS(X) \
+	/* transaction mode: clean ReadyForQuery 'I' */ \
+	X(TX_DONE, "transaction done", "transaction_done") \
+	/* the client disconnected or sent Terminate */ \
+	X(CLIENT_GONE, "client gone", "client_gone") \
+	/* the client broke the protocol */ \
+	X(CLIENT_PROTOCOL, "client protocol violation", "client_protocol") \
+	/* the backend closed or broke the protocol */ \
+	X(SERVER_LOST, "server lost", "server_lost") \
+	/* applying the client's settings failed */ \
+	X(SETUP_FAILED, "setup failed", "setup_failed") \
+	/* KILL on the admin console */ \
+	X(KILLED, "killed", "killed") \
+	/* pglease is stopping */ \
+	X(SHUTDOWN, "shutdown", "shutdown")
+
+#define LEASE_EXIT_ENUM(id, name, label) EXIT_##id,
+enum lease_exit_reason { LEASE_EXIT_REASONS(LEASE_EXIT_ENUM) };
+#undef LEASE_EXIT_ENUM
+
+#define LEASE_EXIT_ONE(id, name, label) +1
+enum { LEASE_EXIT_REASON_COUNT = 0 LEASE_EXIT_REASONS(LEASE_EXIT_ONE) };
+#undef LEASE_EXIT_ONE
 
 /*
  * One lease: a client's hold on a backend, from lease_grant() until the
@@ -82,6 +102,7 @@ struct clean_input {
 	bool cancels_pending;
 };
 
+/* The reason's name for logs ("transaction done"). */
 const char *lease_exit_reason_name(enum lease_exit_reason why);
 enum clean_step lease_clean_step(const struct clean_input *in);
 

@@ -2,8 +2,10 @@
  * params.c — sets of session parameters, and the SQL that applies them.
  *
  * Values are quoted with dollar quotes, never with libpq's escaping: libpq's
- * view of standard_conforming_strings goes stale while a connection is
- * driven raw (see ../shared design notes, rule 4).
+ * escaping follows its cached standard_conforming_strings, which goes stale
+ * while a connection is driven raw (a client's SET reaches the backend past
+ * libpq). What holds for a leased backend is learnt from the wire, never
+ * from libpq's cached state (pool/README.md, invariant 3).
  */
 #include <ctype.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * pause.c — the set of paused database names.
+ * pause.c — the set of paused database names (see pause.h).
  */
 #include <stdlib.h>
 #include <string.h>

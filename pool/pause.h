@@ -6,7 +6,10 @@
  *   pause_covers()   is this database paused (a pool made for it later starts paused)
  *   pause_all()      is everything paused
  *
- * Pure bookkeeping: the pools themselves are paused by pool_pause().
+ * The one record of what is paused: a pool is paused exactly while this set
+ * covers its database (pool_paused()). It is kept by name, not per pool,
+ * because a paused database's pools may not exist yet or may come and go
+ * (a new user, a pool freed when unused, one that replaces a retired pool).
  */
 #ifndef PGLEASE_PAUSE_H
 #define PGLEASE_PAUSE_H

@@ -32,6 +32,17 @@ static const char *const reported_params[] = {
 	"default_transaction_read_only", "in_hot_standby", "search_path",
 };
 
+/* The conninfo's pool_size= / pool_mode= where it has them, else the global default_pool_size / pool_mode. */
+int pool_effective_size(const struct db_config *db, const struct config *c)
+{
+	return db->pool_size > 0 ? db->pool_size : c->default_pool_size;
+}
+
+enum pool_mode pool_effective_mode(const struct db_config *db, const struct config *c)
+{
+	return db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : c->pool_mode;
+}
+
 int pool_server_count(const struct pool *p)
 {
 	return p->connecting.count + p->idle.count + p->leased.count + p->cleaning.count;
@@ -143,9 +154,8 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->db = db;
 	p->dbname = strdup(dbname);
 	p->user = strdup(user);
-	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
-	p->mode = db->pool_mode >= 0 ? (enum pool_mode)db->pool_mode : cfg->pool_mode;
-	p->paused = pause_covers(dbname);
+	p->size = pool_effective_size(db, cfg);
+	p->mode = pool_effective_mode(db, cfg);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
 		free_connect_params(p);
@@ -155,7 +165,8 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 		return NULL;
 	}
 	list_push_tail(&all_pools, &p->node);
-	log_info("pool %s/%s created: size %d, %s mode", dbname, user, p->size, pool_mode_name(p->mode));
+	log_info("pool %s/%s created: size %d, %s mode%s", dbname, user, p->size, pool_mode_name(p->mode),
+		 pool_paused(p) ? ", paused" : "");
 	return p;
 }
 
@@ -192,7 +203,7 @@ const char *const *pool_reported_params(int *count)
 void pool_server_free(struct server *s)
 {
 	struct pool *p = s->pool;
-	struct list_node *first = p->paused ? NULL : list_first(&p->waiting);
+	struct list_node *first = pool_paused(p) ? NULL : list_first(&p->waiting);
 
 	if (s->generation != p->generation) {
 		server_close(s, "retired by a reconnect or a changed conninfo");
@@ -307,7 +318,7 @@ static int pool_min_size(const struct pool *p)
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
-	int want = (p->paused ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
+	int want = (pool_paused(p) ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
 
 	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
@@ -504,24 +515,50 @@ void pool_reconnect(struct pool *p, const char *reason)
 	pool_want_servers(p);
 }
 
-void pool_pause(struct pool *p)
+/* ---- PAUSE and RESUME ---- */
+
+bool pool_in_db(const struct pool *p, const char *db)
 {
-	if (!p->paused)
-		log_info("pool %s/%s: paused", p->dbname, p->user);
-	p->paused = true;
+	return !*db || strcmp(p->dbname, db) == 0;
+}
+
+/*
+ * The set in pause.c is the one record of what is paused: it is kept by
+ * database name because a paused database's pools may not exist yet (a new
+ * user logs in, a pool freed when unused comes back, a reload replaces a
+ * retired pool), and they must start paused.
+ */
+bool pool_paused(const struct pool *p)
+{
+	return pause_covers(p->dbname);
+}
+
+/* 0, or -1 when out of memory (nothing changed). */
+int pool_pause_db(const char *db)
+{
+	return pause_add(db);
 }
 
 /* Hand the idle backends to the clients that queued while paused. */
-void pool_resume(struct pool *p)
+static void serve_waiters(struct pool *p)
 {
 	struct list_node *idle, *first;
 
-	if (p->paused)
-		log_info("pool %s/%s: resumed", p->dbname, p->user);
-	p->paused = false;
 	while ((idle = list_last(&p->idle)) && (first = list_first(&p->waiting)))
 		lease_grant(list_entry(first, struct client, node), list_entry(idle, struct server, node));
 	pool_want_servers(p);
+}
+
+void pool_resume_db(const char *db)
+{
+	struct list_node *pos, *tmp;
+
+	pause_remove(db);
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (pool_in_db(p, db) && !pool_paused(p))
+			serve_waiters(p);
+	}
 }
 
 static void close_excess_idle(struct pool *p)
@@ -563,7 +600,7 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	if (conninfo_changed && replace_connect_params(p, db) < 0)
 		return -1;
 	p->db = db;
-	p->size = db->pool_size > 0 ? db->pool_size : cfg->default_pool_size;
+	p->size = pool_effective_size(db, cfg);
 	p->retry_after = 0;
 	if (conninfo_changed)
 		pool_reconnect(p, "conninfo changed by a reload");
@@ -572,13 +609,22 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	return 0;
 }
 
+/*
+ * No new client joins it (pool_find_or_create() makes a new pool instead), it
+ * keeps no min_pool_size spares, and it is freed once its last client has gone.
+ */
+void pool_retire(struct pool *p)
+{
+	p->retired = true;
+	p->prewarmed = false;
+}
+
 /* Its clients are closed by pool/drain.c as their leases end; the pool goes once empty. */
 void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 {
 	if (how > p->closing)
 		p->closing = how;
-	p->retired = true;
-	p->prewarmed = false;
+	pool_retire(p);
 	pool_reconnect(p, reason);
 }
 

@@ -1,6 +1,7 @@
 /*
  * pool.h — the backends and clients of one (database, user) pair.
  *
+ *   pool_effective_size() / pool_effective_mode()  a database's pool size and mode under a config
  *   pool_find_or_create()  the pool a client logs in to
  *   pool_server_free()     a backend is clean: hand it to a waiter or idle it
  *   pool_server_connected() / pool_server_failed() / pool_server_gone()
@@ -9,9 +10,11 @@
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
  *   pool_reconnect()       retire every backend: idle ones now, leased ones when their lease ends
- *   pool_pause() / pool_resume()  stop granting leases / grant them again (admin console)
+ *   pool_pause_db() / pool_resume_db()  stop granting leases / grant them again (admin console)
+ *   pool_paused()          is its database paused (pause.c holds the paused names)
  *   pool_reconfigure()     a reload changed its database entry: re-point, resize, new conninfo
- *   pool_close()           a reload removed it, or shutdown: no new leases; freed once empty
+ *   pool_retire()          a reload replaced its entry: no new clients join; freed once its clients are gone
+ *   pool_close()           a reload removed it, or shutdown: retired, no new leases; freed once empty
  *   pool_close_servers()   close every backend no lease holds (KILL, shutdown)
  */
 #ifndef PGLEASE_POOL_H
@@ -62,7 +65,6 @@ struct pool {
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
-	bool paused;                  /* admin PAUSE/KILL: no lease is granted until RESUME */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
 	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
 	ev_tstamp stats_last_at, stats_prev_at;
@@ -76,6 +78,8 @@ struct pool {
 
 extern struct list all_pools;
 
+int pool_effective_size(const struct db_config *db, const struct config *c);
+enum pool_mode pool_effective_mode(const struct db_config *db, const struct config *c);
 struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
 int pool_server_count(const struct pool *p);
 void pool_server_free(struct server *s);
@@ -90,9 +94,12 @@ void pool_close_all(void);
 void pool_free_all(void);
 void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
-void pool_pause(struct pool *p);
-void pool_resume(struct pool *p);
+bool pool_in_db(const struct pool *p, const char *db);
+bool pool_paused(const struct pool *p);
+int pool_pause_db(const char *db);
+void pool_resume_db(const char *db);
 int pool_reconfigure(struct pool *p, const struct db_config *db);
+void pool_retire(struct pool *p);
 void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);
 

@@ -2,9 +2,12 @@
  * server.c — one backend connection, opened and driven through libpq.
  *
  * libpq owns the socket in the CONNECT, QUERY and IDLE phases; pglease owns
- * it in the RAW phase, during which no libpq call may touch the socket
- * (design rule 2). Handing the socket over happens only at a clean message
- * boundary (rule 3), which the callers guarantee.
+ * it in the RAW phase, during which no libpq call may touch the socket: libpq
+ * would read or buffer bytes the relay is framing. Handing the socket over
+ * happens only at a clean message boundary, which the callers guarantee: to
+ * the relay once libpq is drained (PQgetResult returned NULL), back to libpq
+ * only when nothing is owed or half-sent either way (stream_idle();
+ * pool/README.md, invariant 2).
  */
 #include <assert.h>
 #include <errno.h>

@@ -8,6 +8,7 @@
  *   server_send_raw()    write protocol bytes past libpq
  *   server_close()       the one way a backend goes away, with a reason
  *   server_set_state()   move it to the pool list that is its state
+ *   server_state_name()  "connecting", "idle", "active", ... (SHOW SERVERS, logs)
  *   server_reap()        free closed servers (outside any handler)
  *
  * A server is on exactly one list; the list is its state (pool/README.md).
@@ -31,13 +32,26 @@ struct client;
 struct server;
 struct prep_server;
 
-enum server_state {
-	SERVER_CONNECTING,   /* pool->connecting */
-	SERVER_IDLE,         /* pool->idle: ready to lease */
-	SERVER_LEASED,       /* pool->leased: a client holds it */
-	SERVER_CLEANING,     /* pool->cleaning: the lease exit door is at work */
-	SERVER_CLOSED,       /* dead, waiting to be freed */
-};
+/* A server's states, listed once: X(ID, name); the name is SHOW SERVERS' state and the logs'. */
+#define SERVER_STATES(X) \
+	X(CONNECTING, "connecting")  /* pool->connecting */ \
+	X(IDLE, "idle")              /* pool->idle: ready to lease */ \
+	X(LEASED, "active")          /* pool->leased: a client holds it */ \
+	X(CLEANING, "cleaning")      /* pool->cleaning: the lease exit door is at work */ \
+	X(CLOSED, "closed")          /* dead, waiting to be freed */
+
+#define SERVER_STATE_ENUM(id, name) SERVER_##id,
+enum server_state { SERVER_STATES(SERVER_STATE_ENUM) };
+#undef SERVER_STATE_ENUM
+
+static inline const char *server_state_name(enum server_state state)
+{
+#define SERVER_STATE_NAME(id, name) [SERVER_##id] = name,
+	static const char *const names[] = { SERVER_STATES(SERVER_STATE_NAME) };
+#undef SERVER_STATE_NAME
+
+	return (unsigned)state < sizeof(names) / sizeof(*names) ? names[state] : "unknown";
+}
 
 enum server_phase { PHASE_CONNECT, PHASE_QUERY, PHASE_IDLE, PHASE_RAW };
 

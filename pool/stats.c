@@ -13,10 +13,12 @@
 
 #include "stats.h"
 
+#define LABEL(id, name, label) [EXIT_##id] = label,
 const char *const stats_exit_reason_names[STATS_EXIT_REASONS] = {
-	"transaction_done", "client_gone", "client_protocol", "server_lost",
-	"setup_failed", "timeout", "shutdown", "other",
+	LEASE_EXIT_REASONS(LABEL)
+	[STATS_EXIT_OTHER] = STATS_EXIT_OTHER_LABEL,
 };
+#undef LABEL
 
 /* ---- a growing text buffer ---- */
 

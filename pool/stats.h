@@ -17,10 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lease.h"
 #include "stream.h"
 
-/* Lease exit reasons counted; matches enum lease_exit_reason (lease.h). */
-#define STATS_EXIT_REASONS 8
+/* Lease exits counted: one slot per reason of LEASE_EXIT_REASONS (lease.h), then "other" for any value outside it. */
+#define STATS_EXIT_OTHER LEASE_EXIT_REASON_COUNT
+#define STATS_EXIT_REASONS (LEASE_EXIT_REASON_COUNT + 1)
+#define STATS_EXIT_OTHER_LABEL "other"
 
 struct pool_stats {
 	uint64_t lease_count;          /* leases granted */
@@ -56,6 +59,7 @@ struct stats_sample {
 	double oldest_lease;           /* seconds the oldest current lease has lasted */
 };
 
+/* The label of each exits[] slot: reason="<label>" in /metrics, exits_<label> in SHOW STATS. */
 extern const char *const stats_exit_reason_names[STATS_EXIT_REASONS];
 
 /* n samples in the Prometheus text exposition format, 0.0.4; NULL on OOM. */

@@ -5,8 +5,9 @@
  *   stream_server_msg()  account for a message the backend sends the client
  *   stream_idle()        nothing owed, nothing half-sent: libpq may take over
  *
- * This is the daemon's own truth about a backend (design rule 4): libpq's
- * cached views go stale while bytes bypass it.
+ * This is pglease's truth about a leased backend, learnt from the wire, never
+ * from libpq's cached PQtransactionStatus or PQparameterStatus: those go
+ * stale while bytes bypass libpq (pool/README.md, invariant 3).
  */
 #ifndef PGLEASE_STREAM_H
 #define PGLEASE_STREAM_H

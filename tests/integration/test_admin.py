@@ -175,6 +175,74 @@ def test_pause_waits_for_leases_then_resume_releases_waiters(pglease):
     holder.close()
 
 
+def db_row(conn, name):
+    rows = [r for r in show(conn, "DATABASES") if r["name"] == name]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def pool_rows(conn, db):
+    return [r for r in show(conn, "POOLS") if r["database"] == db]
+
+
+def query_in_thread(d, dbname, sql):
+    got = []
+    t = threading.Thread(target=lambda: got.append(d.psql("-c", sql, dbname=dbname).stdout.strip()))
+    t.start()
+    return t, got
+
+
+# The paused databases are remembered by name: a pool made later for one starts paused.
+@pytest.mark.timeout(60)
+def test_pause_of_a_database_without_a_pool_holds_its_first_pool(pglease, cluster):
+    d = pglease(databases={"app": cluster.conninfo("app"), "later": cluster.conninfo("app")})
+    with admin(d) as a:
+        assert pool_rows(a, "later") == []               # the premise: no pool yet
+        a.execute("PAUSE later")
+        assert db_row(a, "later")["paused"] == 1 and db_row(a, "app")["paused"] == 0
+        t, got = query_in_thread(d, "later", "select 42")
+        wait_for(lambda: [r["cl_waiting"] for r in pool_rows(a, "later")] == [1], what="a waiting client of later")
+        assert pool_rows(a, "later")[0]["paused"] == 1
+        assert pool_rows(a, "app")[0]["paused"] == 0
+        assert d.psql("-c", "select 1").stdout.strip() == "1"   # other databases are served
+        time.sleep(0.3)
+        assert not got
+        a.execute("RESUME later")
+        t.join(10)
+        assert got == ["42"]
+        assert pool_rows(a, "later")[0]["paused"] == 0 and db_row(a, "later")["paused"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_pause_outlives_a_pool_removed_when_unused(pglease):
+    d = pglease(server_idle_timeout=0.5)
+    with admin(d) as a:
+        assert pool_rows(a, "app")                       # made by the start-up check
+        a.execute("PAUSE app")
+        wait_for(lambda: pool_rows(a, "app") == [], timeout=15, what="the unused pool removed")
+        t, got = query_in_thread(d, "app", "select 43")
+        wait_for(lambda: [r["cl_waiting"] for r in pool_rows(a, "app")] == [1], what="a waiting client")
+        assert pool_rows(a, "app")[0]["paused"] == 1
+        a.execute("RESUME app")
+        t.join(10)
+        assert got == ["43"]
+
+
+def test_resume_of_one_database_while_all_are_paused_is_refused(pglease, cluster):
+    d = pglease(databases={"app": cluster.conninfo("app"), "other": cluster.conninfo("app")})
+    with admin(d) as a:
+        a.execute("PAUSE")
+        assert db_row(a, "app")["paused"] == 1 and db_row(a, "other")["paused"] == 1
+        assert pool_rows(a, "app")[0]["paused"] == 1
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+            a.execute("RESUME app")
+        assert db_row(a, "app")["paused"] == 1
+        a.execute("RESUME")
+        assert db_row(a, "app")["paused"] == 0 and db_row(a, "other")["paused"] == 0
+        assert pool_rows(a, "app")[0]["paused"] == 0
+    assert d.psql("-c", "select 2", dbname="other").stdout.strip() == "2"
+
+
 def test_reconnect_changes_backend_pids(pglease, direct):
     d = pglease(min_pool_size=2, default_pool_size=2)
     with d.connect() as c:

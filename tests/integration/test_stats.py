@@ -1,4 +1,6 @@
 """Statistics: SHOW STATS counters after known workloads, and lease_warn_after."""
+import os
+import re
 import threading
 import time
 
@@ -6,6 +8,7 @@ import psycopg
 import pytest
 
 from harness import kill9, read_lines_until, spawn_client, wait_for
+from test_metrics import free_tcp_port, sample, scrape
 
 
 def stats(d, db="app"):
@@ -149,3 +152,46 @@ def test_lease_warn_after_each_of_several_leases_once(pglease):
     assert stats(d)["lease_warnings"] == 2
     a.close()
     b.close()
+
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+
+
+def documented_exit_labels():
+    """The reasons README.md lists under "What the counters count", in order."""
+    text = open(README).read()
+    m = re.search(r"\*\*Exits\*\* by reason \(([^)]*)\)", text)
+    assert m, "README.md has no **Exits** by reason (...) list"
+    return re.findall(r"`(\w+)`", m.group(1))
+
+
+def test_kill_counts_a_leased_client_as_killed_and_columns_are_documented(pglease):
+    port = free_tcp_port()
+    d = pglease(metrics_listen="127.0.0.1:%d" % port)
+    victim = d.connect(autocommit=False)
+    victim.execute("select 1")            # a transaction is open: the lease is held
+    with psycopg.connect(d.dsn("pglease"), autocommit=True) as a:
+        cur = a.execute("SHOW POOLS")
+        pools = [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
+        assert [p["cl_leased"] for p in pools if p["database"] == "app"] == [1]   # the premise
+        before = stats(d)
+        a.execute("KILL app")
+    with pytest.raises(psycopg.OperationalError):
+        victim.execute("select 1")
+    victim.close()
+    wait_for(lambda: stats(d)["exits_killed"] == before["exits_killed"] + 1, what="the KILL counted")
+    after = stats(d)
+    assert after["exits_shutdown"] == before["exits_shutdown"]
+    assert after["exits_client_gone"] == before["exits_client_gone"]
+
+    # SHOW STATS has one exits_<reason> column per documented reason, in the README's order, and
+    # /metrics the same reasons; "timeout" (nothing ends a lease by a timeout yet) is in neither.
+    documented = documented_exit_labels()
+    assert "killed" in documented and "timeout" not in documented
+    assert [k[len("exits_"):] for k in after if k.startswith("exits_")] == documented
+    text = scrape(port)
+    labels = re.findall(r'^pglease_lease_exits_total\{database="app",user="postgres",reason="(\w+)"\}', text, re.M)
+    assert labels == documented
+    lab = dict(database="app", user="postgres")
+    assert sample(text, "pglease_lease_exits_total", reason="killed", **lab) == after["exits_killed"] == 1
+    assert sample(text, "pglease_lease_exits_total", reason="shutdown", **lab) == 0

@@ -660,3 +660,18 @@ Test(clean_walk, idle_session_resets)
 	cr_assert_eq(walk_run(&w), CLEAN_DONE);
 	cr_assert_str_eq(w.trail, "RESET DONE");
 }
+
+/* ---- the reasons' names: logs and SHOW SERVERS print them, so their spelling is pinned */
+
+Test(exit_reason, names_are_the_documented_ones)
+{
+	static const char *const want[] = {
+		"transaction done", "client gone", "client protocol violation", "server lost",
+		"setup failed", "killed", "shutdown",
+	};
+
+	cr_assert_eq(LEASE_EXIT_REASON_COUNT, sizeof(want) / sizeof(*want));
+	for (int i = 0; i < LEASE_EXIT_REASON_COUNT; i++)
+		cr_assert_str_eq(lease_exit_reason_name((enum lease_exit_reason)i), want[i]);
+	cr_assert_str_eq(lease_exit_reason_name((enum lease_exit_reason)LEASE_EXIT_REASON_COUNT), "unknown");
+}

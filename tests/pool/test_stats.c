@@ -17,7 +17,7 @@ static struct stats_sample one(void)
 	s.st.stream.xacts = 42;
 	s.st.stream.queries = 50;
 	s.st.wait_time_us = 2500000;
-	s.st.exits[1] = 7;
+	s.st.exits[EXIT_CLIENT_GONE] = 7;
 	s.st.exit_rollbacks = 3;
 	s.st.pins = 4;
 	s.st.unpins = 2;
@@ -98,5 +98,31 @@ Test(stats, escaped_labels_in_output)
 	char *text = stats_prometheus(&s, 1, 0, 0);
 
 	cr_assert(strstr(text, "pglease_transactions_total{database=\"we\\\"ird\",user=\"postgres\"} 42\n"));
+	free(text);
+}
+
+/* The labels are SHOW STATS' exits_* columns and /metrics' reason=: spelled as documented, in this order. */
+Test(stats, exit_reason_labels)
+{
+	static const char *const want[] = {
+		"transaction_done", "client_gone", "client_protocol", "server_lost",
+		"setup_failed", "killed", "shutdown", "other",
+	};
+	struct stats_sample s = one();
+	char *text, *at, series[200];
+
+	cr_assert_eq(STATS_EXIT_REASONS, sizeof(want) / sizeof(*want));
+	for (int i = 0; i < STATS_EXIT_REASONS; i++) {
+		cr_assert_str_eq(stats_exit_reason_names[i], want[i]);
+		s.st.exits[i] = 100 + i;
+	}
+	text = stats_prometheus(&s, 1, 0, 0);
+	cr_assert_not_null(text);
+	at = text;
+	for (int i = 0; i < STATS_EXIT_REASONS; i++) {
+		snprintf(series, sizeof(series),
+			 "pglease_lease_exits_total{database=\"app\",user=\"postgres\",reason=\"%s\"} %d\n", want[i], 100 + i);
+		cr_assert_not_null(at = strstr(at, series), "%s missing or out of order", series);
+	}
 	free(text);
 }
