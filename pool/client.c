@@ -61,6 +61,10 @@ static struct list *state_list(struct client *c, enum client_state state)
 
 void client_set_state(struct client *c, enum client_state state)
 {
+	/* A closed client never comes back; one leaves ACTIVE only once its lease let it go. */
+	assert(c->state != CLIENT_CLOSED);
+	assert(c->state != CLIENT_ACTIVE || state == CLIENT_ACTIVE || !c->lease);
+	assert(c->pool || state == CLIENT_LOGIN || state == CLIENT_ADMIN || state == CLIENT_CLOSED);
 	list_remove(state_list(c, c->state), &c->node);
 	c->state = state;
 	c->state_since = ev_now(loop);
@@ -130,6 +134,7 @@ void client_close(struct client *c, const char *reason_fmt, ...)
 		 c->pool ? c->pool->user : "-", reason);
 	if (c->lease)
 		lease_exit(c, c->lease->close_why);
+	assert(!c->lease);
 	client_want_read(c, false);
 	client_want_write(c, false);
 	close(c->fd);
@@ -144,6 +149,7 @@ void client_reap(void)
 
 	list_for_each_safe(pos, tmp, &closed_clients) {
 		struct client *c = list_entry(pos, struct client, node);
+		assert(c->state == CLIENT_CLOSED && !c->lease);
 		if (c->jobs_pending)
 			continue;
 		list_remove(&closed_clients, pos);

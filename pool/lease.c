@@ -38,6 +38,8 @@ static void clean_poll(struct server *s);
 void lease_enter(struct client *c)
 {
 	struct pool *p = c->pool;
+
+	assert(p && !c->lease && c->state != CLIENT_ACTIVE && c->state != CLIENT_CLOSED);
 	struct list_node *idle = list_last(&p->idle);
 
 	if (idle && list_empty(&p->waiting) && !pool_paused(p)) {
@@ -509,6 +511,7 @@ static enum clean_step next_step(struct server *s)
 
 static void clean_poll(struct server *s)
 {
+	assert(s->state == SERVER_CLEANING && s->lease && !s->lease->client);
 	for (;;) {
 		enum clean_step step = next_step(s);
 		s->lease->waiting_cancel = step == CLEAN_WAIT_CANCEL;

@@ -127,6 +127,7 @@ void client_dispatch(struct client *c)
 {
 	struct iobuf *in = c->in;
 
+	assert(c->state == CLIENT_IDLE && !c->lease);
 	if (c->pool->closing && drain_client(c))
 		return;
 	if (!in || iobuf_is_empty(in)) {
@@ -152,6 +153,7 @@ void client_leased(struct client *c)
 {
 	struct server *s = client_server(c);
 
+	assert(s && s->phase == PHASE_RAW && c->state == CLIENT_ACTIVE);
 	if (c->in && !iobuf_is_empty(c->in))
 		client_relay_to_server(s);
 	/* A cancel that came while the lease was being set up is for what was just sent. */
@@ -324,6 +326,8 @@ static int send_to_server(struct client *c, struct server *s)
 void client_relay_to_server(struct server *s)
 {
 	struct client *c = server_client(s);
+
+	assert(c && c->lease == s->lease && s->phase == PHASE_RAW);
 	struct iobuf *in = c->in;
 
 	if (!in && s->reset.followup_due && send_followup(c, s) < 0)
@@ -432,6 +436,7 @@ static void pin_probed(struct server *s, const char *sqlstate, const char *error
  */
 static void probe_pin(struct client *c, struct server *s)
 {
+	assert(c->pinned && !c->pin_lasts && s->stream.txstatus == 'I');
 	if (lease_query(s, session_probe(c), pin_probed) < 0)
 		server_close(s, "could not send the session state probe");
 }
@@ -536,6 +541,7 @@ void client_relay_from_server(struct server *s)
 {
 	struct client *c = server_client(s);
 
+	assert(c && c->state == CLIENT_ACTIVE && s->state == SERVER_LEASED);
 	if (read_from_server(c, s) <= 0)
 		return;
 	struct iobuf *out = c->out;
