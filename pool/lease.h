@@ -58,8 +58,9 @@ enum { LEASE_EXIT_REASON_COUNT = 0 LEASE_EXIT_REASONS(LEASE_EXIT_ONE) };
  * One lease: a client's hold on a backend, from lease_grant() until the
  * backend is clean again (or gone). lease_grant() creates it, and only the
  * exit door ends it: lease_exit() detaches the client, and the lease then
- * lives on, holderless, while the backend is cleaned; lease_done() frees it
- * when the backend goes back to the pool or away.
+ * lives on, holderless, while the backend is cleaned; lease_done() ends it
+ * when the backend goes back to the pool or away. Its storage is a slot in
+ * the backend (a backend has one lease at a time), so taking one cannot fail.
  *
  *   held:     c->lease == l, l->client == c, s->lease == l, s LEASED, c ACTIVE
  *   exiting:  l->client == NULL, s->lease == l, s CLEANING (or LEASED for an
