@@ -27,7 +27,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 
 SRCS     := $(wildcard daemon/*.c pool/*.c conf/*.c)
 LIB_SRCS := $(filter-out daemon/main.c,$(SRCS))
-UNIT_SRCS := $(wildcard tests/conf/*.c tests/daemon/*.c tests/pool/*.c)
+UNIT_SRCS := $(wildcard tests/base/*.c tests/conf/*.c tests/daemon/*.c tests/pool/*.c)
 
 OBJS      := $(SRCS:%.c=build/%.o)
 LIB_OBJS  := $(LIB_SRCS:%.c=build/%.o)
