@@ -48,6 +48,7 @@ static UNUSED void wire_setup(void)
 		.client_login_timeout = 60, .auth_type = AUTH_TRUST, .max_prepared_statements = 200,
 		.session_state = SESSION_STATE_PIN, .server_connect_timeout = 15, .query_wait_timeout = 120,
 		.dbs = dbs, .db_count = 1, .server_reset_query = "DISCARD ALL", .server_check_query = "",
+		.admin_users = "", .stats_users = "", .metrics_listen = "", .unix_socket_dir = "/tmp",
 	};
 	dbs[0] = (struct db_config){ .name = "app", .conninfo = "host=/nonexistent/pglease-test", .pool_size = -1,
 				     .pool_mode = -1 };
