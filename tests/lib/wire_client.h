@@ -3,7 +3,8 @@
  * near end pglease accepted (client_accept()), for unit tests of the login
  * and welcome: it sends protocol bytes, runs the loop until pglease has
  * answered, and parses what came back. A pool "app"/"u" with a known base
- * and no backend is made by wire_setup(). Included by one test file each
+ * and no backend is made by wire_setup() (not with WIRE_OWN_POOL defined:
+ * the test brings its own conf and pool). Included by one test file each
  * (static functions), after the file defines the loop and cfg globals.
  */
 #ifndef PGLEASE_TEST_WIRE_CLIENT_H
@@ -26,10 +27,6 @@
 
 #define UNUSED __attribute__((unused))
 
-static struct config conf;
-static struct db_config dbs[1];
-static struct pool *pool;
-
 struct wire {
 	int fd;                        /* the client program's end */
 	struct client *c;              /* pglease's client, while it exists */
@@ -37,6 +34,11 @@ struct wire {
 	size_t len, at;
 	bool eof;
 };
+
+#ifndef WIRE_OWN_POOL
+static struct config conf;
+static struct db_config dbs[1];
+static struct pool *pool;
 
 /* A pool whose backends' settings are known: logins are answered without a backend. */
 static UNUSED void wire_setup(void)
@@ -69,6 +71,7 @@ static UNUSED void wire_teardown(void)
 	client_reap();
 	pool_free_all();
 }
+#endif
 
 static UNUSED struct wire *wire_connect(void)
 {

@@ -2,7 +2,8 @@
  * fake_backend.h — a scripted PostgreSQL backend for unit tests, on the
  * test's own loop: a Unix socket in a temporary directory that answers the
  * startup packet with fake.login and each Query with fake.reply (bytes the
- * test builds with proto.h), records what else it is sent, and takes
+ * test builds with proto.h), or with what fake.on_query builds for that
+ * Query's text, records what else it is sent, and takes
  * CancelRequests on further connections. fake_setup() also makes a pool
  * "app"/"alice" whose conninfo points at it; connected() brings one backend
  * of it up. Included by one test file each (static functions), after the
@@ -40,6 +41,7 @@ struct fake {
 	char startup_user[64], startup_db[64];
 	struct wbuf login, reply;       /* sent after the startup packet / after each Query */
 	uint8_t login_data[1024], reply_data[2048];
+	void (*on_query)(const char *sql, struct wbuf *out);   /* else fake.reply */
 	int queries;
 	char last_query[256];
 	uint8_t raw[256];               /* bytes after login that are not a Query */
@@ -98,8 +100,15 @@ static __attribute__((unused)) size_t fake_message(void)
 	if (fake.in[0] == 'Q') {
 		fake.queries++;
 		snprintf(fake.last_query, sizeof(fake.last_query), "%.200s", (const char *)fake.in + 5);
-		if (fake.reply.len)
+		if (fake.on_query) {
+			uint8_t data[2048];
+			struct wbuf out;
+			wbuf_init(&out, data, sizeof(data));
+			fake.on_query(fake.last_query, &out);
+			fake_send(&out);
+		} else if (fake.reply.len) {
 			fake_send(&fake.reply);
+		}
 	} else if (fake.raw_len + n <= sizeof(fake.raw)) {
 		memcpy(fake.raw + fake.raw_len, fake.in, n);
 		fake.raw_len += n;
