@@ -52,7 +52,7 @@ static void setup(void)
 	conf.session_state = SESSION_STATE_PIN;
 	conf.max_prepared_statements = 200;
 	fake.on_query = answer;
-	cr_assert_eq(worker_start(), 0);
+	cr_assert_eq(worker_start(), 0);     /* the one line to adapt if worker_start() takes the loop */
 }
 
 static void teardown(void)
