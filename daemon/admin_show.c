@@ -151,8 +151,8 @@ static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 	reply_cell_int(r, (long long)((waited - (long long)waited) * 1e6));
 	reply_cell(r, app ? app : "");
 	reply_cell_int(r, c->id);
-	if (c->state == CLIENT_ACTIVE)
-		reply_cell_float(r, now - c->state_since);
+	if (c->lease)
+		reply_cell_float(r, now - c->lease->started);
 	else
 		reply_cell(r, NULL);
 	if (c->lease) {
@@ -205,7 +205,7 @@ static void server_row(struct reply *r, const struct server *s, ev_tstamp now)
 	reply_cell_int(r, s->id);
 	if (c) {
 		reply_cell_int(r, c->id);
-		reply_cell_float(r, now - c->state_since);
+		reply_cell_float(r, now - s->lease->started);
 	} else {
 		reply_cell(r, NULL);
 		reply_cell(r, NULL);

@@ -36,6 +36,14 @@ static double oldest_since(const struct list *l, ev_tstamp now)
 	return first ? now - list_entry(first, struct client, node)->state_since : 0;
 }
 
+/* The active list is in grant order: its first client holds the oldest lease. */
+static double oldest_lease(const struct pool *p, ev_tstamp now)
+{
+	struct list_node *first = list_first(&p->active);
+
+	return first ? now - list_entry(first, struct client, node)->lease->started : 0;
+}
+
 /* Idle backends that would get server_check_query before their next lease. */
 static int idle_due_check(const struct pool *p, ev_tstamp now)
 {
@@ -70,7 +78,7 @@ void metrics_sample(const struct pool *p, struct stats_sample *s)
 		.cl_login_wait = p->login_wait.count, .sv_active = p->leased.count, .sv_idle = p->idle.count,
 		.sv_used = idle_due_check(p, now), .sv_login = p->connecting.count,
 		.sv_cleaning = p->cleaning.count, .pool_size = p->size, .paused = pool_paused(p),
-		.maxwait = oldest_since(&p->waiting, now), .oldest_lease = oldest_since(&p->active, now),
+		.maxwait = oldest_since(&p->waiting, now), .oldest_lease = oldest_lease(p, now),
 		.cl_pinned = pinned_clients(p),
 	};
 }

@@ -23,13 +23,17 @@ struct resolve_job {
 	void *arg;
 };
 
+/* Numeric addresses as getaddrinfo() reads them (an IPv6 scope, "fe80::1%eth0", too): no DNS. */
 static bool is_name(const char *host)
 {
-	unsigned char addr[16];
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST }, *res;
 
 	if (!*host || host[0] == '/' || host[0] == '@')
 		return false;
-	return inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return true;
+	freeaddrinfo(res);
+	return false;
 }
 
 bool resolve_needed(const char *host_list, const char *hostaddr)
@@ -72,16 +76,20 @@ static void run(struct job *job)
 	char entry[256], addr[64];
 	size_t len = 0;
 
-	for (const char *p = rj->hosts; *p && !*rj->error;) {
+	/* One entry per host entry, empty ones too (libpq counts "a," and ",a" as two hosts). */
+	const char *p = rj->hosts;
+	for (bool first = true; !*rj->error; first = false) {
 		size_t n = strcspn(p, ",");
 		snprintf(entry, sizeof(entry), "%.*s", (int)n, p);
 		addr[0] = '\0';
 		if (is_name(entry))
 			lookup(entry, addr, sizeof(addr), rj->error, sizeof(rj->error));
-		len += (size_t)snprintf(rj->hostaddr + len, sizeof(rj->hostaddr) - len, "%s%s", len ? "," : "", addr);
+		len += (size_t)snprintf(rj->hostaddr + len, sizeof(rj->hostaddr) - len, "%s%s", first ? "" : ",", addr);
 		if (len >= sizeof(rj->hostaddr))
 			snprintf(rj->error, sizeof(rj->error), "host list too long");
-		p += n + (p[n] == ',');
+		if (!p[n])
+			break;
+		p += n + 1;
 	}
 }
 

@@ -42,3 +42,12 @@ def test_unreachable_backend_socket_fails_with_08001(pglease, cluster, tmp_path)
     assert fields["C"] == "08001"
     assert "No such file or directory" in fields["M"] or "could not connect" in fields["M"]
     assert d.psql("-Atc", "select 1").stdout.strip() == "1"
+
+
+def test_a_socket_then_a_host_name_connects_through_the_socket(pglease, cluster):
+    # libpq counts two hosts, so the resolved hostaddr list must have two entries (",127.0.0.1"):
+    # with one, libpq refused every connect ("could not match 2 host names to 1 hostaddr values").
+    d = pglease(databases={"app": cluster.conninfo("app"),
+                           "both": cluster.conninfo("app", host="%s,localhost" % cluster.dir)})
+    assert d.psql("-Atc", "select 1", dbname="both").stdout.strip() == "1"
+    assert "could not match" not in d.log_text()

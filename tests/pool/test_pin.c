@@ -1,5 +1,5 @@
 /*
- * test_pin.c — Criterion tests for pool/sqllex.c and pool/pin.c.
+ * test_pin.c — Criterion tests for pool/pin.c (the lexer's own are in test_sqllex.c).
  *
  * Every SQL text is also fed one byte at a time, and as a Query message cut
  * at every offset, and must be classified the same: the lexer and the
@@ -12,113 +12,6 @@
 
 #include "pin.h"
 #include "sqllex.h"
-
-/* ---- the lexer ---- */
-
-struct toks {
-	char out[1024];
-	size_t len;
-};
-
-static void collect(void *arg, const struct sqltok *t)
-{
-	static const char *const names[] = { "W", "S", "(", ")", ",", ".", "O", ";" };
-	struct toks *k = arg;
-	int n = t->type == SQLTOK_WORD || t->type == SQLTOK_STRING ?
-		snprintf(k->out + k->len, sizeof(k->out) - k->len, "%s:%s%s ", names[t->type], t->text,
-			 t->truncated ? "~" : "") :
-		snprintf(k->out + k->len, sizeof(k->out) - k->len, "%s ", names[t->type]);
-	k->len += (size_t)n;
-}
-
-static const char *lex(const char *sql, size_t piece)
-{
-	static struct toks k;
-	struct sqllex lx = { 0 };
-	size_t n = strlen(sql);
-
-	memset(&k, 0, sizeof(k));
-	sqllex_init(&lx, collect, &k);
-	for (size_t i = 0; i < n; i += piece) {
-		size_t m = n - i < piece ? n - i : piece;
-		char *copy = malloc(m);  /* exact size: ASan catches reads past the piece */
-		memcpy(copy, sql + i, m);
-		sqllex_feed(&lx, copy, m);
-		free(copy);
-	}
-	sqllex_end(&lx);
-	return k.out;
-}
-
-static void lexes_to(const char *sql, const char *want)
-{
-	for (size_t piece = 1; piece <= strlen(sql) + 1; piece++)
-		cr_assert_str_eq(lex(sql, piece), want, "sql <%s> piece %zu", sql, piece);
-}
-
-Test(sqllex, words_are_lower_cased_and_punctuation_reported)
-{
-	lexes_to("SELECT pg_catalog.Foo(1, 'x');", "W:select W:pg_catalog . W:foo ( O , S:x ) ; ; ");
-}
-
-Test(sqllex, comments_are_skipped_nested_too)
-{
-	lexes_to("-- listen x\nselect /* a /* listen */ b */ 1 /**/", "W:select O ; ");
-	lexes_to("a - b / c -- tail", "W:a O W:b O W:c ; ");
-}
-
-Test(sqllex, strings_with_doubled_quotes_and_e_strings)
-{
-	lexes_to("select 'it''s; listen'", "W:select S:it's; listen ; ");
-	lexes_to("select E'a\\'b;c' x", "W:select S:a'b;c W:x ; ");
-	lexes_to("select e'\\\\' ;listen", "W:select S:\\ ; W:listen ; ");
-}
-
-Test(sqllex, dollar_quotes_and_parameters)
-{
-	lexes_to("do $$ listen x; $$; select $1", "W:do S:~ ; W:select O O ; ");
-	lexes_to("create function f() as $body$ a $b$ ; $bod $body$ language sql",
-		 "W:create W:function W:f ( ) W:as S:~ W:language W:sql ; ");
-	lexes_to("select a$b$c", "W:select W:a$b$c ; ");
-}
-
-Test(sqllex, quoted_identifiers_keep_case)
-{
-	lexes_to("select \"My\"\"Col;\" from t", "W:select W:My\"Col; W:from W:t ; ");
-}
-
-Test(sqllex, backslash_in_plain_strings_only_when_standard_strings_are_off)
-{
-	struct toks k = { 0 };
-	struct sqllex lx = { .backslash_quotes = true };
-	const char *sql = "select 'a\\';listen' x";
-
-	sqllex_init(&lx, collect, &k);
-	sqllex_feed(&lx, sql, strlen(sql));
-	sqllex_end(&lx);
-	cr_assert_str_eq(k.out, "W:select S:a';listen W:x ; ");
-	cr_assert_str_eq(lex(sql, 100), "W:select S:a\\ ; W:listen ; ");
-}
-
-Test(sqllex, long_words_are_truncated)
-{
-	char sql[200];
-	memset(sql, 'a', 100);
-	sql[100] = '\0';
-	const char *out = lex(sql, 7);
-	cr_assert(strstr(out, "~ ;") != NULL, "%s", out);
-}
-
-Test(sqllex, excerpt_starts_at_the_first_token)
-{
-	struct toks k = { 0 };
-	struct sqllex lx = { 0 };
-	const char *sql = "  LISTEN  /* c */\n\t chan -- x\n";
-
-	sqllex_init(&lx, collect, &k);
-	sqllex_feed(&lx, sql, strlen(sql));
-	cr_assert_str_eq(sqllex_excerpt(&lx), "LISTEN  /* c */\n\t chan -- x\n");
-}
 
 /* ---- the classifier ---- */
 

@@ -1,14 +1,13 @@
 /*
  * test_prepared.c — Criterion tests for pool/prepared.c (shared statements,
- * client registries, backend caches and LRU, the reply queue) and the pure
- * SQL checks of pool/rewrite.c.
+ * client registries, backend caches and LRU, the reply queue); rewrite.c's
+ * own are in test_rewrite.c.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "prepared.h"
-#include "rewrite.h"
 
 static struct pstmt *stmt(const char *sql)
 {
@@ -427,35 +426,4 @@ Test(pq, a_lease_that_ends_early_forgets_statements_with_requests_in_flight)
 	cr_assert_null(pcache_find(&c, st), "its Close may have run without its Parse");
 	pq_free(&q, &c);
 	pstmt_put(st);
-}
-
-/* ---- SQL the layer reacts to ---- */
-
-Test(rewrite_sql, discard_and_deallocate_all)
-{
-	const char *yes[] = { "DISCARD ALL", "  discard all;", "deallocate all", "DEALLOCATE PREPARE ALL",
-			      "\n\tDeallocate\nAll ; select 1" };
-	const char *no[] = { "discard plans", "discard", "deallocate s1", "deallocate prepare alls",
-			     "select 'discard all'", "deallocateall", "" };
-
-	for (size_t i = 0; i < sizeof(yes) / sizeof(*yes); i++)
-		cr_assert(prep_sql_forgets_all(yes[i], strlen(yes[i]) + 1), "%s", yes[i]);
-	for (size_t i = 0; i < sizeof(no) / sizeof(*no); i++)
-		cr_assert_not(prep_sql_forgets_all(no[i], strlen(no[i]) + 1), "%s", no[i]);
-}
-
-Test(rewrite_sql, deallocate_name)
-{
-	char name[64];
-
-	cr_assert(prep_sql_deallocate_name("DEALLOCATE _pg3_0", 18, name, sizeof(name)));
-	cr_assert_str_eq(name, "_pg3_0");
-	cr_assert(prep_sql_deallocate_name("deallocate prepare Mixed ;", 27, name, sizeof(name)));
-	cr_assert_str_eq(name, "mixed");
-	cr_assert(prep_sql_deallocate_name("deallocate \"Mixed Case\"", 24, name, sizeof(name)));
-	cr_assert_str_eq(name, "Mixed Case");
-	cr_assert_not(prep_sql_deallocate_name("deallocate all", 15, name, sizeof(name)));
-	cr_assert_not(prep_sql_deallocate_name("deallocate a; select 1", 23, name, sizeof(name)));
-	cr_assert_not(prep_sql_deallocate_name("deallocate \"open", 17, name, sizeof(name)));
-	cr_assert_not(prep_sql_deallocate_name("deallocate", 11, name, sizeof(name)));
 }
