@@ -504,9 +504,11 @@ void pool_reconnect(struct pool *p, const char *reason)
 
 void pool_pause(struct pool *p)
 {
-	if (!p->paused)
-		log_info("pool %s/%s: paused", p->dbname, p->user);
+	if (p->paused)
+		return;
+	log_info("pool %s/%s: paused", p->dbname, p->user);
 	p->paused = true;
+	p->leases_at_pause = p->stats.lease_count;
 }
 
 /* Hand the idle backends to the clients that queued while paused. */

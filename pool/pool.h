@@ -63,6 +63,7 @@ struct pool {
 	char *last_error;             /* latest connect failure, for waiting clients */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
 	bool paused;                  /* admin PAUSE/KILL: no lease is granted until RESUME */
+	uint64_t leases_at_pause;     /* stats.lease_count when it was paused: unchanged while paused (verify.c) */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
 	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
 	ev_tstamp stats_last_at, stats_prev_at;

@@ -500,3 +500,8 @@ void server_reap(void)
 		free(s);
 	}
 }
+
+const struct list *server_closed_list(void)
+{
+	return &closed_servers;
+}

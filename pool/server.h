@@ -9,6 +9,7 @@
  *   server_close()       the one way a backend goes away, with a reason
  *   server_set_state()   move it to the pool list that is its state
  *   server_reap()        free closed servers (outside any handler)
+ *   server_closed_list() the closed servers not freed yet (verify.c)
  *
  * A server is on exactly one list; the list is its state (pool/README.md).
  * The phase says who is reading its socket right now: libpq (CONNECT,
@@ -107,5 +108,6 @@ void server_stop_timer(struct server *s);
 void server_set_state(struct server *s, enum server_state state);
 void server_close(struct server *s, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
 void server_reap(void);
+const struct list *server_closed_list(void);
 
 #endif
