@@ -138,6 +138,8 @@ static int tx_reserve(struct prep_client *pc, size_t more)
 
 static void tx_put(struct prep_client *pc, const void *p, size_t n)
 {
+	/* tx_reserve() made room first. */
+	assert((size_t)pc->tx_len + n <= pc->tx_cap);
 	memcpy(pc->tx + pc->tx_len, p, n);
 	pc->tx_len += (uint32_t)n;
 }
@@ -193,6 +195,7 @@ int prep_tx_send(struct client *c, struct server *s)
 {
 	struct prep_client *pc = c->prep;
 
+	assert(prep_tx_pending(pc) && c->server == s);
 	if (c->in && spill_unsent(pc, c->in) < 0)
 		return -1;
 	ssize_t n = server_send_raw(s, pc->tx + pc->tx_sent, pc->tx_len - pc->tx_sent);
@@ -425,6 +428,7 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 {
 	struct server *s = c->server;
 
+	assert(s && s->client == c && c->prep_on);
 	switch (m->type) {
 	case 'P': case 'B': case 'D': case 'C':
 		if (!client_prep(c))
@@ -494,6 +498,7 @@ static enum prep_step pass(struct client *c, struct server *s, const struct msg_
 /* Replace the header and the first prefix bytes of the body; the rest passes raw. */
 static void consume_prefix(struct client *c, struct server *s, const struct msg_view *v, uint32_t prefix)
 {
+	assert(prefix <= v->have && prefix <= v->body_len);
 	account(s, v->type, v->body_len);
 	consume(c, 5 + prefix);
 	c->in->start = c->in->scanned;
@@ -750,6 +755,7 @@ static enum prep_step accumulate(struct client *c, struct server *s)
 	uint32_t avail = in ? in->end - in->scanned : 0;
 	uint32_t take = avail < want ? avail : want;
 
+	assert(pc->parse && pc->parse_have <= pc->parse_len);
 	if (take) {
 		memcpy(pc->parse + pc->parse_have, in->data + in->scanned, take);
 		pc->parse_have += take;
@@ -786,8 +792,12 @@ static enum prep_step parse(struct client *c, struct server *s, const struct msg
 			return hold(c);
 		if (q >= 0 && prep_sql_forgets_all((const char *)v->body + 1, (size_t)q))
 			forget_all(c, s);
-		if (deallocates && (st = preg_find(&pc->reg, name)))
+		if (deallocates && (st = preg_find(&pc->reg, name))) {
+			/* Rewritten whole: its parameter types, after the text, may not be here yet. */
+			if (v->have < v->body_len)
+				return need_more(c, s, v);
 			return deallocate_parse(c, s, v, st, name, (uint32_t)q);
+		}
 		return queue(s, PQ_PARSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	}
 	if (spill_unsent(pc, c->in) < 0 || !(pc->parse = malloc(v->body_len)))
@@ -812,6 +822,8 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 	if (!pc->stopped)
 		return PREP_AGAIN;
 	pc->stopped = false;
+	/* The scan stopped before this message's whole header (prep_client_msg()). */
+	assert(c->in && c->in->end - c->in->scanned >= 5);
 	struct msg_view v = view_at(c->in);
 	switch (v.type) {
 	case 'P': return parse(c, s, &v);
@@ -987,6 +999,7 @@ ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *
 {
 	uint32_t at = out->scanned;
 
+	assert(c->server == s && s->client == c && out == c->out);
 	for (;;) {
 		reply_act = PQ_FORWARD;
 		reply_cut = 0;
