@@ -16,6 +16,7 @@
  * Reading order: output, access and login, the actions, running a command,
  * the protocol handler, PAUSE completion.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ static void flush(struct client *c)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(c->state == CLIENT_ADMIN && a);
 	struct reply *r = &a->out;
 
 	if (r->oom)
@@ -159,6 +161,8 @@ void admin_login(struct client *c, struct startup *st)
 	char msg[200];
 	int level = access_level(c, st->user);
 
+	/* Authenticated, never in a pool: login_finish() sends console logins here instead. */
+	assert(c->state == CLIENT_LOGIN && !c->pool && !c->server && !c->admin);
 	if (level < 0) {
 		snprintf(msg, sizeof(msg), "not allowed to use the pglease admin console: user \"%s\" is in neither "
 			 "admin_users nor stats_users", st->user);
@@ -290,6 +294,7 @@ static bool run_action(struct client *c, const struct admin_cmd *cmd)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(a->full);
 	if (!db_known(cmd->arg)) {
 		no_such_db(a, cmd->arg);
 		return false;
@@ -694,6 +699,7 @@ static bool next_message(struct client *c)
 	uint32_t avail = in->end - in->start;
 	const uint8_t *p = in->data + in->start;
 
+	assert(c->state == CLIENT_ADMIN && !c->admin->pausing && in->start <= in->end);
 	if (avail < 5)
 		return false;
 	uint32_t len = be32(p + 1);
@@ -727,6 +733,7 @@ static void handle_input(struct client *c)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(c->state == CLIENT_ADMIN && a);
 	while (c->state == CLIENT_ADMIN && !a->pausing && c->in && a->out.len - a->out.sent < ADMIN_BACKLOG &&
 	       next_message(c))
 		;
@@ -745,6 +752,7 @@ static void handle_input(struct client *c)
 
 void admin_on_readable(struct client *c)
 {
+	assert(c->state == CLIENT_ADMIN);
 	if (!client_read(c)) {
 		client_close(c, "client closed the connection");
 		return;
@@ -754,6 +762,7 @@ void admin_on_readable(struct client *c)
 
 void admin_on_writable(struct client *c)
 {
+	assert(c->state == CLIENT_ADMIN);
 	flush(c);
 	if (c->state == CLIENT_ADMIN && c->admin->out.len == 0)
 		handle_input(c);
@@ -765,6 +774,7 @@ static void finish_pause(struct client *c)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(a->pausing);
 	a->pausing = false;
 	reply_complete(&a->out, "PAUSE");
 	if (a->pause_simple)
@@ -779,6 +789,7 @@ void admin_maintain(ev_tstamp now)
 	(void)now;
 	list_for_each_safe(pos, tmp, &admin_clients) {
 		struct client *c = list_entry(pos, struct client, node);
+		assert(c->state == CLIENT_ADMIN && c->admin);
 		if (c->admin->pausing && pause_done(c->admin->pause_db))
 			finish_pause(c);
 	}

@@ -5,6 +5,7 @@
  * way PostgreSQL's postmaster does, so garbage is refused early and an
  * absurd length never makes us wait for (or buffer) more bytes.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,7 @@ static int parse_options(struct startup *s, const char *options)
 
 static int add_pq_option(struct startup *s, const char *name)
 {
+	assert(s->pq_option_count >= 0);
 	if (s->pq_option_count >= STARTUP_MAX_PQ_OPTIONS)
 		return -1;
 	s->pq_options[s->pq_option_count++] = strdup(name);
@@ -154,6 +156,7 @@ enum pairs_read { PAIRS_OK, PAIRS_BAD_LAYOUT, PAIRS_REPLICATION, PAIRS_BAD_SETTI
 static enum pairs_read read_pairs(struct startup *s, const char *p, const char *end, const char **options,
 				  struct param_set *keys)
 {
+	assert(p <= end);
 	while (p < end && *p) {
 		const char *name = p;
 		const char *value = memchr(name, '\0', end - name);
@@ -193,6 +196,8 @@ static void parse_pairs(struct startup *s, const char *p, const char *end)
 
 static void parse_v3(struct startup *s, const uint8_t *data)
 {
+	/* The whole packet is here (startup_parse()): the pairs run from after the version to its end. */
+	assert(s->packet_len >= 8 && s->packet_len <= STARTUP_MAX_LEN);
 	s->kind = STARTUP_V3;
 	parse_pairs(s, (const char *)data + 8, (const char *)data + s->packet_len);
 	if (s->kind != STARTUP_V3)

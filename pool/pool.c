@@ -5,6 +5,7 @@
  * serves the next lease and the coldest ones age out by
  * server_idle_timeout. Waiting clients are served first-in first-out.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,9 @@ void pool_server_free(struct server *s)
 	struct pool *p = s->pool;
 	struct list_node *first = p->paused ? NULL : list_first(&p->waiting);
 
+	/* Just connected, or made clean by the exit door: no lease, no cancel on its way (invariant 4). */
+	assert(s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING);
+	assert(!s->client && s->cancels_pending == 0);
 	if (s->generation != p->generation) {
 		server_close(s, "retired by a reconnect or a changed conninfo");
 		pool_want_servers(p);
@@ -214,6 +218,7 @@ void pool_server_connected(struct server *s)
 	struct pool *p = s->pool;
 	struct list_node *pos, *tmp;
 
+	assert(s->state == SERVER_CONNECTING);
 	if (!p->have_base)
 		capture_base(p, s->conn);
 	p->stats.servers_opened++;
@@ -246,6 +251,7 @@ static void note_connect_failure(struct pool *p, const char *sqlstate, const cha
 
 void pool_server_failed(struct server *s, const char *sqlstate, const char *error)
 {
+	assert(s->state == SERVER_CONNECTING);
 	note_connect_failure(s->pool, sqlstate, error);
 	s->pool->stats.servers_failed++;
 	server_close(s, "connect failed");
@@ -267,6 +273,7 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 {
 	struct pool *p = arg;
 
+	assert(p->resolving && p->dns_hosts);
 	p->resolving = false;
 	if (p->resolve_generation != p->generation) {
 		/* A reload changed the hosts while this lookup ran: look up the new ones. */
@@ -280,6 +287,8 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 	}
 	free(p->hostaddr);
 	p->hostaddr = strdup(hostaddr);
+	/* A pool that needs DNS reserved the slot when its parameters were built. */
+	assert(p->hostaddr_slot >= 0);
 	p->values[p->hostaddr_slot] = p->hostaddr;
 	p->resolved_at = ev_now(loop);
 	pool_want_servers(p);
@@ -338,6 +347,7 @@ static void expire_waiters(struct pool *p, ev_tstamp now)
 		return;
 	while ((first = list_first(&p->waiting))) {
 		struct client *c = list_entry(first, struct client, node);
+		assert(c->state == CLIENT_WAITING && !c->server);
 		if (now - c->state_since < cfg->query_wait_timeout)
 			return;
 		pool_snapshot(p, snapshot, sizeof(snapshot));
@@ -375,13 +385,14 @@ static void warn_old_leases(struct pool *p, ev_tstamp now)
 		struct client *c = list_entry(pos, struct client, node);
 		if (now - c->state_since < cfg->lease_warn_after)
 			return;
+		assert(c->state == CLIENT_ACTIVE && c->server);
 		if (c->lease_warned)
 			continue;
 		c->lease_warned = true;
 		p->stats.lease_warnings++;
 		log_warning("client %u (%s/%s): lease held for %.1f s (lease_warn_after %g s), backend pid %d",
 			    c->id, p->dbname, p->user, now - c->state_since, cfg->lease_warn_after,
-			    c->server ? c->server->backend_pid : 0);
+			    c->server->backend_pid);
 	}
 }
 
@@ -411,6 +422,8 @@ static int pool_client_count(const struct pool *p)
 
 static void pool_free(struct pool *p)
 {
+	/* Unused (forget_if_unused()), or at exit, after every client and backend was closed. */
+	assert(!pool_client_count(p) && !pool_server_count(p));
 	list_remove(&all_pools, &p->node);
 	free_connect_params(p);
 	params_free(&p->base);

@@ -68,12 +68,16 @@ struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len)
 
 void pstmt_hold(struct pstmt *st)
 {
+	assert(st->refs > 0);
 	st->refs++;
 }
 
 void pstmt_put(struct pstmt *st)
 {
-	if (!st || --st->refs > 0)
+	if (!st)
+		return;
+	assert(st->refs > 0);
+	if (--st->refs > 0)
 		return;
 	struct pstmt **pp = &pstmt_table[st->hash % PSTMT_BUCKETS];
 	while (*pp != st)
@@ -158,6 +162,7 @@ bool preg_del(struct preg *r, const char *name, const struct pstmt *only_if)
 	if (!e || (only_if && e->st != only_if))
 		return false;
 	*pp = e->next;
+	assert(r->count > 0);
 	r->count--;
 	pstmt_put(e->st);
 	free(e);
@@ -319,12 +324,15 @@ static struct pq_item pq_shift(struct pq *q)
 {
 	struct pq_item it = q->items[q->head];
 
+	assert(q->count > 0);
 	q->head = (q->head + 1) % q->cap;
 	q->count--;
 	if (it.name && q->named_closed)
 		q->named_closed--;
-	else if (it.name)
+	else if (it.name) {
+		assert(q->named_open > 0);
 		q->named_open--;
+	}
 	return it;
 }
 

@@ -42,6 +42,8 @@ static struct list *state_list(struct server *s, enum server_state state)
 
 void server_set_state(struct server *s, enum server_state state)
 {
+	/* A closed server is only freed: nothing brings it back. */
+	assert(s->state != SERVER_CLOSED);
 	list_remove(state_list(s, s->state), &s->node);
 	s->state = state;
 	list_push_tail(state_list(s, state), &s->node);
@@ -186,6 +188,7 @@ uint8_t *server_take_notices(struct server *s, uint32_t *len)
 
 static void connect_done(struct server *s)
 {
+	assert(s->state == SERVER_CONNECTING && s->phase == PHASE_CONNECT);
 	server_stop_timer(s);
 	server_want_write(s, false);
 	if (PQsslInUse(s->conn) || PQgssEncInUse(s->conn)) {
@@ -234,6 +237,7 @@ static void query_finish(struct server *s)
 	char *error = s->query_error;
 	PGresult *res = s->query_result;
 
+	assert(s->phase == PHASE_QUERY && done);
 	server_stop_timer(s);
 	s->query_done = NULL;
 	s->query_error = NULL;
@@ -309,6 +313,9 @@ static void query_timeout(struct server *s)
 
 int server_query(struct server *s, const char *sql, server_query_cb done)
 {
+	/* One query at a time, on an open connection (a new one is still in phase CONNECT when first leased). */
+	assert(s->conn && s->phase != PHASE_QUERY && !s->query_done);
+	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
 	s->phase = PHASE_QUERY;
 	s->query_done = done;
 	s->query_rows = 0;
@@ -346,6 +353,8 @@ static void idle_poll(struct server *s)
 
 void server_watch_idle(struct server *s)
 {
+	/* Idle in the pool, or cleaning while a cancel is on its way; never under a lease. */
+	assert(s->conn && !s->client && (s->state == SERVER_IDLE || s->state == SERVER_CLEANING));
 	s->phase = PHASE_IDLE;
 	s->on_readable = s->on_writable = NULL;
 	server_want_write(s, false);
@@ -356,6 +365,9 @@ void server_watch_idle(struct server *s)
 
 void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable)
 {
+	/* libpq is done with the socket (a query's callback runs in phase IDLE): invariant 2. */
+	assert(s->conn && on_readable && s->phase != PHASE_QUERY);
+	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
 	s->phase = PHASE_RAW;
 	s->on_readable = on_readable;
 	s->on_writable = on_writable;
@@ -471,6 +483,7 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	/* A lease on it ends through the one door, which tells the client. */
 	if (s->client)
 		lease_exit(s->client, EXIT_SERVER_LOST);
+	assert(!s->client);
 	server_want_read(s, false);
 	server_want_write(s, false);
 	server_stop_timer(s);
@@ -489,6 +502,7 @@ void server_reap(void)
 
 	list_for_each_safe(pos, tmp, &closed_servers) {
 		struct server *s = list_entry(pos, struct server, node);
+		assert(s->state == SERVER_CLOSED && !s->client && s->cancels_pending >= 0);
 		if (s->cancels_pending)
 			continue;
 		list_remove(&closed_servers, pos);

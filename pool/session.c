@@ -46,6 +46,8 @@ static void pinned(struct client *c, const char *why, const char *statement, boo
 {
 	struct server *s = c->server;
 
+	/* What pins is on its way to the leased backend. */
+	assert(s && c->state == CLIENT_ACTIVE);
 	if (c->pinned && (c->pin_lasts || !lasts))
 		return;
 	if (!c->pinned)
@@ -92,6 +94,7 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 {
 	if (n == 0 || !watching(c))
 		return;
+	assert(c->server && c->server->client == c);
 	struct pin *p = watcher(c);
 	p->watch_releases = c->pinned;
 	bool pin = pin_feed_wire(p, &c->pool->base, data, n);
@@ -136,6 +139,7 @@ void session_param_status(struct client *c, struct server *s, const struct frame
 {
 	const char *name = (const char *)m->body, *value;
 
+	assert(!c || c->server == s);
 	if (!c || !session_param_split(m, &value) || !pin_setting_tracked(name, NULL))
 		return;
 	/* The backend has it either way; the client only if it is told. */
@@ -219,6 +223,8 @@ bool session_probed(struct client *c, struct server *s, const char *error, bool 
 
 bool session_unpin(struct client *c, struct server *s)
 {
+	/* At the exit door, after the lease's two sides let go of each other. */
+	assert(!c->server && !s->client && (!c->pin_lasts || c->pinned));
 	c->probe_due = false;
 	if (!c->pinned)
 		return false;
@@ -233,6 +239,7 @@ int session_setup_sql(struct client *c, struct server *s, char *sql, int cap)
 	static const char reset_all[] = "RESET ALL;";
 	const int rlen = (int)sizeof(reset_all) - 1;
 
+	assert(c->server == s && s->client == c);
 	if (!s->settings_unknown)
 		return params_equal(&c->params, &s->applied) ? 0 :
 			params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);
