@@ -11,13 +11,15 @@
 #ifndef PGLEASE_WORKER_H
 #define PGLEASE_WORKER_H
 
+#include "check.h"
+
 struct job {
 	struct job *next;
 	void (*run)(struct job *job);
 	void (*done)(struct job *job);
 };
 
-int worker_start(void);
+MUST_CHECK int worker_start(void);
 void worker_submit(struct job *job);
 void worker_stop(void);
 

@@ -43,8 +43,12 @@ static int add_param(struct pool *p, int *n, const char *key, const char *value)
 {
 	p->keywords[*n] = strdup(key);
 	p->values[*n] = strdup(value);
-	if (!p->keywords[*n] || !p->values[*n])
+	if (!p->keywords[*n] || !p->values[*n]) {
+		free((char *)p->keywords[*n]);
+		free((char *)p->values[*n]);
+		p->keywords[*n] = p->values[*n] = NULL;
 		return -1;
+	}
 	(*n)++;
 	return 0;
 }
@@ -87,16 +91,18 @@ static int build_connect_params(struct pool *p)
 		count++;
 	p->keywords = calloc(count, sizeof(char *));
 	p->values = calloc(count, sizeof(char *));
-	for (PQconninfoOption *o = opts; p->keywords && p->values && o->keyword; o++) {
+	bool complete = p->keywords && p->values;
+	for (PQconninfoOption *o = opts; complete && o->keyword; o++) {
 		if (!o->val)
 			continue;
 		has_user |= strcmp(o->keyword, "user") == 0;
 		has_dbname |= strcmp(o->keyword, "dbname") == 0;
 		has_ssl |= strcmp(o->keyword, "sslmode") == 0;
 		has_gss |= strcmp(o->keyword, "gssencmode") == 0;
-		add_param(p, &n, o->keyword, o->val);
+		/* A parameter left out (a host) would send the connection elsewhere. */
+		complete = add_param(p, &n, o->keyword, o->val) == 0;
 	}
-	int reserved = p->keywords && p->values ? reserve_hostaddr(p, opts, &n) : -1;
+	int reserved = complete ? reserve_hostaddr(p, opts, &n) : -1;
 	PQconninfoFree(opts);
 	if (reserved < 0)
 		return -1;
@@ -173,20 +179,32 @@ struct pool *pool_find_or_create(const struct db_config *db, const char *dbname,
 
 /* ---- backends coming and going ---- */
 
-static void capture_base(struct pool *p, PGconn *conn)
+/* -1 when out of memory: then the pool still knows nothing, and a later backend is asked again. */
+static int capture_base(struct pool *p, PGconn *conn)
 {
 	for (size_t i = 0; i < sizeof(reported_params) / sizeof(*reported_params); i++) {
 		const char *value = PQparameterStatus(conn, reported_params[i]);
-		if (value)
-			params_put(&p->base, reported_params[i], value);
+		if (value && params_put(&p->base, reported_params[i], value) < 0) {
+			params_free(&p->base);
+			return -1;
+		}
 	}
 	p->have_base = true;
+	return 0;
 }
 
 const char *const *pool_reported_params(int *count)
 {
 	*count = (int)(sizeof(reported_params) / sizeof(*reported_params));
 	return reported_params;
+}
+
+static void fail_clients(struct list *l, const char *sqlstate, const char *error)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		client_fatal(list_entry(pos, struct client, node), sqlstate, error, NULL);
 }
 
 void pool_server_free(struct server *s)
@@ -219,8 +237,9 @@ void pool_server_connected(struct server *s)
 	struct list_node *pos, *tmp;
 
 	assert(s->state == SERVER_CONNECTING);
-	if (!p->have_base)
-		capture_base(p, s->conn);
+	/* The clients waiting for it cannot be told the server's settings: they go (README, "Out of memory"). */
+	if (!p->have_base && capture_base(p, s->conn) < 0)
+		fail_clients(&p->login_wait, "53200", "out of memory keeping the server's settings");
 	p->stats.servers_opened++;
 	free(p->last_error);
 	p->last_error = NULL;
@@ -228,14 +247,6 @@ void pool_server_connected(struct server *s)
 	pool_server_free(s);
 	list_for_each_safe(pos, tmp, &p->login_wait)
 		client_welcome(list_entry(pos, struct client, node));
-}
-
-static void fail_clients(struct list *l, const char *sqlstate, const char *error)
-{
-	struct list_node *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, l)
-		client_fatal(list_entry(pos, struct client, node), sqlstate, error, NULL);
 }
 
 /* Remember why connecting failed; no new attempt for a second. */

@@ -19,6 +19,7 @@
 
 #include <ev.h>
 
+#include "check.h"
 #include "config.h"
 #include "list.h"
 #include "params.h"
@@ -77,7 +78,7 @@ struct pool {
 
 extern struct list all_pools;
 
-struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
+MUST_CHECK struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
 int pool_server_count(const struct pool *p);
 void pool_server_free(struct server *s);
 void pool_server_connected(struct server *s);
@@ -93,7 +94,7 @@ void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
 void pool_pause(struct pool *p);
 void pool_resume(struct pool *p);
-int pool_reconfigure(struct pool *p, const struct db_config *db);
+MUST_CHECK int pool_reconfigure(struct pool *p, const struct db_config *db);
 void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);
 

@@ -965,7 +965,11 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 			return FRAME_ERROR;
 		return reply_act == PQ_FORWARD ? FRAME_CONTINUE : FRAME_STOP_AFTER;
 	case 'Z':
-		pq_ready(&ps->q, &ps->cache, reg);
+		if (pq_ready(&ps->q, &ps->cache, reg) < 0) {
+			/* The client would find a statement gone that PostgreSQL keeps: it cannot go on. */
+			log_error("client %u: out of memory giving back the name of a skipped Close", c->id);
+			return FRAME_ERROR;
+		}
 		if (c->prep && c->prep->held)
 			c->prep->kick = true;
 		break;

@@ -21,6 +21,7 @@
 #include <ev.h>
 #include <libpq-fe.h>
 
+#include "check.h"
 #include "list.h"
 #include "params.h"
 #include "reset.h"
@@ -90,8 +91,8 @@ struct server {
 	} exit;
 };
 
-struct server *server_connect(struct pool *pool);
-int server_query(struct server *s, const char *sql, server_query_cb done);
+MUST_CHECK struct server *server_connect(struct pool *pool);
+MUST_CHECK int server_query(struct server *s, const char *sql, server_query_cb done);
 /* Inside a query's callback: its first error result, else its last row set (NULL if none). */
 const PGresult *server_query_result(const struct server *s);
 /* Keep the running query's notices, as NoticeResponse messages; its callback takes them (and frees them). */
@@ -100,7 +101,7 @@ uint8_t *server_take_notices(struct server *s, uint32_t *len);
 void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable);
 void server_watch_idle(struct server *s);
 /* Bytes written (maybe short), or -1 when the backend is gone. */
-ssize_t server_send_raw(struct server *s, const void *data, size_t len);
+MUST_CHECK ssize_t server_send_raw(struct server *s, const void *data, size_t len);
 void server_want_write(struct server *s, bool on);
 void server_want_read(struct server *s, bool on);
 void server_set_timer(struct server *s, double seconds, void (*cb)(struct server *));
