@@ -485,9 +485,13 @@ static bool store_named(struct admin_conn *a, struct named *set, const char *nam
 	for (int i = 0; !slot && i < ADMIN_MAX_NAMED; i++)
 		if (!set[i].name)
 			slot = &set[i];
-	if (!slot || !(slot->name = strdup(name)) || !(slot->text = strdup(text))) {
-		drop_named(slot);
+	if (!slot) {
 		reply_error(&a->out, "54000", "too many prepared statements or portals on the admin console", NULL);
+		return false;
+	}
+	if (!(slot->name = strdup(name)) || !(slot->text = strdup(text))) {
+		drop_named(slot);
+		reply_error(&a->out, "53200", "out of memory", NULL);
 		return false;
 	}
 	slot->nformats = 0;

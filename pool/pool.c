@@ -296,8 +296,14 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 		pool_server_gone(p);
 		return;
 	}
+	char *kept = strdup(hostaddr);
+	if (!kept) {
+		note_connect_failure(p, "53200", "out of memory keeping a resolved host address");
+		pool_server_gone(p);
+		return;
+	}
 	free(p->hostaddr);
-	p->hostaddr = strdup(hostaddr);
+	p->hostaddr = kept;
 	/* A pool that needs DNS reserved the slot when its parameters were built. */
 	assert(p->hostaddr_slot >= 0);
 	p->values[p->hostaddr_slot] = p->hostaddr;

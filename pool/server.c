@@ -257,34 +257,46 @@ const PGresult *server_query_result(const struct server *s)
 	return s->query_result;
 }
 
-static void query_note_error(struct server *s, const char *sqlstate, const char *message)
+static void trim_newlines(char *text)
 {
-	if (s->query_error)
-		return;
-	snprintf(s->query_sqlstate, sizeof(s->query_sqlstate), "%s", sqlstate ? sqlstate : "08006");
-	s->query_error = strdup(message ? message : "unknown error");
-	size_t n = strlen(s->query_error);
-	while (n && s->query_error[n - 1] == '\n')
-		s->query_error[--n] = '\0';
+	size_t n = strlen(text);
+
+	while (n && text[n - 1] == '\n')
+		text[--n] = '\0';
 }
 
-static void query_take_result(struct server *s, PGresult *res)
+/* The query's first error is kept for its callback; -1 when there is no memory to keep it. */
+static int query_note_error(struct server *s, const char *sqlstate, const char *message)
+{
+	if (s->query_error)
+		return 0;
+	snprintf(s->query_sqlstate, sizeof(s->query_sqlstate), "%s", sqlstate ? sqlstate : "08006");
+	if (!(s->query_error = strdup(message ? message : "unknown error")))
+		return -1;
+	trim_newlines(s->query_error);
+	return 0;
+}
+
+static int query_take_result(struct server *s, PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
 	bool error = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
 	bool keep = error ? !s->query_error : (st == PGRES_TUPLES_OK && !s->query_error);
 
-	if (error)
-		query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
-				 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+	if (error && query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+				      PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) < 0) {
+		PQclear(res);
+		return -1;
+	}
 	if (st == PGRES_TUPLES_OK)
 		s->query_rows = PQntuples(res);
 	if (!keep) {
 		PQclear(res);
-		return;
+		return 0;
 	}
 	PQclear(s->query_result);
 	s->query_result = res;
+	return 0;
 }
 
 static void query_poll(struct server *s, int revents)
@@ -292,8 +304,10 @@ static void query_poll(struct server *s, int revents)
 	if ((revents & EV_WRITE) && PQflush(s->conn) == 0)
 		server_want_write(s, false);
 	if ((revents & EV_READ) && !PQconsumeInput(s->conn)) {
-		query_note_error(s, "08006", PQerrorMessage(s->conn));
-		server_close(s, "lost while running a pglease query: %s", s->query_error);
+		char why[512];
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(s->conn));
+		trim_newlines(why);
+		server_close(s, "lost while running a pglease query: %s", why);
 		return;
 	}
 	while (!PQisBusy(s->conn)) {
@@ -302,7 +316,11 @@ static void query_poll(struct server *s, int revents)
 			query_finish(s);
 			return;
 		}
-		query_take_result(s, res);
+		/* An error its callback would not hear of could hand on a backend that is not clean. */
+		if (query_take_result(s, res) < 0) {
+			server_close(s, "out of memory keeping the error of a pglease query");
+			return;
+		}
 	}
 }
 

@@ -143,8 +143,11 @@ void session_param_status(struct client *c, struct server *s, const struct frame
 	if (!c || !session_param_split(m, &value) || !pin_setting_tracked(name, NULL))
 		return;
 	/* The backend has it either way; the client only if it is told. */
-	if ((to_client && params_put(&c->params, name, value) < 0) || params_put(&s->applied, name, value) < 0)
+	if (to_client && params_put(&c->params, name, value) < 0)
 		log_warning("client %u: out of memory tracking %s", c->id, name);
+	/* What a backend has applied must never be wrong: its next lease starts from RESET ALL instead. */
+	if (params_put(&s->applied, name, value) < 0)
+		s->settings_unknown = true;
 	if (strcasecmp(name, "standard_conforming_strings") == 0) {
 		c->backslash_quotes = strcmp(value, "off") == 0;
 		c->quotes_known = true;
