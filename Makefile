@@ -62,6 +62,7 @@ build/%.o: %.c
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
+$(SAN_OBJS): CPPFLAGS += -DPGLEASE_VERIFY   # pool_verify() after every loop iteration (pool/verify.h)
 
 # libFuzzer targets for the parsers that see untrusted bytes (clang only).
 FUZZ_SECONDS ?= 15

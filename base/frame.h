@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "check.h"
+
 /* 1 GB - 1: PostgreSQL's own limit on a protocol message. */
 #define FRAME_MAX_LEN 0x3fffffffu
 /* A "whole" message longer than this is reported without its body. */
@@ -48,7 +50,7 @@ typedef enum frame_verdict (*frame_cb)(void *arg, const struct frame_msg *msg);
  * FRAME_ERROR or a length field is impossible; then f->error_at says how
  * many bytes before the bad message were scanned (and reported) anyway.
  */
-ssize_t frame_scan(struct frame *f, const uint8_t *data, size_t n,
+MUST_CHECK ssize_t frame_scan(struct frame *f, const uint8_t *data, size_t n,
 		   const char *whole_types, frame_cb cb, void *arg);
 
 #endif

@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "check.h"
+
 #define IOBUF_SIZE (32 * 1024)
 
 struct iobuf {
@@ -24,7 +26,7 @@ struct iobuf {
 	uint8_t data[IOBUF_SIZE];
 };
 
-struct iobuf *iobuf_get(void);
+MUST_CHECK struct iobuf *iobuf_get(void);
 void iobuf_put(struct iobuf *buf);
 /* Move the unsent bytes to the front so that reads have room. */
 void iobuf_compact(struct iobuf *buf);

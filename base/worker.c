@@ -5,6 +5,7 @@
  * wakes the loop to run their done() callbacks. Only the loop thread
  * touches servers, pools and clients.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -84,6 +85,8 @@ int worker_start(struct ev_loop *on_loop)
 
 void worker_submit(struct job *job)
 {
+	/* A job is handed back to its done() on the loop thread: both must be there. */
+	assert(started && job->run && job->done);
 	pthread_mutex_lock(&lock);
 	push(&todo, job);
 	pthread_cond_signal(&wake);

@@ -11,6 +11,8 @@
 #ifndef PGLEASE_WORKER_H
 #define PGLEASE_WORKER_H
 
+#include "check.h"
+
 struct job {
 	struct job *next;
 	void (*run)(struct job *job);
@@ -18,7 +20,7 @@ struct job {
 };
 
 struct ev_loop;
-int worker_start(struct ev_loop *loop);
+MUST_CHECK int worker_start(struct ev_loop *loop);
 void worker_submit(struct job *job);
 void worker_stop(void);
 

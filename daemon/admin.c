@@ -16,6 +16,7 @@
  * Reading order: output, access and login, the actions, running a command,
  * the protocol handler, PAUSE completion.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@ static void flush(struct client *c)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(c->state == CLIENT_ADMIN && a);
 	struct reply *r = &a->out;
 
 	if (r->oom)
@@ -157,6 +159,8 @@ void admin_login(struct client *c, struct startup *st)
 	char msg[200];
 	int level = access_level(c, st->user);
 
+	/* Authenticated, never in a pool: login_finish() sends console logins here instead. */
+	assert(c->state == CLIENT_LOGIN && !c->pool && !c->lease && !c->admin);
 	if (level < 0) {
 		snprintf(msg, sizeof(msg), "not allowed to use the pglease admin console: user \"%s\" is in neither "
 			 "admin_users nor stats_users", st->user);
@@ -271,6 +275,7 @@ static bool run_action(struct client *c, const struct admin_cmd *cmd)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(a->full);
 	if (!db_known(cmd->arg)) {
 		no_such_db(a, cmd->arg);
 		return false;
@@ -459,9 +464,13 @@ static bool store_named(struct admin_conn *a, struct named *set, const char *nam
 	for (int i = 0; !slot && i < ADMIN_MAX_NAMED; i++)
 		if (!set[i].name)
 			slot = &set[i];
-	if (!slot || !(slot->name = strdup(name)) || !(slot->text = strdup(text))) {
-		drop_named(slot);
+	if (!slot) {
 		reply_error(&a->out, "54000", "too many prepared statements or portals on the admin console", NULL);
+		return false;
+	}
+	if (!(slot->name = strdup(name)) || !(slot->text = strdup(text))) {
+		drop_named(slot);
+		reply_error(&a->out, "53200", "out of memory", NULL);
 		return false;
 	}
 	slot->nformats = 0;
@@ -673,6 +682,7 @@ static bool next_message(struct client *c)
 	uint32_t avail = in->end - in->start;
 	const uint8_t *p = in->data + in->start;
 
+	assert(c->state == CLIENT_ADMIN && !c->admin->pausing && in->start <= in->end);
 	if (avail < 5)
 		return false;
 	uint32_t len = be32(p + 1);
@@ -706,6 +716,7 @@ static void handle_input(struct client *c)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(c->state == CLIENT_ADMIN && a);
 	while (c->state == CLIENT_ADMIN && !a->pausing && c->in && a->out.len - a->out.sent < ADMIN_BACKLOG &&
 	       next_message(c))
 		;
@@ -724,6 +735,7 @@ static void handle_input(struct client *c)
 
 void admin_on_readable(struct client *c)
 {
+	assert(c->state == CLIENT_ADMIN);
 	if (!client_read(c)) {
 		client_close(c, "client closed the connection");
 		return;
@@ -733,6 +745,7 @@ void admin_on_readable(struct client *c)
 
 void admin_on_writable(struct client *c)
 {
+	assert(c->state == CLIENT_ADMIN);
 	flush(c);
 	if (c->state == CLIENT_ADMIN && c->admin->out.len == 0)
 		handle_input(c);
@@ -744,6 +757,7 @@ static void finish_pause(struct client *c)
 {
 	struct admin_conn *a = c->admin;
 
+	assert(a->pausing);
 	a->pausing = false;
 	reply_complete(&a->out, "PAUSE");
 	if (a->pause_simple)
@@ -758,6 +772,7 @@ void admin_maintain(ev_tstamp now)
 	(void)now;
 	list_for_each_safe(pos, tmp, &admin_clients) {
 		struct client *c = list_entry(pos, struct client, node);
+		assert(c->state == CLIENT_ADMIN && c->admin);
 		if (c->admin->pausing && pause_done(c->admin->pause_db))
 			finish_pause(c);
 	}

@@ -7,6 +7,7 @@
  * Pure (no loop, no sockets): the console hands the bytes to its client.
  * Out of memory is sticky (r->oom) and checked once, when the reply is sent.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,8 @@ void reply_end(struct reply *r, size_t mark)
 {
 	if (r->oom)
 		return;
+	/* reply_begin() wrote the type and a length to fill in. */
+	assert(mark >= 1 && mark + 4 <= r->len);
 	uint32_t len = (uint32_t)(r->len - mark);
 	uint8_t *p = r->data + mark;
 	p[0] = len >> 24, p[1] = len >> 16, p[2] = len >> 8, p[3] = len;
@@ -144,12 +147,15 @@ size_t reply_row_begin(struct reply *r, const struct table *t)
 	size_t m = reply_begin(r, 'D');
 	reply_int16(r, (uint16_t)t->n);
 	r->col = 0;
+	r->row_cols = t->n;
 	return m;
 }
 
 /* A text value is the same bytes in binary format. */
 void reply_cell(struct reply *r, const char *s)
 {
+	/* A row has exactly the cells its RowDescription announced. */
+	assert(r->col < r->row_cols);
 	r->col++;
 	if (!s) {
 		reply_int32(r, (uint32_t)-1);
@@ -165,6 +171,7 @@ static void binary8(struct reply *r, uint64_t bits)
 
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)(bits >> (56 - 8 * i));
+	assert(r->col < r->row_cols);
 	r->col++;
 	reply_int32(r, 8);
 	reply_bytes(r, b, 8);

@@ -29,6 +29,7 @@ struct reply {
 	int nformats;
 	uint8_t formats[REPLY_MAX_FORMATS];
 	int col;                   /* the cell being written in the current DataRow */
+	int row_cols;              /* ... which has this many (its table's) */
 };
 
 /* PostgreSQL type oids of the columns the console returns. */

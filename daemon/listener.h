@@ -13,7 +13,9 @@
 #ifndef PGLEASE_LISTENER_H
 #define PGLEASE_LISTENER_H
 
-int listener_start(void);
+#include "check.h"
+
+MUST_CHECK int listener_start(void);
 void listener_stop(void);
 
 #endif

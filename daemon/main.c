@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "reload.h"
 #include "server.h"
+#include "verify.h"
 
 #define MAINTENANCE_INTERVAL 0.2
 
@@ -37,6 +38,7 @@
 static ev_signal sig_term, sig_int, sig_hup;
 static ev_timer maintenance, shutdown_deadline;
 static ev_prepare reaper;
+static ev_check verifier;
 static bool stopping, draining;
 
 static void usage(FILE *out)
@@ -90,6 +92,36 @@ static void on_prepare(struct ev_loop *l, ev_prepare *w, int revents)
 	(void)l; (void)w; (void)revents;
 	client_reap();
 	server_reap();
+}
+
+/*
+ * Between iterations every handler has finished: the state lists must agree
+ * with every object (pool/verify.c). At the highest priority this runs
+ * before any handler of the new iteration.
+ */
+static void on_check(struct ev_loop *l, ev_check *w, int revents)
+{
+	(void)l; (void)w; (void)revents;
+	pool_verify();
+}
+
+#ifdef PGLEASE_VERIFY
+static const bool verify_built_in = true;
+#else
+static const bool verify_built_in = false;
+#endif
+
+/* The sanitizer build verifies always; another build when PGLEASE_VERIFY=1, else it costs nothing. */
+static void start_verifier(void)
+{
+	const char *env = getenv("PGLEASE_VERIFY");
+
+	if (!verify_built_in && !(env && strcmp(env, "1") == 0))
+		return;
+	ev_check_init(&verifier, on_check);
+	ev_set_priority(&verifier, EV_MAXPRI);
+	ev_check_start(loop, &verifier);
+	log_info("pool_verify: invariants checked after every loop iteration");
 }
 
 static void shut_down(const char *why)
@@ -182,6 +214,7 @@ static void start_watchers(void)
 	ev_timer_start(loop, &maintenance);
 	ev_prepare_init(&reaper, on_prepare);
 	ev_prepare_start(loop, &reaper);
+	start_verifier();
 }
 
 /* The front end's side of the layers below: they call up only through these. */

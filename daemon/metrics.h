@@ -13,13 +13,14 @@
 #ifndef PGLEASE_METRICS_H
 #define PGLEASE_METRICS_H
 
+#include "check.h"
 #include "stats.h"
 
 struct pool;
 
-int metrics_start(void);
+MUST_CHECK int metrics_start(void);
 void metrics_stop(void);
 void metrics_sample(const struct pool *p, struct stats_sample *out);
-char *metrics_text(void);
+MUST_CHECK char *metrics_text(void);
 
 #endif

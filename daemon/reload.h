@@ -16,7 +16,9 @@
 #ifndef PGLEASE_RELOAD_H
 #define PGLEASE_RELOAD_H
 
-int reload_apply(void);
+#include "check.h"
+
+MUST_CHECK int reload_apply(void);
 void reload_collect(void);
 void reload_free_all(void);
 

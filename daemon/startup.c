@@ -5,6 +5,7 @@
  * way PostgreSQL's postmaster does, so garbage is refused early and an
  * absurd length never makes us wait for (or buffer) more bytes.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,9 @@
 
 #include "proto.h"
 #include "startup.h"
+
+/* What a packet's pieces are taken as: -1 refused as invalid, PIECE_OOM out of memory (53200). */
+#define PIECE_OOM (-3)
 
 static void refuse(struct startup *s, const char *sqlstate, const char *fmt, unsigned a, unsigned b)
 {
@@ -33,7 +37,7 @@ static int add_option_setting(struct startup *s, char *arg)
 			*p = '_';
 	if (!params_valid_name(arg))
 		return -1;
-	return params_append(&s->sequence, arg, eq + 1);
+	return params_append(&s->sequence, arg, eq + 1) < 0 ? PIECE_OOM : 0;
 }
 
 /* Split like PostgreSQL's pg_split_opts: whitespace separates, backslash escapes. */
@@ -78,16 +82,19 @@ static int parse_options(struct startup *s, const char *options)
 			r = -1;
 		}
 		if (r < 0)
-			return -1;
+			return r;
 	}
 	return (r < 0 || want_c_arg) ? -1 : 0;
 }
 
 static int add_pq_option(struct startup *s, const char *name)
 {
+	assert(s->pq_option_count >= 0);
 	if (s->pq_option_count >= STARTUP_MAX_PQ_OPTIONS)
 		return -1;
-	s->pq_options[s->pq_option_count++] = strdup(name);
+	if (!(s->pq_options[s->pq_option_count] = strdup(name)))
+		return PIECE_OOM;
+	s->pq_option_count++;
 	return 0;
 }
 
@@ -96,7 +103,7 @@ static int replace_string(char **field, const char *value)
 {
 	free(*field);
 	*field = strdup(value);
-	return *field ? 0 : -1;
+	return *field ? 0 : PIECE_OOM;
 }
 
 static bool replication_off(const char *value)
@@ -127,7 +134,7 @@ static int take_pair(struct startup *s, const char *name, const char *value, con
 		return add_pq_option(s, name);
 	if (!params_valid_name(name))
 		return -1;
-	return params_append(keys, name, value);
+	return params_append(keys, name, value) < 0 ? PIECE_OOM : 0;
 }
 
 /*
@@ -137,23 +144,27 @@ static int take_pair(struct startup *s, const char *name, const char *value, con
  */
 static int order_settings(struct startup *s, const char *options, const struct param_set *keys)
 {
-	if (options && parse_options(s, options) < 0)
-		return -1;
+	int r = options ? parse_options(s, options) : 0;
+
+	if (r < 0)
+		return r;
+	/* Names were checked (params_valid_name()): what fails now is memory. */
 	for (const char *n = params_first(keys); n; n = params_next(keys, n))
 		if (params_append(&s->sequence, n, params_value(n)) < 0)
-			return -1;
+			return PIECE_OOM;
 	for (const char *n = params_first(&s->sequence); n; n = params_next(&s->sequence, n))
 		if (params_put(&s->params, n, params_value(n)) < 0)
-			return -1;
+			return PIECE_OOM;
 	return 0;
 }
 
-enum pairs_read { PAIRS_OK, PAIRS_BAD_LAYOUT, PAIRS_REPLICATION, PAIRS_BAD_SETTING };
+enum pairs_read { PAIRS_OK, PAIRS_BAD_LAYOUT, PAIRS_REPLICATION, PAIRS_BAD_SETTING, PAIRS_OOM };
 
 /* The name/value pairs after the version, ending with an empty name. */
 static enum pairs_read read_pairs(struct startup *s, const char *p, const char *end, const char **options,
 				  struct param_set *keys)
 {
+	assert(p <= end);
 	while (p < end && *p) {
 		const char *name = p;
 		const char *value = memchr(name, '\0', end - name);
@@ -163,6 +174,8 @@ static enum pairs_read read_pairs(struct startup *s, const char *p, const char *
 		int r = take_pair(s, name, value + 1, options, keys);
 		if (r == -2)
 			return PAIRS_REPLICATION;
+		if (r == PIECE_OOM)
+			return PAIRS_OOM;
 		if (r < 0)
 			return PAIRS_BAD_SETTING;
 		p = value_end + 1;
@@ -175,9 +188,10 @@ static void parse_pairs(struct startup *s, const char *p, const char *end)
 	const char *options = NULL;
 	struct param_set keys = PARAMS_EMPTY;
 	enum pairs_read r = read_pairs(s, p, end, &options, &keys);
+	int ordered = r == PAIRS_OK ? order_settings(s, options, &keys) : 0;
 
-	if (r == PAIRS_OK && order_settings(s, options, &keys) < 0)
-		r = PAIRS_BAD_SETTING;
+	if (ordered < 0)
+		r = ordered == PIECE_OOM ? PAIRS_OOM : PAIRS_BAD_SETTING;
 	params_free(&keys);
 	switch (r) {
 	case PAIRS_OK:
@@ -188,11 +202,15 @@ static void parse_pairs(struct startup *s, const char *p, const char *end)
 		return refuse(s, "0A000", "replication connections are not supported by pglease", 0, 0);
 	case PAIRS_BAD_SETTING:
 		return refuse(s, "08P01", "invalid startup parameter or option", 0, 0);
+	case PAIRS_OOM:
+		return refuse(s, "53200", "out of memory", 0, 0);
 	}
 }
 
 static void parse_v3(struct startup *s, const uint8_t *data)
 {
+	/* The whole packet is here (startup_parse()): the pairs run from after the version to its end. */
+	assert(s->packet_len >= 8 && s->packet_len <= STARTUP_MAX_LEN);
 	s->kind = STARTUP_V3;
 	parse_pairs(s, (const char *)data + 8, (const char *)data + s->packet_len);
 	if (s->kind != STARTUP_V3)
@@ -201,7 +219,8 @@ static void parse_v3(struct startup *s, const uint8_t *data)
 		return refuse(s, "28000", "no PostgreSQL user name specified in startup packet", 0, 0);
 	if (!s->database || !*s->database) {
 		free(s->database);
-		s->database = strdup(s->user);
+		if (!(s->database = strdup(s->user)))
+			return refuse(s, "53200", "out of memory", 0, 0);
 	}
 }
 

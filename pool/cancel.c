@@ -4,6 +4,7 @@
  * A job carries its own PGcancel copy, so the worker thread never touches
  * the server; the server is not freed while its cancels are pending.
  */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "cancel.h"
@@ -42,6 +43,7 @@ static void done(struct job *job)
 		client_close(cj->requester, "cancel request handled");
 	}
 	free(cj);
+	assert(s->cancels_pending > 0);
 	s->cancels_pending--;
 	lease_cancel_done(s);
 	client_cancel_delivered(s);
@@ -56,6 +58,10 @@ void cancel_submit_for(struct server *s, struct client *requester)
 {
 	struct cancel_job *cj = calloc(1, sizeof(*cj));
 
+	/* Only a leased backend, or one behind the exit door, has a query to cancel (invariant 4). */
+	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
+	/* The requester is a CancelRequest connection, closed once its cancel went out. */
+	assert(!requester || requester->state == CLIENT_LOGIN);
 	if (!cj || !s->conn || !(cj->cancel = PQgetCancel(s->conn))) {
 		free(cj);
 		log_warning("could not prepare a cancel for server %d", s->id);

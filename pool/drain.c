@@ -6,6 +6,7 @@
  * once the replies it was owed have gone out: a client whose socket is
  * still full is left for the next sweep rather than cut short.
  */
+#include <assert.h>
 #include <stdio.h>
 
 #include "client.h"
@@ -61,6 +62,7 @@ static void end_idle_sessions(struct pool *p)
 		return;
 	list_for_each_safe(pos, tmp, &p->active) {
 		struct client *c = list_entry(pos, struct client, node);
+		assert(c->state == CLIENT_ACTIVE && c->lease);
 		if (!between_transactions(c))
 			continue;
 		lease_exit(c, EXIT_TX_DONE);
@@ -90,6 +92,7 @@ bool drain_client(struct client *c)
 
 	if (c->state != CLIENT_IDLE || !c->pool->closing)
 		return false;
+	assert(!c->lease);
 	if (in && !iobuf_is_empty(in) && in->data[in->start] == 'X') {
 		client_close(c, "client sent Terminate");
 		return true;

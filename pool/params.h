@@ -25,6 +25,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "check.h"
+
 struct param_set {
 	char *data;
 	uint32_t len;
@@ -43,15 +45,15 @@ static inline const char *params_value(const char *name)
 }
 
 bool params_valid_name(const char *name);
-int params_put(struct param_set *s, const char *name, const char *value);
-int params_append(struct param_set *list, const char *name, const char *value);
+MUST_CHECK int params_put(struct param_set *s, const char *name, const char *value);
+MUST_CHECK int params_append(struct param_set *list, const char *name, const char *value);
 const char *params_get(const struct param_set *s, const char *name);
 bool params_equal(const struct param_set *a, const struct param_set *b);
 int params_copy(struct param_set *dst, const struct param_set *src);
 void params_free(struct param_set *s);
 
 /* value as a dollar-quoted literal into out (NUL-terminated); its length, or -1 if it does not fit. */
-int params_quote(char *out, int cap, const char *value);
+MUST_CHECK int params_quote(char *out, int cap, const char *value);
 
 /* A growing NUL-terminated SQL text; once out of memory it keeps failed set and stops growing. */
 struct sql_text {
@@ -72,7 +74,7 @@ void sql_text_free(struct sql_text *t);
  * base needs no statement, a setting dropped from `want` is RESET. Returns
  * the length written, or -1 when it does not fit or a value cannot be quoted.
  */
-int params_diff_sql(const struct param_set *want, const struct param_set *have,
+MUST_CHECK int params_diff_sql(const struct param_set *want, const struct param_set *have,
 		    const struct param_set *base, char *sql, int cap);
 
 #endif

@@ -16,7 +16,9 @@
 
 #include <stdbool.h>
 
-int pause_add(const char *dbname);
+#include "check.h"
+
+MUST_CHECK int pause_add(const char *dbname);
 void pause_remove(const char *dbname);
 bool pause_covers(const char *dbname);
 bool pause_all(void);

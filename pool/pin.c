@@ -9,6 +9,7 @@
  * are noticed the same way, so that session.c knows when a probe is worth
  * its round trip.
  */
+#include <assert.h>
 #include <string.h>
 #include <strings.h>
 
@@ -125,6 +126,7 @@ static void capture(struct pin *p)
 		bool blank = (unsigned char)*from <= ' ' || *from == 0x7f;
 		if (blank && (len == 0 || p->statement[len - 1] == ' '))
 			continue;
+		assert(len + 1 < sizeof(p->statement));
 		p->statement[len++] = blank ? ' ' : *from;
 	}
 	while (len && p->statement[len - 1] == ' ')
@@ -137,6 +139,7 @@ static void capture(struct pin *p)
 
 static void set_name(struct pin *p, const char *name)
 {
+	assert(strlen(name) < sizeof(p->name));
 	strcpy(p->name, name);
 	p->set_stage = SET_NAME;
 }
@@ -381,6 +384,7 @@ enum { PART_NAME, PART_SQL, PART_REST };
 
 static size_t header_byte(struct pin *p, uint8_t b)
 {
+	assert(p->hdr_have < sizeof(p->hdr));
 	p->hdr[p->hdr_have++] = b;
 	if (p->hdr_have < 5)
 		return 1;
@@ -500,6 +504,8 @@ bool pin_feed_wire(struct pin *p, const struct param_set *reported, const uint8_
 		}
 		size_t avail = n - i < p->left ? n - i : p->left;
 		size_t used = body_bytes(p, data + i, avail);
+		/* Every step moves on, and stays inside the message. */
+		assert(used > 0 && used <= avail);
 		i += used;
 		p->left -= (uint32_t)used;
 		if (p->left > 0)

@@ -54,8 +54,12 @@ static int add_param(struct pool *p, int *n, const char *key, const char *value)
 {
 	p->keywords[*n] = strdup(key);
 	p->values[*n] = strdup(value);
-	if (!p->keywords[*n] || !p->values[*n])
+	if (!p->keywords[*n] || !p->values[*n]) {
+		free((char *)p->keywords[*n]);
+		free((char *)p->values[*n]);
+		p->keywords[*n] = p->values[*n] = NULL;
 		return -1;
+	}
 	(*n)++;
 	return 0;
 }
@@ -98,16 +102,18 @@ static int build_connect_params(struct pool *p)
 		count++;
 	p->keywords = calloc(count, sizeof(char *));
 	p->values = calloc(count, sizeof(char *));
-	for (PQconninfoOption *o = opts; p->keywords && p->values && o->keyword; o++) {
+	bool complete = p->keywords && p->values;
+	for (PQconninfoOption *o = opts; complete && o->keyword; o++) {
 		if (!o->val)
 			continue;
 		has_user |= strcmp(o->keyword, "user") == 0;
 		has_dbname |= strcmp(o->keyword, "dbname") == 0;
 		has_ssl |= strcmp(o->keyword, "sslmode") == 0;
 		has_gss |= strcmp(o->keyword, "gssencmode") == 0;
-		add_param(p, &n, o->keyword, o->val);
+		/* A parameter left out (a host) would send the connection elsewhere. */
+		complete = add_param(p, &n, o->keyword, o->val) == 0;
 	}
-	int reserved = p->keywords && p->values ? reserve_hostaddr(p, opts, &n) : -1;
+	int reserved = complete ? reserve_hostaddr(p, opts, &n) : -1;
 	PQconninfoFree(opts);
 	if (reserved < 0)
 		return -1;
@@ -184,14 +190,18 @@ struct pool *pool_find_or_create(const struct db_config *db, const char *dbname,
 
 /* ---- backends coming and going ---- */
 
-static void capture_base(struct pool *p, PGconn *conn)
+/* -1 when out of memory: then the pool still knows nothing, and a later backend is asked again. */
+static int capture_base(struct pool *p, PGconn *conn)
 {
 	for (size_t i = 0; i < sizeof(reported_params) / sizeof(*reported_params); i++) {
 		const char *value = PQparameterStatus(conn, reported_params[i]);
-		if (value)
-			params_put(&p->base, reported_params[i], value);
+		if (value && params_put(&p->base, reported_params[i], value) < 0) {
+			params_free(&p->base);
+			return -1;
+		}
 	}
 	p->have_base = true;
+	return 0;
 }
 
 const char *const *pool_reported_params(int *count)
@@ -200,11 +210,22 @@ const char *const *pool_reported_params(int *count)
 	return reported_params;
 }
 
+static void fail_clients(struct list *l, const char *sqlstate, const char *error)
+{
+	struct list_node *pos, *tmp;
+
+	list_for_each_safe(pos, tmp, l)
+		client_fatal(list_entry(pos, struct client, node), sqlstate, error, NULL);
+}
+
 void pool_server_free(struct server *s)
 {
 	struct pool *p = s->pool;
 	struct list_node *first = pool_paused(p) ? NULL : list_first(&p->waiting);
 
+	/* Just connected, or made clean by the exit door: no lease, no cancel on its way (invariant 4). */
+	assert(s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING);
+	assert(!s->lease && s->cancels_pending == 0);
 	if (s->generation != p->generation) {
 		server_close(s, "retired by a reconnect or a changed conninfo");
 		pool_want_servers(p);
@@ -226,8 +247,10 @@ void pool_server_connected(struct server *s)
 	struct pool *p = s->pool;
 	struct list_node *pos, *tmp;
 
-	if (!p->have_base)
-		capture_base(p, s->conn);
+	assert(s->state == SERVER_CONNECTING);
+	/* The clients waiting for it cannot be told the server's settings: they go (README, "Out of memory"). */
+	if (!p->have_base && capture_base(p, s->conn) < 0)
+		fail_clients(&p->login_wait, "53200", "out of memory keeping the server's settings");
 	p->stats.servers_opened++;
 	free(p->last_error);
 	p->last_error = NULL;
@@ -235,14 +258,6 @@ void pool_server_connected(struct server *s)
 	pool_server_free(s);
 	list_for_each_safe(pos, tmp, &p->login_wait)
 		client_welcome(list_entry(pos, struct client, node));
-}
-
-static void fail_clients(struct list *l, const char *sqlstate, const char *error)
-{
-	struct list_node *pos, *tmp;
-
-	list_for_each_safe(pos, tmp, l)
-		client_fatal(list_entry(pos, struct client, node), sqlstate, error, NULL);
 }
 
 /* Remember why connecting failed; no new attempt for a second. */
@@ -258,6 +273,7 @@ static void note_connect_failure(struct pool *p, const char *sqlstate, const cha
 
 void pool_server_failed(struct server *s, const char *sqlstate, const char *error)
 {
+	assert(s->state == SERVER_CONNECTING);
 	note_connect_failure(s->pool, sqlstate, error);
 	s->pool->stats.servers_failed++;
 	server_close(s, "connect failed");
@@ -279,6 +295,7 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 {
 	struct pool *p = arg;
 
+	assert(p->resolving && p->dns_hosts);
 	p->resolving = false;
 	if (p->resolve_generation != p->generation) {
 		/* A reload changed the hosts while this lookup ran: look up the new ones. */
@@ -290,8 +307,16 @@ static void resolved(void *arg, char *hostaddr, const char *error)
 		pool_server_gone(p);
 		return;
 	}
+	char *kept = strdup(hostaddr);
+	if (!kept) {
+		note_connect_failure(p, "53200", "out of memory keeping a resolved host address");
+		pool_server_gone(p);
+		return;
+	}
 	free(p->hostaddr);
-	p->hostaddr = strdup(hostaddr);
+	p->hostaddr = kept;
+	/* A pool that needs DNS reserved the slot when its parameters were built. */
+	assert(p->hostaddr_slot >= 0);
 	p->values[p->hostaddr_slot] = p->hostaddr;
 	p->resolved_at = ev_now(loop);
 	pool_want_servers(p);
@@ -350,6 +375,7 @@ static void expire_waiters(struct pool *p, ev_tstamp now)
 		return;
 	while ((first = list_first(&p->waiting))) {
 		struct client *c = list_entry(first, struct client, node);
+		assert(c->state == CLIENT_WAITING && !c->lease);
 		if (now - c->state_since < cfg->query_wait_timeout)
 			return;
 		pool_snapshot(p, snapshot, sizeof(snapshot));
@@ -389,6 +415,7 @@ static void warn_old_leases(struct pool *p, ev_tstamp now)
 		assert(l && l->client == c);
 		if (now - l->started < cfg->lease_warn_after)
 			return;
+		assert(c->state == CLIENT_ACTIVE);
 		if (l->warned)
 			continue;
 		l->warned = true;
@@ -424,6 +451,8 @@ static int pool_client_count(const struct pool *p)
 
 static void pool_free(struct pool *p)
 {
+	/* Unused (forget_if_unused()), or at exit, after every client and backend was closed. */
+	assert(!pool_client_count(p) && !pool_server_count(p));
 	list_remove(&all_pools, &p->node);
 	free_connect_params(p);
 	params_free(&p->base);
@@ -536,7 +565,17 @@ bool pool_paused(const struct pool *p)
 /* 0, or -1 when out of memory (nothing changed). */
 int pool_pause_db(const char *db)
 {
-	return pause_add(db);
+	struct list_node *pos, *tmp;
+
+	if (pause_add(db) < 0)
+		return -1;
+	/* What pool_verify() holds a paused pool to: no lease granted from here on. */
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *p = list_entry(pos, struct pool, node);
+		if (pool_in_db(p, db))
+			p->leases_at_pause = p->stats.lease_count;
+	}
+	return 0;
 }
 
 /* Hand the idle backends to the clients that queued while paused. */

@@ -22,6 +22,7 @@
 
 #include <ev.h>
 
+#include "check.h"
 #include "config.h"
 #include "list.h"
 #include "params.h"
@@ -65,6 +66,7 @@ struct pool {
 	ev_tstamp retry_after;        /* no new connect before this, after a failure */
 	char *last_error;             /* latest connect failure, for waiting clients */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
+	uint64_t leases_at_pause;     /* stats.lease_count when it was paused: unchanged while paused (verify.c) */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
 	struct pool_stats stats_last, stats_prev; /* snapshots every STATS_PERIOD, for the avg_* columns */
 	ev_tstamp stats_last_at, stats_prev_at;
@@ -80,7 +82,7 @@ extern struct list all_pools;
 
 int pool_effective_size(const struct db_config *db, const struct config *c);
 enum pool_mode pool_effective_mode(const struct db_config *db, const struct config *c);
-struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
+MUST_CHECK struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
 int pool_server_count(const struct pool *p);
 void pool_server_free(struct server *s);
 void pool_server_connected(struct server *s);
@@ -96,9 +98,9 @@ void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
 bool pool_in_db(const struct pool *p, const char *db);
 bool pool_paused(const struct pool *p);
-int pool_pause_db(const char *db);
+MUST_CHECK int pool_pause_db(const char *db);
 void pool_resume_db(const char *db);
-int pool_reconfigure(struct pool *p, const struct db_config *db);
+MUST_CHECK int pool_reconfigure(struct pool *p, const struct db_config *db);
 void pool_retire(struct pool *p);
 void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);

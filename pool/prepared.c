@@ -68,12 +68,16 @@ struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len)
 
 void pstmt_hold(struct pstmt *st)
 {
+	assert(st->refs > 0);
 	st->refs++;
 }
 
 void pstmt_put(struct pstmt *st)
 {
-	if (!st || --st->refs > 0)
+	if (!st)
+		return;
+	assert(st->refs > 0);
+	if (--st->refs > 0)
 		return;
 	struct pstmt **pp = &pstmt_table[st->hash % PSTMT_BUCKETS];
 	while (*pp != st)
@@ -158,6 +162,7 @@ bool preg_del(struct preg *r, const char *name, const struct pstmt *only_if)
 	if (!e || (only_if && e->st != only_if))
 		return false;
 	*pp = e->next;
+	assert(r->count > 0);
 	r->count--;
 	pstmt_put(e->st);
 	free(e);
@@ -319,12 +324,15 @@ static struct pq_item pq_shift(struct pq *q)
 {
 	struct pq_item it = q->items[q->head];
 
+	assert(q->count > 0);
 	q->head = (q->head + 1) % q->cap;
 	q->count--;
 	if (it.name && q->named_closed)
 		q->named_closed--;
-	else if (it.name)
+	else if (it.name) {
+		assert(q->named_open > 0);
 		q->named_open--;
+	}
 	return it;
 }
 
@@ -391,10 +399,11 @@ static bool parse_follows(const struct pq *q, uint32_t from, const struct pq_ite
 /*
  * A request the backend skipped (or a Parse that failed): undo what sending
  * it assumed. A statement whose Parse was skipped stays cached, not ready,
- * while a later segment's Parse for it is in flight.
+ * while a later segment's Parse for it is in flight. -1 when a name could
+ * not be given back (out of memory).
  */
-static void undo_skipped(const struct pq *q, uint32_t boundary, struct pq_item *it, struct pcache *cache,
-			 struct preg *reg)
+static int undo_skipped(const struct pq *q, uint32_t boundary, struct pq_item *it, struct pcache *cache,
+			struct preg *reg)
 {
 	struct pcache_entry *e;
 
@@ -405,23 +414,28 @@ static void undo_skipped(const struct pq *q, uint32_t boundary, struct pq_item *
 		preg_del(reg, it->name, it->st);
 	if ((it->kind == PQ_CLOSE || it->kind == PQ_PARSE_DEALLOCATE) && it->st && reg && it->name &&
 	    !preg_find(reg, it->name))
-		preg_add(reg, it->name, it->st);
+		return preg_add(reg, it->name, it->st);
+	return 0;
 }
 
 /* Skipped requests are undone newest first: a skipped Close after a skipped Parse of one name. */
-void pq_ready(struct pq *q, struct pcache *cache, struct preg *reg)
+int pq_ready(struct pq *q, struct pcache *cache, struct preg *reg)
 {
 	uint32_t n = 0;
+	int rc = 0;
 
 	while (n < q->count && q->items[(q->head + n) % q->cap].kind != PQ_BOUNDARY)
 		n++;
+	/* Every item is undone and released even after a failure: the queue and the cache stay in step. */
 	for (uint32_t i = n; i-- > 0;)
-		undo_skipped(q, n, pq_at(q, i), cache, reg);
+		if (undo_skipped(q, n, pq_at(q, i), cache, reg) < 0)
+			rc = -1;
 	q->answered += n < q->count;
 	for (uint32_t i = 0; i <= n && q->count; i++) {
 		struct pq_item it = pq_shift(q);
 		item_release(&it);
 	}
+	return rc;
 }
 
 /* Segments merged: count again which named items come before the newest boundary. */

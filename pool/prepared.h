@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "check.h"
+
 struct pstmt {
 	struct pstmt *hnext;      /* chain in the global table */
 	uint32_t refs;            /* client names + backend caches + queued replies */
@@ -101,30 +103,30 @@ struct pq {
 /* The reply to pass on: as is, not at all, or with another type byte. */
 enum pq_action { PQ_FORWARD, PQ_SWALLOW, PQ_AS_PARSE_COMPLETE, PQ_DESYNC };
 
-struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len);   /* +1 ref; NULL: out of memory */
+MUST_CHECK struct pstmt *pstmt_get(const uint8_t *key, uint32_t key_len);   /* +1 ref; NULL: out of memory */
 struct pstmt *pstmt_find(const uint8_t *key, uint32_t key_len);  /* no ref taken; NULL: none */
 void pstmt_put(struct pstmt *st);                                 /* -1 ref */
 void pstmt_hold(struct pstmt *st);                                /* +1 ref */
 uint32_t pstmt_live_count(void);                                  /* for tests */
 
 struct pstmt *preg_find(const struct preg *r, const char *name);
-int preg_add(struct preg *r, const char *name, struct pstmt *st);   /* takes a new ref */
+MUST_CHECK int preg_add(struct preg *r, const char *name, struct pstmt *st);   /* takes a new ref */
 bool preg_del(struct preg *r, const char *name, const struct pstmt *only_if);
 void preg_clear(struct preg *r);
 void preg_free(struct preg *r);
 
 struct pcache_entry *pcache_find(struct pcache *c, const struct pstmt *st);
-struct pcache_entry *pcache_add(struct pcache *c, struct pstmt *st);  /* takes a new ref */
+MUST_CHECK struct pcache_entry *pcache_add(struct pcache *c, struct pstmt *st);  /* takes a new ref */
 void pcache_touch(struct pcache *c, struct pcache_entry *e);
 void pcache_drop(struct pcache *c, const struct pstmt *st);
 /* The least recently used entry other than keep, or NULL. */
 struct pcache_entry *pcache_victim(struct pcache *c, const struct pstmt *keep);
 void pcache_clear(struct pcache *c);
 
-int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born);
+MUST_CHECK int pq_push(struct pq *q, enum pq_kind kind, struct pstmt *st, const char *name, uint64_t born);
 /* A Parse (PQ_PARSE_NAMED or PQ_PARSE_INJECTED) sent now for entry e; and its Close before it. */
-int pq_push_parse(struct pq *q, enum pq_kind kind, struct pcache_entry *e, const char *name);
-int pq_push_close(struct pq *q, const struct pcache_entry *e);
+MUST_CHECK int pq_push_parse(struct pq *q, enum pq_kind kind, struct pcache_entry *e, const char *name);
+MUST_CHECK int pq_push_close(struct pq *q, const struct pcache_entry *e);
 /*
  * A message sent now may use e without a Parse of its own: the backend has
  * it, or the Parse for it is in this same Sync segment (skipped, it takes
@@ -135,8 +137,12 @@ bool pcache_usable(const struct pcache_entry *e, const struct pq *q);
 bool pq_name_unsettled(const struct pq *q, const char *name);
 /* A '1' or '3' arrived: what to do with it (cache and registry updated). */
 enum pq_action pq_pop_reply(struct pq *q, char type, struct pcache *cache, struct preg *reg);
-/* A 'Z' arrived: the requests before its boundary that got no reply were skipped. */
-void pq_ready(struct pq *q, struct pcache *cache, struct preg *reg);
+/*
+ * A 'Z' arrived: the requests before its boundary that got no reply were
+ * skipped. -1 when a name a skipped Close took from reg could not be put
+ * back (out of memory): the client's registry no longer matches PostgreSQL's.
+ */
+MUST_CHECK int pq_ready(struct pq *q, struct pcache *cache, struct preg *reg);
 /* An extended-protocol COPY began: the backend ignored the newest n Syncs. */
 void pq_tail_syncs_drop(struct pq *q, uint32_t n);
 /* The lease ended with replies unaccounted for: forget them, and what they would confirm. */

@@ -73,6 +73,7 @@ enum reset_take reset_client_query(struct client *c, struct server *s, const str
 {
 	struct reset_relay *r = &s->reset;
 
+	assert(client_server(c) == s && m->type == 'Q');
 	if (!m->body || !c->startup.len)
 		return RESET_PASS;
 	size_t n = strnlen((const char *)m->body, m->len - 4);
@@ -136,6 +137,8 @@ int reset_followup(struct client *c, struct server *s, struct sql_text *body)
 {
 	struct reset_stmt discard = { .kind = RESET_DISCARD };
 
+	/* Due only after a DISCARD ALL that completed (ready_for_query()), once. */
+	assert(s->reset.followup_due && client_server(c) == s);
 	s->reset.followup_due = false;
 	reset_restore_sql(&discard, &c->startup, &c->pool->base, marker(), body);
 	/* Never empty (the DISCARD ALL was taken because something differs): its ReadyForQuery is owed. */
@@ -213,6 +216,8 @@ static uint32_t fix_error_position(const struct frame_msg *m, const struct reset
 			v = fixed;
 		}
 		size_t n = code == 'P' ? strlen(fixed) : vlen;
+		/* A position moved back has no more digits than it had: the fields never outgrow the message. */
+		assert(w + 2 + n <= sizeof(out));
 		out[w++] = code;
 		memcpy(out + w, v, n);
 		w += (uint32_t)n;
@@ -275,6 +280,7 @@ static uint32_t followup_reply(struct client *c, struct server *s, const struct 
 
 static void pop_item(struct reset_relay *r)
 {
+	assert(r->count > 0);
 	memmove(&r->items[0], &r->items[1], sizeof(r->items[0]) * (size_t)(r->count - 1));
 	r->count--;
 }

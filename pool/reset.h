@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "frame.h"
 #include "params.h"
 #include "sqllex.h"
@@ -104,7 +105,7 @@ struct reset_move {
  * number of insertions: 0 means nothing to restore, -1 out of memory or
  * longer than RESET_TEXT_MAX.
  */
-int reset_rewrite(const char *sql, size_t n, const struct reset_plan *plan, const struct param_set *startup,
+MUST_CHECK int reset_rewrite(const char *sql, size_t n, const struct reset_plan *plan, const struct param_set *startup,
 		  const struct param_set *base, const char *marker, struct sql_text *out,
 		  struct reset_move *moves);
 /* Does the reset st bring back the startup setting name = value (the pool's value, base, being different)? */
@@ -148,9 +149,9 @@ enum reset_take reset_client_query(struct client *c, struct server *s, const str
  * body->len 0 to send it as it is. Returns -1 when out of memory (it is then
  * sent as it is).
  */
-int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct sql_text *body);
+MUST_CHECK int reset_client_step(struct client *c, struct server *s, const struct frame_msg *m, struct sql_text *body);
 /* The restore after a completed DISCARD ALL, to send now; -1 when out of memory (the client must go). */
-int reset_followup(struct client *c, struct server *s, struct sql_text *body);
+MUST_CHECK int reset_followup(struct client *c, struct server *s, struct sql_text *body);
 
 static inline bool reset_active(const struct reset_relay *r)
 {

@@ -15,9 +15,11 @@
 
 #include <stdbool.h>
 
+#include "check.h"
+
 typedef void (*resolve_cb)(void *arg, char *hostaddr, const char *error);
 
 bool resolve_needed(const char *host_list, const char *hostaddr);
-int resolve_start(const char *host_list, resolve_cb cb, void *arg);
+MUST_CHECK int resolve_start(const char *host_list, resolve_cb cb, void *arg);
 
 #endif

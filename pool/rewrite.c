@@ -141,6 +141,8 @@ static int tx_reserve(struct prep_lease *pc, size_t more)
 
 static void tx_put(struct prep_lease *pc, const void *p, size_t n)
 {
+	/* tx_reserve() made room first. */
+	assert((size_t)pc->tx_len + n <= pc->tx_cap);
 	memcpy(pc->tx + pc->tx_len, p, n);
 	pc->tx_len += (uint32_t)n;
 }
@@ -196,6 +198,7 @@ int prep_tx_send(struct client *c, struct server *s)
 {
 	struct prep_lease *pc = lease_prep(c);
 
+	assert(prep_tx_pending(pc) && client_server(c) == s);
 	if (c->in && spill_unsent(pc, c->in) < 0)
 		return -1;
 	ssize_t n = server_send_raw(s, pc->tx + pc->tx_sent, pc->tx_len - pc->tx_sent);
@@ -428,6 +431,7 @@ enum frame_verdict prep_client_msg(struct client *c, const struct frame_msg *m)
 {
 	struct server *s = client_server(c);
 
+	assert(s && server_client(s) == c && c->prep_on);
 	switch (m->type) {
 	case 'P': case 'B': case 'D': case 'C':
 		if (!client_prep(c))
@@ -497,6 +501,7 @@ static enum prep_step pass(struct client *c, struct server *s, const struct msg_
 /* Replace the header and the first prefix bytes of the body; the rest passes raw. */
 static void consume_prefix(struct client *c, struct server *s, const struct msg_view *v, uint32_t prefix)
 {
+	assert(prefix <= v->have && prefix <= v->body_len);
 	account(s, v->type, v->body_len);
 	consume(c, 5 + prefix);
 	c->in->start = c->in->scanned;
@@ -753,6 +758,7 @@ static enum prep_step accumulate(struct client *c, struct server *s)
 	uint32_t avail = in ? in->end - in->scanned : 0;
 	uint32_t take = avail < want ? avail : want;
 
+	assert(pl->parse && pl->parse_have <= pl->parse_len);
 	if (take) {
 		memcpy(pl->parse + pl->parse_have, in->data + in->scanned, take);
 		pl->parse_have += take;
@@ -789,8 +795,12 @@ static enum prep_step parse(struct client *c, struct server *s, const struct msg
 			return hold(c);
 		if (q >= 0 && prep_sql_forgets_all((const char *)v->body + 1, (size_t)q))
 			forget_all(c, s);
-		if (deallocates && (st = preg_find(&c->prep->reg, name)))
+		if (deallocates && (st = preg_find(&c->prep->reg, name))) {
+			/* Rewritten whole: its parameter types, after the text, may not be here yet. */
+			if (v->have < v->body_len)
+				return need_more(c, s, v);
 			return deallocate_parse(c, s, v, st, name, (uint32_t)q);
+		}
 		return queue(s, PQ_PARSE, NULL, NULL) < 0 ? PREP_ERR : pass(c, s, v);
 	}
 	if (spill_unsent(pl, c->in) < 0 || !(pl->parse = malloc(v->body_len)))
@@ -816,6 +826,8 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 	if (!pl->stopped)
 		return PREP_AGAIN;
 	pl->stopped = false;
+	/* The scan stopped before this message's whole header (prep_client_msg()). */
+	assert(c->in && c->in->end - c->in->scanned >= 5);
 	struct msg_view v = view_at(c->in);
 	switch (v.type) {
 	case 'P': return parse(c, s, &v);
@@ -957,7 +969,11 @@ static enum frame_verdict account_reply(struct client *c, struct server *s, cons
 			return FRAME_ERROR;
 		return reply_act == PQ_FORWARD ? FRAME_CONTINUE : FRAME_STOP_AFTER;
 	case 'Z':
-		pq_ready(&ps->q, &ps->cache, reg);
+		if (pq_ready(&ps->q, &ps->cache, reg) < 0) {
+			/* The client would find a statement gone that PostgreSQL keeps: it cannot go on. */
+			log_error("client %u: out of memory giving back the name of a skipped Close", c->id);
+			return FRAME_ERROR;
+		}
 		if (lease_prep(c)->held)
 			lease_prep(c)->kick = true;
 		break;
@@ -991,6 +1007,7 @@ ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *
 {
 	uint32_t at = out->scanned;
 
+	assert(client_server(c) == s && server_client(s) == c && out == c->out);
 	for (;;) {
 		reply_act = PQ_FORWARD;
 		reply_cut = 0;

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "check.h"
 #include "frame.h"
 #include "prepared.h"
 
@@ -89,17 +90,17 @@ static inline bool prep_take_kick(struct prep_lease *pl)
 	return kick;
 }
 /* A whole message pglease sends in order with the client's (reset.c's rewritten Query); -1: out of memory. */
-int prep_tx_message(struct client *c, char type, const void *body, uint32_t len);
+MUST_CHECK int prep_tx_message(struct client *c, char type, const void *body, uint32_t len);
 /* Append the client's framed, unsent bytes and send; -1 when the backend is gone. */
-int prep_tx_send(struct client *c, struct server *s);
-ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out);
+MUST_CHECK int prep_tx_send(struct client *c, struct server *s);
+MUST_CHECK ssize_t prep_scan_from_server(struct client *c, struct server *s, struct iobuf *out);
 void prep_lease_end(struct client *c, struct server *s);
 /*
  * An idle client's named Parses + Sync of statements a backend of its pool
  * has parsed: registered, and answered into reply without a lease.
  * 1 answered (bytes consumed), 0 not such a batch (nothing consumed), -1 out of memory.
  */
-int prep_parse_unleased(struct client *c, struct wbuf *reply);
+MUST_CHECK int prep_parse_unleased(struct client *c, struct wbuf *reply);
 
 /* First statement of sql is DISCARD ALL or DEALLOCATE [PREPARE] ALL (pure). */
 bool prep_sql_forgets_all(const char *sql, size_t len);

@@ -45,6 +45,8 @@ static struct list *state_list(struct server *s, enum server_state state)
 
 void server_set_state(struct server *s, enum server_state state)
 {
+	/* A closed server is only freed: nothing brings it back. */
+	assert(s->state != SERVER_CLOSED);
 	list_remove(state_list(s, s->state), &s->node);
 	s->state = state;
 	list_push_tail(state_list(s, state), &s->node);
@@ -189,6 +191,7 @@ uint8_t *server_take_notices(struct server *s, uint32_t *len)
 
 static void connect_done(struct server *s)
 {
+	assert(s->state == SERVER_CONNECTING && s->phase == PHASE_CONNECT);
 	server_stop_timer(s);
 	server_want_write(s, false);
 	if (PQsslInUse(s->conn) || PQgssEncInUse(s->conn)) {
@@ -237,6 +240,7 @@ static void query_finish(struct server *s)
 	char *error = s->query_error;
 	PGresult *res = s->query_result;
 
+	assert(s->phase == PHASE_QUERY && done);
 	server_stop_timer(s);
 	s->query_done = NULL;
 	s->query_error = NULL;
@@ -256,34 +260,46 @@ const PGresult *server_query_result(const struct server *s)
 	return s->query_result;
 }
 
-static void query_note_error(struct server *s, const char *sqlstate, const char *message)
+static void trim_newlines(char *text)
 {
-	if (s->query_error)
-		return;
-	snprintf(s->query_sqlstate, sizeof(s->query_sqlstate), "%s", sqlstate ? sqlstate : "08006");
-	s->query_error = strdup(message ? message : "unknown error");
-	size_t n = strlen(s->query_error);
-	while (n && s->query_error[n - 1] == '\n')
-		s->query_error[--n] = '\0';
+	size_t n = strlen(text);
+
+	while (n && text[n - 1] == '\n')
+		text[--n] = '\0';
 }
 
-static void query_take_result(struct server *s, PGresult *res)
+/* The query's first error is kept for its callback; -1 when there is no memory to keep it. */
+static int query_note_error(struct server *s, const char *sqlstate, const char *message)
+{
+	if (s->query_error)
+		return 0;
+	snprintf(s->query_sqlstate, sizeof(s->query_sqlstate), "%s", sqlstate ? sqlstate : "08006");
+	if (!(s->query_error = strdup(message ? message : "unknown error")))
+		return -1;
+	trim_newlines(s->query_error);
+	return 0;
+}
+
+static int query_take_result(struct server *s, PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
 	bool error = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
 	bool keep = error ? !s->query_error : (st == PGRES_TUPLES_OK && !s->query_error);
 
-	if (error)
-		query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
-				 PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+	if (error && query_note_error(s, PQresultErrorField(res, PG_DIAG_SQLSTATE),
+				      PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) < 0) {
+		PQclear(res);
+		return -1;
+	}
 	if (st == PGRES_TUPLES_OK)
 		s->query_rows = PQntuples(res);
 	if (!keep) {
 		PQclear(res);
-		return;
+		return 0;
 	}
 	PQclear(s->query_result);
 	s->query_result = res;
+	return 0;
 }
 
 static void query_poll(struct server *s, int revents)
@@ -291,8 +307,10 @@ static void query_poll(struct server *s, int revents)
 	if ((revents & EV_WRITE) && PQflush(s->conn) == 0)
 		server_want_write(s, false);
 	if ((revents & EV_READ) && !PQconsumeInput(s->conn)) {
-		query_note_error(s, "08006", PQerrorMessage(s->conn));
-		server_close(s, "lost while running a pglease query: %s", s->query_error);
+		char why[512];
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(s->conn));
+		trim_newlines(why);
+		server_close(s, "lost while running a pglease query: %s", why);
 		return;
 	}
 	while (!PQisBusy(s->conn)) {
@@ -301,7 +319,11 @@ static void query_poll(struct server *s, int revents)
 			query_finish(s);
 			return;
 		}
-		query_take_result(s, res);
+		/* An error its callback would not hear of could hand on a backend that is not clean. */
+		if (query_take_result(s, res) < 0) {
+			server_close(s, "out of memory keeping the error of a pglease query");
+			return;
+		}
 	}
 }
 
@@ -312,6 +334,9 @@ static void query_timeout(struct server *s)
 
 int server_query(struct server *s, const char *sql, server_query_cb done)
 {
+	/* One query at a time, on an open connection (a new one is still in phase CONNECT when first leased). */
+	assert(s->conn && s->phase != PHASE_QUERY && !s->query_done);
+	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
 	s->phase = PHASE_QUERY;
 	s->query_done = done;
 	s->query_rows = 0;
@@ -349,6 +374,8 @@ static void idle_poll(struct server *s)
 
 void server_watch_idle(struct server *s)
 {
+	/* Idle in the pool, or cleaning while a cancel is on its way; never under a lease. */
+	assert(s->conn && !server_client(s) && (s->state == SERVER_IDLE || s->state == SERVER_CLEANING));
 	s->phase = PHASE_IDLE;
 	s->on_readable = s->on_writable = NULL;
 	server_want_write(s, false);
@@ -359,6 +386,9 @@ void server_watch_idle(struct server *s)
 
 void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable)
 {
+	/* libpq is done with the socket (a query's callback runs in phase IDLE): invariant 2. */
+	assert(s->conn && on_readable && s->phase != PHASE_QUERY);
+	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
 	s->phase = PHASE_RAW;
 	s->on_readable = on_readable;
 	s->on_writable = on_writable;
@@ -473,6 +503,7 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	note_close(s);
 	/* A lease on it ends through the one door, which tells the client. */
 	lease_server_closed(s);
+	assert(!s->lease);
 	server_want_read(s, false);
 	server_want_write(s, false);
 	server_stop_timer(s);
@@ -491,6 +522,7 @@ void server_reap(void)
 
 	list_for_each_safe(pos, tmp, &closed_servers) {
 		struct server *s = list_entry(pos, struct server, node);
+		assert(s->state == SERVER_CLOSED && !s->lease && s->cancels_pending >= 0);
 		if (s->cancels_pending)
 			continue;
 		list_remove(&closed_servers, pos);
@@ -501,4 +533,9 @@ void server_reap(void)
 		free(s->notices.data);
 		free(s);
 	}
+}
+
+const struct list *server_closed_list(void)
+{
+	return &closed_servers;
 }

@@ -10,6 +10,7 @@
  *   server_set_state()   move it to the pool list that is its state
  *   server_state_name()  "connecting", "idle", "active", ... (SHOW SERVERS, logs)
  *   server_reap()        free closed servers (outside any handler)
+ *   server_closed_list() the closed servers not freed yet (verify.c)
  *
  * A server is on exactly one list; the list is its state (pool/README.md).
  * The phase says who is reading its socket right now: libpq (CONNECT,
@@ -21,6 +22,7 @@
 #include <ev.h>
 #include <libpq-fe.h>
 
+#include "check.h"
 #include "lease.h"
 #include "list.h"
 #include "params.h"
@@ -96,8 +98,8 @@ struct server {
 	server_raw_cb on_readable, on_writable;
 };
 
-struct server *server_connect(struct pool *pool);
-int server_query(struct server *s, const char *sql, server_query_cb done);
+MUST_CHECK struct server *server_connect(struct pool *pool);
+MUST_CHECK int server_query(struct server *s, const char *sql, server_query_cb done);
 /* Inside a query's callback: its first error result, else its last row set (NULL if none). */
 const PGresult *server_query_result(const struct server *s);
 /* Keep the running query's notices, as NoticeResponse messages; its callback takes them (and frees them). */
@@ -106,7 +108,7 @@ uint8_t *server_take_notices(struct server *s, uint32_t *len);
 void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable);
 void server_watch_idle(struct server *s);
 /* Bytes written (maybe short), or -1 when the backend is gone. */
-ssize_t server_send_raw(struct server *s, const void *data, size_t len);
+MUST_CHECK ssize_t server_send_raw(struct server *s, const void *data, size_t len);
 void server_want_write(struct server *s, bool on);
 void server_want_read(struct server *s, bool on);
 void server_set_timer(struct server *s, double seconds, void (*cb)(struct server *));
@@ -114,6 +116,7 @@ void server_stop_timer(struct server *s);
 void server_set_state(struct server *s, enum server_state state);
 void server_close(struct server *s, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
 void server_reap(void);
+const struct list *server_closed_list(void);
 
 /* Its lease holder, or NULL (also while its lease is exiting). */
 static inline struct client *server_client(const struct server *s)

@@ -46,6 +46,8 @@ static void pinned(struct client *c, const char *why, const char *statement, boo
 {
 	struct server *s = client_server(c);
 
+	/* What pins is on its way to the leased backend. */
+	assert(s && c->state == CLIENT_ACTIVE);
 	if (c->pinned && (c->pin_lasts || !lasts))
 		return;
 	if (!c->pinned)
@@ -92,6 +94,7 @@ void session_client_sends(struct client *c, const uint8_t *data, size_t n)
 {
 	if (n == 0 || !watching(c))
 		return;
+	assert(client_server(c) && server_client(client_server(c)) == c);
 	struct pin *p = watcher(c);
 	p->watch_releases = c->pinned;
 	bool pin = pin_feed_wire(p, &c->pool->base, data, n);
@@ -136,11 +139,15 @@ void session_param_status(struct client *c, struct server *s, const struct frame
 {
 	const char *name = (const char *)m->body, *value;
 
+	assert(!c || client_server(c) == s);
 	if (!c || !session_param_split(m, &value) || !pin_setting_tracked(name, NULL))
 		return;
 	/* The backend has it either way; the client only if it is told. */
-	if ((to_client && params_put(&c->params, name, value) < 0) || params_put(&s->applied, name, value) < 0)
+	if (to_client && params_put(&c->params, name, value) < 0)
 		log_warning("client %u: out of memory tracking %s", c->id, name);
+	/* What a backend has applied must never be wrong: its next lease starts from RESET ALL instead. */
+	if (params_put(&s->applied, name, value) < 0)
+		s->settings_unknown = true;
 	if (strcasecmp(name, "standard_conforming_strings") == 0) {
 		c->backslash_quotes = strcmp(value, "off") == 0;
 		c->quotes_known = true;
@@ -219,6 +226,8 @@ bool session_probed(struct client *c, struct server *s, const char *error, bool 
 
 bool session_unpin(struct client *c, struct server *s)
 {
+	/* At the exit door, after the lease's two sides let go of each other. */
+	assert(!c->lease && !server_client(s) && (!c->pin_lasts || c->pinned));
 	c->probe_due = false;
 	if (!c->pinned)
 		return false;
@@ -233,6 +242,7 @@ int session_setup_sql(struct client *c, struct server *s, char *sql, int cap)
 	static const char reset_all[] = "RESET ALL;";
 	const int rlen = (int)sizeof(reset_all) - 1;
 
+	assert(client_server(c) == s && server_client(s) == c);
 	if (!s->settings_unknown)
 		return params_equal(&c->params, &s->applied) ? 0 :
 			params_diff_sql(&c->params, &s->applied, &s->pool->base, sql, cap);

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "frame.h"
 
 struct client;
@@ -47,7 +48,7 @@ const char *session_probe(struct client *c);
 bool session_probed(struct client *c, struct server *s, const char *error, bool state_left);
 bool session_unpin(struct client *c, struct server *s);
 /* Appends at most cap bytes to sql; returns the length, 0 for nothing to do, -1 if it does not fit. */
-int session_setup_sql(struct client *c, struct server *s, char *sql, int cap);
+MUST_CHECK int session_setup_sql(struct client *c, struct server *s, char *sql, int cap);
 void session_free(struct client *c);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "lease.h"
 #include "stream.h"
 
@@ -63,7 +64,7 @@ struct stats_sample {
 extern const char *const stats_exit_reason_names[STATS_EXIT_REASONS];
 
 /* n samples in the Prometheus text exposition format, 0.0.4; NULL on OOM. */
-char *stats_prometheus(const struct stats_sample *samples, int n, int clients_total, int admin_clients);
+MUST_CHECK char *stats_prometheus(const struct stats_sample *samples, int n, int clients_total, int admin_clients);
 /* Writes value with \\, \" and \n escaped into out (cap bytes, always terminated). */
 void stats_escape_label(const char *value, char *out, size_t cap);
 

@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 
+#include "check.h"
 #include "params.h"
 
 struct vet_entry;
@@ -47,7 +48,7 @@ struct vet_cache {
  * in PostgreSQL's order) that a backend must check; empty when there are
  * none. 0, or -1 out of memory.
  */
-int vet_key(const struct param_set *sequence, struct param_set *key);
+MUST_CHECK int vet_key(const struct param_set *sequence, struct param_set *key);
 
 /*
  * One Query: each setting of `key` that is reported (`base` has it) is
@@ -56,17 +57,17 @@ int vet_key(const struct param_set *sequence, struct param_set *key);
  * order, with set_config(…, true), so the backend is unchanged afterwards;
  * then one row with the reported ones' values. malloc'd, NULL out of memory.
  */
-char *vet_sql(const struct param_set *key, const struct param_set *base);
+MUST_CHECK char *vet_sql(const struct param_set *key, const struct param_set *base);
 
 /* answer->canonical (empty on entry) gets the reported settings' values from vet_sql()'s row: 0, or -1. */
-int vet_canonical(const struct param_set *key, const struct param_set *base, const PGresult *res,
+MUST_CHECK int vet_canonical(const struct param_set *key, const struct param_set *base, const PGresult *res,
 		  struct vet_answer *answer);
 void vet_answer_free(struct vet_answer *answer);
 
 /* The answer learnt for this key, or NULL; a hit becomes the most recently used. */
 const struct vet_answer *vet_cache_find(struct vet_cache *cache, const struct param_set *key);
 /* Remember it (the least recently used entry goes past VET_CACHE_MAX); 0, or -1 out of memory. */
-int vet_cache_add(struct vet_cache *cache, const struct param_set *key, const struct vet_answer *answer);
+MUST_CHECK int vet_cache_add(struct vet_cache *cache, const struct param_set *key, const struct vet_answer *answer);
 void vet_cache_clear(struct vet_cache *cache);
 
 #endif

@@ -70,7 +70,8 @@ Test(admin_reply, complete_ready_error)
 
 Test(admin_reply, times_and_floats)
 {
-	struct reply r = { 0 };
+	/* Cells alone, as if in a row of three. */
+	struct reply r = { .row_cols = 3 };
 
 	reply_cell_time(&r, 86400.5);
 	cr_assert_eq(be32_at(r.data), strlen("1970-01-02 00:00:00 UTC"));

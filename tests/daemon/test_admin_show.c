@@ -319,7 +319,7 @@ Test(admin_show, databases_from_the_config_and_the_pools)
 	pool_lists(&second);
 	on_list(&second.connecting, &s[1].node);
 	on_list(&all_pools, &second.node);
-	pause_add("other");
+	cr_assert_eq(pause_add("other"), 0);
 
 	struct rows *r = show(ADMIN_SHOW_DATABASES);
 	cr_assert_eq(r->n, 3);

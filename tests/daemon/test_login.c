@@ -129,7 +129,7 @@ Test(login, peer_authentication_takes_the_socket_owner_name)
 
 	conf.auth_type = AUTH_PEER;
 	pool = pool_find_or_create(&dbs[0], "app", my_name());
-	params_put(&pool->base, "server_version", "15.4");
+	cr_assert_eq(params_put(&pool->base, "server_version", "15.4"), 0);
 	pool->have_base = true;
 	wire_startup(w, my_name(), "app");
 	expect_welcome(w);
@@ -175,7 +175,7 @@ Test(login, a_cancel_for_a_waiting_client_ends_its_queued_query)
 
 	wire_startup(target, "u", "app");
 	expect_welcome(target);
-	pool_pause_db(pool->dbname);            /* no backend will come: the client waits */
+	cr_assert_eq(pool_pause_db(pool->dbname), 0); /* no backend will come: the client waits */
 	wbuf_init(&b, buf, sizeof(buf));
 	size_t m = wbuf_begin(&b, 'Q');
 	wbuf_cstr(&b, "select 1");

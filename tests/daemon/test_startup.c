@@ -15,6 +15,7 @@
 #include "params.h"
 #include "proto.h"
 #include "startup.h"
+#include "../lib/alloc_fail.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -33,6 +34,7 @@ static void leak_check(void)
 }
 
 TestSuite(startup, .fini = leak_check);
+
 
 struct packet {
 	uint8_t data[STARTUP_MAX_LEN + 64];
@@ -860,4 +862,40 @@ Test(startup, repeated_user_last_one_wins)
 	cr_assert_str_eq(s.user, "second");
 	cr_assert_str_eq(s.database, "db2");
 	startup_free(&s);
+}
+
+/* ---- out of memory ---- */
+
+/* Whichever allocation fails, the packet is refused with 53200 (README, "Out of memory"): never half parsed. */
+Test(startup, out_of_memory_at_each_allocation_is_refused_with_53200)
+{
+#if !ALLOC_FAIL_AVAILABLE
+	cr_skip_test("allocation failures are injected by interposing malloc, which AddressSanitizer owns");
+#else
+	static const char *const pairs[] = {
+		"user", "alice", "database", "", "application_name", "app", "_pq_.x", "1",
+		"options", "-c work_mem=64kB --search_path=s", "TimeZone", "UTC", NULL,
+	};
+	struct packet p;
+	struct startup s;
+	int refused = 0;
+
+	v3(&p, 0, pairs);
+	for (int k = 1;; k++) {
+		alloc_fail_arm(k);
+		parse(&p, &s);
+		alloc_fail_disarm();
+		if (alloc_count < k)
+			break;    /* no k-th allocation: nothing failed */
+		assert_refused(&s, "53200", "out of memory");
+		startup_free(&s);
+		refused++;
+	}
+	cr_assert_eq(s.kind, STARTUP_V3);
+	cr_assert_str_eq(s.database, "alice");
+	cr_assert_eq(s.pq_option_count, 1);
+	startup_free(&s);
+	/* user, database twice, the option, the settings: every kind of allocation failed once. */
+	cr_assert_geq(refused, 8, "only %d allocations were failed", refused);
+#endif
 }

@@ -68,11 +68,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	if (!startup.len) {
-		params_put(&startup, "DateStyle", "Postgres, MDY");
-		params_put(&startup, "work_mem", "5MB");
-		params_put(&startup, "application_name", "caf\xc3\xa9 $q0$");
-	}
+	if (!startup.len && (params_put(&startup, "DateStyle", "Postgres, MDY") < 0 ||
+			     params_put(&startup, "work_mem", "5MB") < 0 ||
+			     params_put(&startup, "application_name", "caf\xc3\xa9 $q0$") < 0))
+		abort();
 	const char *sql = (const char *)data + 1;
 	size_t n = size - 1;
 	reset_plan(sql, n, data[0] & 1, &plan);

@@ -17,6 +17,8 @@ PGCLUSTER = os.path.join(REPO, "tests", "lib", "pgcluster.sh")
 PY = "/usr/bin/python3"
 DIRECT_APPNAME = "pgtest_direct"
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+# pool_verify() (pool/verify.c; on in the sanitizer build and with PGLEASE_VERIFY=1) logs this, then aborts.
+VERIFY_MARKER = "pool_verify: invariant violated"
 
 # libpq environment variables would change where our clients connect.
 LIBPQ_ENV = [k for k in os.environ if k.startswith("PG") and not k.startswith("PGLEASE")]
@@ -255,6 +257,9 @@ class Daemon:
             if marker in text:
                 problems.append("pglease log contains %r (sanitizer report)" % marker)
                 break
+        if VERIFY_MARKER in text:
+            line = next(l for l in text.splitlines() if VERIFY_MARKER in l)
+            problems.append("pglease found its state inconsistent: %s" % line)
         return problems
 
     def cleanup(self):

@@ -11,6 +11,7 @@ import re
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -433,6 +434,39 @@ def test_large_parse_and_bind(pglease, cluster):
     ]
     got = same_as_postgres(pglease, cluster, steps)
     assert ("D", (str(len(raw)).encode(),)) in got[1], got[1][:4]
+
+
+def test_deallocate_parse_split_before_its_parameter_types(pglease, cluster):
+    """An unnamed Parse of DEALLOCATE whose last bytes (its parameter type count) come in a later read
+    waits until it is whole: it was rewritten from the bytes that had come, and the scan ran past the
+    end of what the client had sent."""
+    dealloc = parse("", "deallocate s1")
+
+    def conversation(path):
+        w = Wire(path)
+        w.startup(APP)
+        out = []
+        try:
+            for step in (parse("s1", "select 1") + SYNC, query("begin")):
+                w.send(step)
+                out.append(normalized(read_replies(w, ready_count(step))))
+            # In a transaction the lease holds, so the relay reads the two pieces apart.
+            w.send(dealloc[:-2])
+            time.sleep(0.3)
+            w.send(dealloc[-2:] + bind("") + execute() + SYNC)
+            out.append(normalized(read_replies(w, 1)))
+            w.send(query("commit") + run("s1"))
+            out.append(normalized(read_replies(w, 2)))
+        finally:
+            w.terminate()
+        return out
+
+    d = pglease(databases={"app": cluster.conninfo("app", user="postgres", pool_size=2)}, pool_mode="transaction")
+    expected = conversation(direct_path(cluster))
+    assert expected[2] == [("1", None), ("2", None), ("C", b"DEALLOCATE\0"), ("Z", b"T")]
+    assert ("E", "26000") in expected[3]
+    assert conversation(d.socket_path) == expected
+    d.check_alive()
 
 
 def test_max_prepared_statements_0_relays_names_untouched(pglease, cluster):

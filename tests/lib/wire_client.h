@@ -58,10 +58,10 @@ static UNUSED void wire_setup(void)
 	cfg = &conf;
 	pool = pool_find_or_create(&dbs[0], "app", "u");
 	cr_assert_not_null(pool);
-	params_put(&pool->base, "server_version", "15.4");
-	params_put(&pool->base, "DateStyle", "ISO, MDY");
-	params_put(&pool->base, "application_name", "");
-	params_put(&pool->base, "client_encoding", "UTF8");
+	cr_assert_eq(params_put(&pool->base, "server_version", "15.4"), 0);
+	cr_assert_eq(params_put(&pool->base, "DateStyle", "ISO, MDY"), 0);
+	cr_assert_eq(params_put(&pool->base, "application_name", ""), 0);
+	cr_assert_eq(params_put(&pool->base, "client_encoding", "UTF8"), 0);
 	pool->have_base = true;
 	cr_assert_eq(worker_start(loop), 0);
 }

@@ -36,18 +36,27 @@ TestSuite(cancel, .init = setup, .fini = teardown, .timeout = 10);
 
 static struct server *srv;
 
+/* A cancel goes to a backend under a lease or at the exit door: here the exit door's, holderless lease. */
+static void cleaning(struct server *s)
+{
+	server_set_state(s, SERVER_CLEANING);
+	s->lease_slot = (struct lease){ .server = s };
+	s->lease = &s->lease_slot;
+}
+
 static bool delivered(void) { return srv->cancels_pending == 0; }
 static bool backend_got_it(void) { return fake.cancels == 1 && srv->cancels_pending == 0; }
 
 Test(cancel, the_backend_gets_its_pid_and_key)
 {
 	srv = connected();
+	cleaning(srv);
 	cancel_submit(srv);
 	cr_assert_eq(srv->cancels_pending, 1, "in flight until the worker is done");
 	cr_assert(run_until(backend_got_it));
 	cr_assert_eq(fake.cancel_pid, 4242);
 	cr_assert_eq(fake.cancel_key, 99);
-	cr_assert_eq(srv->state, SERVER_IDLE, "a cancel does not close the backend");
+	cr_assert_eq(srv->state, SERVER_CLEANING, "a cancel does not close the backend");
 }
 
 /* A client as the listener accepts one; the test keeps the other end. */
@@ -67,6 +76,7 @@ Test(cancel, the_requester_is_closed_once_the_cancel_went_out)
 	char byte;
 
 	srv = connected();
+	cleaning(srv);
 	struct client *c = accepted(&peer);
 	cancel_submit_for(srv, c);
 	cr_assert_eq(c->jobs_pending, 1, "the worker job points at it: not freed before done");
@@ -80,7 +90,10 @@ Test(cancel, the_requester_is_closed_once_the_cancel_went_out)
 
 Test(cancel, a_backend_without_a_connection_cannot_be_cancelled)
 {
-	struct server s = { .id = 9, .pool = pool };
+	struct server s = { .id = 9, .pool = pool, .state = SERVER_CLEANING };
+
+	s.lease_slot = (struct lease){ .server = &s };
+	s.lease = &s.lease_slot;
 	int peer;
 	char byte;
 
@@ -98,6 +111,7 @@ Test(cancel, a_cancel_that_cannot_be_delivered_still_ends)
 	int peer;
 
 	srv = connected();
+	cleaning(srv);
 	ev_io_stop(loop, &fake.accept_w);
 	close(fake.listen_fd);
 	unlink(fake.path);                 /* nobody listens for the cancel's connection */

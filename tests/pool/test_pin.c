@@ -159,11 +159,11 @@ Test(pin, search_path_follows_the_client_only_where_the_server_reports_it)
 	struct pin p;
 	const char *sql = "SET search_path = a, public";
 
-	params_put(&reported, "TimeZone", "UTC");
+	cr_assert_eq(params_put(&reported, "TimeZone", "UTC"), 0);
 	pin_init(&p, false);
 	pin_feed_sql(&p, &reported, sql, strlen(sql));
 	cr_assert(pin_end_sql(&p));
-	params_put(&reported, "search_path", "\"$user\", public");
+	cr_assert_eq(params_put(&reported, "search_path", "\"$user\", public"), 0);
 	pin_init(&p, false);
 	pin_feed_sql(&p, &reported, sql, strlen(sql));
 	cr_assert_not(pin_end_sql(&p));

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "pause.h"
 #include "pool.h"
+#include "worker.h"
 #include "server.h"
 
 static struct config conf;
@@ -149,7 +150,7 @@ Test(pool, a_pool_made_for_a_paused_database_starts_paused)
 {
 	struct db_config d = db("*", "host=/tmp");
 
-	pause_add("app");
+	cr_assert_eq(pause_add("app"), 0);
 	cr_assert(pool_paused(pool_find_or_create(&d, "app", "u")));
 	cr_assert_not(pool_paused(pool_find_or_create(&d, "other", "u")));
 }
@@ -225,7 +226,7 @@ Test(pool, reload_with_the_same_conninfo_only_resizes)
 	cr_assert_eq(p->generation, 0, "no reconnect");
 	conf.default_pool_size = 9;
 	struct db_config d3 = db("app", "host=/tmp");
-	pool_reconfigure(p, &d3);
+	cr_assert_eq(pool_reconfigure(p, &d3), 0);
 	cr_assert_eq(p->size, 9, "back to the global default");
 }
 
@@ -293,7 +294,7 @@ Test(pool, an_unused_pool_is_forgotten_after_server_idle_timeout)
 {
 	struct db_config d = db("*", "host=/tmp");
 
-	pool_find_or_create(&d, "app", "u");
+	cr_assert_not_null(pool_find_or_create(&d, "app", "u"));
 	pool_maintain(1000);
 	pool_maintain(1000 + 599);
 	cr_assert_eq(all_pools.count, 1);
@@ -335,7 +336,7 @@ Test(pool, without_server_idle_timeout_unused_pools_stay)
 	struct db_config d = db("*", "host=/tmp");
 
 	conf.server_idle_timeout = 0;
-	pool_find_or_create(&d, "app", "u");
+	cr_assert_not_null(pool_find_or_create(&d, "app", "u"));
 	pool_maintain(1000);
 	pool_maintain(1000 + 86400);
 	cr_assert_eq(all_pools.count, 1);
@@ -347,6 +348,8 @@ Test(pool, a_named_host_waits_for_its_lookup_before_connecting)
 {
 	struct db_config d = db("app", "host=db.example.com");
 	struct pool *p = pool_find_or_create(&d, "app", "u");
+
+	cr_assert_eq(worker_start(loop), 0);   /* the lookup runs there */
 
 	conf.min_pool_size = 2;
 	pool_want_servers(p);      /* the worker is not running: the lookup stays queued */

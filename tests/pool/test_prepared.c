@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "prepared.h"
+#include "../lib/alloc_fail.h"
 
 static struct pstmt *stmt(const char *sql)
 {
@@ -82,7 +83,7 @@ Test(preg, delete_only_if_it_still_names_that_statement)
 	struct preg r = { 0 };
 	struct pstmt *a = stmt("select 'a'"), *b = stmt("select 'b'");
 
-	preg_add(&r, "x", a);
+	cr_assert_eq(preg_add(&r, "x", a), 0);
 	cr_assert_not(preg_del(&r, "x", b));
 	cr_assert(preg_del(&r, "x", a));
 	preg_free(&r);
@@ -101,7 +102,7 @@ Test(pcache, victim_is_the_least_recently_used_other_than_the_one_kept)
 		char sql[32];
 		snprintf(sql, sizeof(sql), "select %d", i);
 		s[i] = stmt(sql);
-		pcache_add(&c, s[i]);
+		cr_assert_not_null(pcache_add(&c, s[i]));
 	}
 	pcache_touch(&c, pcache_find(&c, s[0]));
 	cr_assert_eq(pcache_victim(&c, NULL)->st, s[1]);
@@ -126,13 +127,13 @@ Test(pq, replies_confirm_swallow_and_translate_in_order)
 	struct preg r = { 0 };
 	struct pstmt *st = stmt("select 'q'");
 
-	pcache_add(&c, st);
-	preg_add(&r, "mine", st);
-	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
-	pq_push(&q, PQ_CLOSE_INJECTED, NULL, NULL, 0);
-	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_find(&c, st)->born);
-	pq_push(&q, PQ_PARSE_FAKE, st, "mine", 0);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_not_null(pcache_add(&c, st));
+	cr_assert_eq(preg_add(&r, "mine", st), 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_CLOSE_INJECTED, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_find(&c, st)->born), 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE_FAKE, st, "mine", 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_DESYNC, "a ParseComplete where a CloseComplete is owed");
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_SWALLOW);
@@ -140,7 +141,7 @@ Test(pq, replies_confirm_swallow_and_translate_in_order)
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_SWALLOW);
 	cr_assert(pcache_find(&c, st)->ready);
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_AS_PARSE_COMPLETE);
-	pq_ready(&q, &c, &r);
+	cr_assert_eq(pq_ready(&q, &c, &r), 0);
 	cr_assert_eq(q.count, 0);
 	cr_assert_eq(preg_find(&r, "mine"), st);
 	pq_free(&q, &c);
@@ -158,20 +159,20 @@ Test(pq, requests_skipped_after_an_error_are_undone_at_ready)
 	struct pstmt *a = stmt("select 'a'"), *b = stmt("select 'b'"), *k = stmt("select 'k'");
 
 	/* batch 1: Parse a (ok), Parse b (fails or skipped), Close of k (skipped) */
-	preg_add(&r, "a", a);
-	pcache_add(&c, a);
-	pq_push(&q, PQ_PARSE_NAMED, a, "a", pcache_find(&c, a)->born);
-	preg_add(&r, "b", b);
-	pcache_add(&c, b);
-	pq_push(&q, PQ_PARSE_NAMED, b, "b", pcache_find(&c, b)->born);
-	pq_push(&q, PQ_CLOSE, k, "k", 0);      /* "k" already left the registry when the Close was sent */
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(preg_add(&r, "a", a), 0);
+	cr_assert_not_null(pcache_add(&c, a));
+	cr_assert_eq(pq_push(&q, PQ_PARSE_NAMED, a, "a", pcache_find(&c, a)->born), 0);
+	cr_assert_eq(preg_add(&r, "b", b), 0);
+	cr_assert_not_null(pcache_add(&c, b));
+	cr_assert_eq(pq_push(&q, PQ_PARSE_NAMED, b, "b", pcache_find(&c, b)->born), 0);
+	cr_assert_eq(pq_push(&q, PQ_CLOSE, k, "k", 0), 0);      /* "k" already left the registry when the Close was sent */
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	/* batch 2: Parse k again, not yet answered */
-	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
-	pq_ready(&q, &c, &r);               /* the error's ReadyForQuery */
+	cr_assert_eq(pq_ready(&q, &c, &r), 0);               /* the error's ReadyForQuery */
 	cr_assert(pcache_find(&c, a)->ready);
 	cr_assert_eq(preg_find(&r, "a"), a);
 	cr_assert_null(pcache_find(&c, b), "a failed Parse leaves no cache entry");
@@ -186,6 +187,31 @@ Test(pq, requests_skipped_after_an_error_are_undone_at_ready)
 	pstmt_put(k);
 }
 
+/* Out of memory putting back a skipped Close's name: said (the relay then ends the lease), the batch still gone. */
+Test(pq, a_name_that_cannot_be_given_back_is_reported)
+{
+#if !ALLOC_FAIL_AVAILABLE
+	cr_skip_test("allocation failures are injected by interposing malloc, which AddressSanitizer owns");
+#else
+	struct pq q = { 0 };
+	struct pcache c = { 0 };
+	struct preg r = { 0 };
+	struct pstmt *k = stmt("select 'k'");
+
+	cr_assert_eq(pq_push(&q, PQ_CLOSE, k, "k", 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
+	alloc_fail_arm(1);
+	int rc = pq_ready(&q, &c, &r);
+	alloc_fail_disarm();
+	cr_assert_eq(rc, -1);
+	cr_assert_null(preg_find(&r, "k"));
+	cr_assert_eq(q.count, 0, "the batch is released all the same");
+	pq_free(&q, &c);
+	preg_free(&r);
+	pstmt_put(k);
+#endif
+}
+
 Test(pq, a_parse_confirms_only_the_entry_it_was_sent_for)
 {
 	struct pq q = { 0 };
@@ -193,13 +219,13 @@ Test(pq, a_parse_confirms_only_the_entry_it_was_sent_for)
 	struct pstmt *st = stmt("select 'readd'");
 
 	/* Parse X; X evicted (its Close runs); X re-added, its Parse skipped after an error */
-	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born);
+	cr_assert_eq(pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born), 0);
 	pcache_drop(&c, st);
-	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE_INJECTED, st, NULL, pcache_add(&c, st)->born), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_SWALLOW);
 	cr_assert_not(pcache_find(&c, st)->ready, "the first ParseComplete is not the re-added entry's");
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert_null(pcache_find(&c, st), "the skipped re-Parse leaves no entry");
 	pq_free(&q, &c);
 	pcache_clear(&c);
@@ -215,12 +241,12 @@ Test(pq, skipped_requests_are_undone_newest_first)
 	struct pstmt *st = stmt("select 'lifo'");
 
 	/* Parse a, then Close a, both skipped: a must not exist afterwards */
-	preg_add(&r, "a", st);
-	pq_push(&q, PQ_PARSE_NAMED, st, "a", 0);
+	cr_assert_eq(preg_add(&r, "a", st), 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE_NAMED, st, "a", 0), 0);
 	preg_del(&r, "a", NULL);
-	pq_push(&q, PQ_CLOSE, st, "a", 0);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
-	pq_ready(&q, &c, &r);
+	cr_assert_eq(pq_push(&q, PQ_CLOSE, st, "a", 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_ready(&q, &c, &r), 0);
 	cr_assert_null(preg_find(&r, "a"));
 	cr_assert_eq(q.count, 0);
 	pq_free(&q, &c);
@@ -238,13 +264,13 @@ Test(pq, a_deallocate_parse_that_fails_gives_the_name_back)
 
 	/* batch 1: Parse "DEALLOCATE d" refused (aborted transaction); batch 2: it succeeds */
 	for (int batch = 0; batch < 2; batch++) {
-		preg_add(&r, "d", st);
-		pq_push(&q, PQ_PARSE_DEALLOCATE, st, "d", 0);
+		cr_assert_eq(preg_add(&r, "d", st), 0);
+		cr_assert_eq(pq_push(&q, PQ_PARSE_DEALLOCATE, st, "d", 0), 0);
 		preg_del(&r, "d", NULL);
-		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+		cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 		if (batch == 1)
 			cr_assert_eq(pq_pop_reply(&q, '1', &c, &r), PQ_FORWARD);
-		pq_ready(&q, &c, &r);
+		cr_assert_eq(pq_ready(&q, &c, &r), 0);
 		if (batch == 0)
 			cr_assert_eq(preg_find(&r, "d"), st, "a failed DEALLOCATE leaves the name");
 		else
@@ -263,14 +289,14 @@ Test(pq, syncs_ignored_by_copy_in_are_taken_back)
 	struct pq q = { 0 };
 	struct pcache c = { 0 };
 
-	pq_push(&q, PQ_PARSE, NULL, NULL, 0);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
-	pq_push(&q, PQ_CLOSE, NULL, NULL, 0);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_CLOSE, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	pq_tail_syncs_drop(&q, 1);
 	cr_assert_eq(q.count, 3);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_FORWARD);
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert_eq(q.count, 1);
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, NULL), PQ_FORWARD);
 	pq_free(&q, &c);
@@ -282,10 +308,10 @@ Test(pq, a_lease_that_ends_early_forgets_unconfirmed_statements)
 	struct pcache c = { 0 };
 	struct pstmt *st = stmt("select 'early'");
 
-	pcache_add(&c, st);
-	pq_push(&q, PQ_PARSE_INJECTED, st, NULL, 0);
+	cr_assert_not_null(pcache_add(&c, st));
+	cr_assert_eq(pq_push(&q, PQ_PARSE_INJECTED, st, NULL, 0), 0);
 	for (int i = 0; i < 40; i++)         /* grows the ring */
-		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+		cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	pq_clear(&q, &c);
 	cr_assert_eq(q.count, 0);
 	cr_assert_null(pcache_find(&c, st));
@@ -302,24 +328,24 @@ Test(pq, a_parse_from_an_earlier_segment_is_not_counted_on)
 	struct pstmt *st = stmt("select 'seg'");
 	struct pcache_entry *e = pcache_add(&c, st);
 
-	pq_push(&q, PQ_CLOSE_INJECTED, st, NULL, e->born);
-	pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+	cr_assert_eq(pq_push(&q, PQ_CLOSE_INJECTED, st, NULL, e->born), 0);
+	cr_assert_eq(pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL), 0);
 	cr_assert(pcache_usable(e, &q), "a Parse in the same segment: skipped, it takes the message with it");
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	cr_assert_not(pcache_usable(e, &q), "the next segment may run while that Parse was skipped");
-	pq_push_close(&q, e);
-	pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+	cr_assert_eq(pq_push_close(&q, e), 0);
+	cr_assert_eq(pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL), 0);
 	cr_assert(pcache_usable(e, &q));
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 
-	pq_ready(&q, &c, NULL);                  /* segment 1 skipped after an error */
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);                  /* segment 1 skipped after an error */
 	e = pcache_find(&c, st);
 	cr_assert_not_null(e, "kept while segment 2's Parse for it is in flight");
 	cr_assert_not(e->ready);
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, NULL), PQ_SWALLOW);
 	cr_assert_eq(pq_pop_reply(&q, '1', &c, NULL), PQ_SWALLOW);
 	cr_assert(pcache_find(&c, st)->ready);
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert(pcache_find(&c, st)->ready);
 	pq_free(&q, &c);
 	pcache_clear(&c);
@@ -335,13 +361,13 @@ Test(pq, parses_skipped_in_every_segment_leave_no_entry)
 	struct pcache_entry *e = pcache_add(&c, st);
 
 	for (int seg = 0; seg < 2; seg++) {
-		pq_push_close(&q, e);
-		pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
-		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+		cr_assert_eq(pq_push_close(&q, e), 0);
+		cr_assert_eq(pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL), 0);
+		cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	}
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert_not_null(pcache_find(&c, st));
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert_null(pcache_find(&c, st));
 	pq_free(&q, &c);
 	pcache_clear(&c);
@@ -358,17 +384,17 @@ Test(pq, a_close_before_a_parse_that_fails_leaves_the_statement_gone)
 
 	/* segment 1's Parse ran; segment 2's Close ran, its Parse failed */
 	for (int seg = 0; seg < 2; seg++) {
-		pq_push_close(&q, e);
-		pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
-		pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+		cr_assert_eq(pq_push_close(&q, e), 0);
+		cr_assert_eq(pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL), 0);
+		cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	}
 	pq_pop_reply(&q, '3', &c, NULL);
 	pq_pop_reply(&q, '1', &c, NULL);
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert(pcache_find(&c, st)->ready);
 	pq_pop_reply(&q, '3', &c, NULL);
 	cr_assert_not(pcache_find(&c, st)->ready, "the Close ran: gone until its Parse's reply");
-	pq_ready(&q, &c, NULL);
+	cr_assert_eq(pq_ready(&q, &c, NULL), 0);
 	cr_assert_null(pcache_find(&c, st));
 	pq_free(&q, &c);
 	pcache_clear(&c);
@@ -382,25 +408,25 @@ Test(pq, names_with_requests_in_earlier_segments_are_unsettled)
 	struct preg r = { 0 };
 	struct pstmt *st = stmt("select 'named'");
 
-	preg_add(&r, "a", st);
-	pq_push(&q, PQ_PARSE_FAKE, st, "a", 0);
+	cr_assert_eq(preg_add(&r, "a", st), 0);
+	cr_assert_eq(pq_push(&q, PQ_PARSE_FAKE, st, "a", 0), 0);
 	cr_assert_not(pq_name_unsettled(&q, "a"), "the same segment counts on it");
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
-	pq_push(&q, PQ_CLOSE, st, "b", 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_CLOSE, st, "b", 0), 0);
 	cr_assert(pq_name_unsettled(&q, "a"));
 	cr_assert_not(pq_name_unsettled(&q, "b"));
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	cr_assert(pq_name_unsettled(&q, "b"));
 	cr_assert_eq(pq_pop_reply(&q, '3', &c, &r), PQ_AS_PARSE_COMPLETE);
 	cr_assert_not(pq_name_unsettled(&q, "a"), "answered");
-	pq_ready(&q, &c, &r);
+	cr_assert_eq(pq_ready(&q, &c, &r), 0);
 	cr_assert(pq_name_unsettled(&q, "b"));
 	/* COPY FROM STDIN ignored the two Syncs after the Close: its segment is open again */
 	pq_tail_syncs_drop(&q, 2);
 	cr_assert_not(pq_name_unsettled(&q, "b"));
 	cr_assert_eq(q.named_open, 1);
-	pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0);
+	cr_assert_eq(pq_push(&q, PQ_BOUNDARY, NULL, NULL, 0), 0);
 	cr_assert_eq(q.segments, 4);
 	cr_assert_eq(q.answered, 3, "one answered, two ignored");
 	pq_clear(&q, &c);
@@ -420,8 +446,8 @@ Test(pq, a_lease_that_ends_early_forgets_statements_with_requests_in_flight)
 	struct pcache_entry *e = pcache_add(&c, st);
 
 	e->ready = true;
-	pq_push_close(&q, e);           /* a second Close + Parse, sent while the first was unanswered */
-	pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL);
+	cr_assert_eq(pq_push_close(&q, e), 0);           /* a second Close + Parse, sent while the first was unanswered */
+	cr_assert_eq(pq_push_parse(&q, PQ_PARSE_INJECTED, e, NULL), 0);
 	pq_clear(&q, &c);
 	cr_assert_null(pcache_find(&c, st), "its Close may have run without its Parse");
 	pq_free(&q, &c);

@@ -84,6 +84,7 @@ static void lease(struct backend *b)
 	list_remove(&pool.idle, &b->s.node);
 	list_push_tail(&pool.leased, &b->s.node);
 	b->s.state = SERVER_LEASED;
+	cl.state = CLIENT_ACTIVE;
 	b->s.lease_slot = (struct lease){ .client = &cl, .server = &b->s };
 	b->s.lease = cl.lease = &b->s.lease_slot;
 }
@@ -94,6 +95,7 @@ static void lease_end(struct backend *b)
 	list_remove(&pool.leased, &b->s.node);
 	list_push_tail(&pool.idle, &b->s.node);
 	b->s.state = SERVER_IDLE;
+	cl.state = CLIENT_IDLE;
 	b->s.lease = cl.lease = NULL;
 	b->s.lease_slot.client = NULL;
 }
@@ -255,7 +257,9 @@ static struct bytes *backend_sends(const struct wbuf *w)
 
 	memcpy(out->data, w->data, w->len);
 	out->end = (uint32_t)w->len;
+	cl.out = out;                       /* the relay scans the client's own out buffer */
 	ssize_t n = prep_scan_from_server(&cl, client_server(&cl), out);
+	cl.out = NULL;
 	cr_assert_geq(n, 0);
 	cr_assert_eq((uint32_t)n, out->end, "the whole reply was scanned");
 	memcpy(seen->data, out->data, out->end);

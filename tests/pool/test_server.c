@@ -31,6 +31,18 @@ TestSuite(server, .init = fake_setup, .fini = fake_teardown, .timeout = 10);
 
 /* ---- logging in ---- */
 
+
+/* pglease queries a backend only under a lease or at the exit door (server_query() asserts it). */
+static struct server *queryable(void)
+{
+	struct server *s = connected();
+
+	server_set_state(s, SERVER_CLEANING);
+	s->lease_slot = (struct lease){ .server = s };   /* the exit door's, holderless */
+	s->lease = &s->lease_slot;
+	return s;
+}
+
 Test(server, a_login_gives_the_pool_its_base_and_an_idle_backend)
 {
 	struct server *s = connected();
@@ -109,7 +121,7 @@ static bool answered(void) { return answer.calls == 1; }
 Test(server, a_query_returns_its_rows)
 {
 	static const char *const values[] = { "1", "2" };
-	struct server *s = connected();
+	struct server *s = queryable();
 
 	script_rows(&fake.reply, values, 2);
 	proto_ready(&fake.reply, 'I');
@@ -126,13 +138,13 @@ Test(server, a_query_returns_its_rows)
 Test(server, the_first_error_of_a_query_is_reported)
 {
 	static const char *const values[] = { "x" };
-	struct server *s = connected();
+	struct server *s = queryable();
 	struct wbuf *w = &fake.reply;
 
 	script_rows(w, values, 1);
 	proto_error(w, "ERROR", "42P01", "relation \"t\" does not exist", NULL, NULL);
 	proto_ready(w, 'I');
-	server_query(s, "select 1; select * from t", on_answer);
+	cr_assert_eq(server_query(s, "select 1; select * from t", on_answer), 0);
 	cr_assert(run_until(answered));
 	cr_assert_str_eq(answer.sqlstate, "42P01");
 	cr_assert_str_eq(answer.error, "relation \"t\" does not exist");
@@ -140,7 +152,7 @@ Test(server, the_first_error_of_a_query_is_reported)
 
 Test(server, notices_are_kept_as_the_client_would_get_them_when_asked)
 {
-	struct server *s = connected();
+	struct server *s = queryable();
 	struct wbuf *w = &fake.reply;
 	uint8_t want[256];
 	struct wbuf expected;
@@ -148,7 +160,7 @@ Test(server, notices_are_kept_as_the_client_would_get_them_when_asked)
 	proto_notice(w, "NOTICE", "42622", "identifier \"aaaa\" will be truncated", "a detail", "a hint");
 	script_rows(w, NULL, 0);
 	proto_ready(w, 'I');
-	server_query(s, "select 1", on_answer);
+	cr_assert_eq(server_query(s, "select 1", on_answer), 0);
 	server_keep_notices(s);
 	cr_assert(run_until(answered));
 	wbuf_init(&expected, want, sizeof(want));
@@ -159,13 +171,13 @@ Test(server, notices_are_kept_as_the_client_would_get_them_when_asked)
 
 Test(server, notices_are_dropped_unless_asked_for)
 {
-	struct server *s = connected();
+	struct server *s = queryable();
 	struct wbuf *w = &fake.reply;
 
 	proto_notice(w, "NOTICE", "00000", "hello", NULL, NULL);
 	script_rows(w, NULL, 0);
 	proto_ready(w, 'I');
-	server_query(s, "select 1", on_answer);
+	cr_assert_eq(server_query(s, "select 1", on_answer), 0);
 	cr_assert(run_until(answered));
 	cr_assert_eq(answer.notices_len, 0);
 }
@@ -174,10 +186,10 @@ static bool closed(void) { return pool_server_count(pool) == 0; }
 
 Test(server, a_query_without_an_answer_closes_the_backend)
 {
-	struct server *s = connected();
+	struct server *s = queryable();
 
 	conf.server_drain_timeout = 0.025;     /* the limit is twice that */
-	server_query(s, "select pg_sleep(1000)", on_answer);
+	cr_assert_eq(server_query(s, "select pg_sleep(1000)", on_answer), 0);
 	cr_assert(run_until(closed));
 	cr_assert_eq(answer.calls, 0);
 	cr_assert_eq(pool->stats.servers_closed, 1);
@@ -224,7 +236,7 @@ static bool fake_got_sync(void) { return fake.raw_len == 5; }
 
 Test(server, the_raw_phase_hands_the_socket_to_the_relay)
 {
-	struct server *s = connected();
+	struct server *s = queryable();
 	struct wbuf w;
 	uint8_t data[64];
 
@@ -245,7 +257,7 @@ Test(server, the_raw_phase_hands_the_socket_to_the_relay)
 
 Test(server, sending_to_a_backend_that_is_gone_fails)
 {
-	struct server *s = connected();
+	struct server *s = queryable();
 
 	fake_hang_up();
 	server_go_raw(s, on_raw_readable, NULL);

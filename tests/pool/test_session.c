@@ -32,7 +32,7 @@ static void setup(void)
 	cfg = &conf;
 	pool = (struct pool){ .dbname = "app", .user = "u", .mode = POOL_MODE_TRANSACTION };
 	srv = (struct server){ .pool = &pool, .id = 3, .backend_pid = 4242 };
-	cl = (struct client){ .pool = &pool, .id = 7 };
+	cl = (struct client){ .pool = &pool, .id = 7, .state = CLIENT_ACTIVE };
 	srv.lease_slot = (struct lease){ .client = &cl, .server = &srv };
 	srv.lease = cl.lease = &srv.lease_slot;
 }
@@ -345,12 +345,28 @@ Test(session, a_backend_error_makes_a_probe_due_for_a_pinned_client_only)
 	cr_assert(session_probe_due(&cl));
 }
 
+/* The exit door unpins once the client has let go of the lease (lease_exit()). */
+static void let_go(void)
+{
+	cl.lease = NULL;
+	srv.lease_slot.client = NULL;
+}
+
+static void hold_again(void)
+{
+	srv.lease_slot.client = &cl;
+	cl.lease = &srv.lease_slot;
+}
+
 Test(session, unpin_at_lease_end_asks_for_a_reset_only_when_pinned)
 {
 	cl.probe_due = true;
+	let_go();
 	cr_assert_not(session_unpin(&cl, &srv));
 	cr_assert_not(cl.probe_due);
+	hold_again();
 	sends("SET work_mem = '1MB'");
+	let_go();
 	cr_assert(session_unpin(&cl, &srv));
 	cr_assert_not(cl.pinned);
 	cr_assert_not(cl.pin_lasts);
@@ -364,8 +380,8 @@ Test(session, setup_sql_is_empty_when_the_backend_has_the_client_settings)
 {
 	char sql[512];
 
-	params_put(&cl.params, "DateStyle", "ISO, DMY");
-	params_put(&srv.applied, "DateStyle", "ISO, DMY");
+	cr_assert_eq(params_put(&cl.params, "DateStyle", "ISO, DMY"), 0);
+	cr_assert_eq(params_put(&srv.applied, "DateStyle", "ISO, DMY"), 0);
 	cr_assert_eq(session_setup_sql(&cl, &srv, sql, sizeof(sql)), 0);
 }
 
@@ -373,8 +389,8 @@ Test(session, setup_sql_sets_what_differs_and_resets_what_the_client_dropped)
 {
 	char sql[512];
 
-	params_put(&cl.params, "DateStyle", "ISO, DMY");
-	params_put(&srv.applied, "TimeZone", "Asia/Tokyo");
+	cr_assert_eq(params_put(&cl.params, "DateStyle", "ISO, DMY"), 0);
+	cr_assert_eq(params_put(&srv.applied, "TimeZone", "Asia/Tokyo"), 0);
 	int n = session_setup_sql(&cl, &srv, sql, sizeof(sql));
 	cr_assert_str_eq(sql, SET_DMY "RESET \"timezone\";");
 	cr_assert_eq(n, (int)strlen(sql));
@@ -384,10 +400,10 @@ Test(session, setup_sql_after_a_client_reset_starts_from_reset_all)
 {
 	char sql[512];
 
-	params_put(&cl.params, "DateStyle", "ISO, DMY");
-	params_put(&cl.params, "TimeZone", "UTC");
-	params_put(&pool.base, "TimeZone", "UTC");
-	params_put(&srv.applied, "DateStyle", "ISO, DMY");   /* what pglease believes; a RESET may have undone it */
+	cr_assert_eq(params_put(&cl.params, "DateStyle", "ISO, DMY"), 0);
+	cr_assert_eq(params_put(&cl.params, "TimeZone", "UTC"), 0);
+	cr_assert_eq(params_put(&pool.base, "TimeZone", "UTC"), 0);
+	cr_assert_eq(params_put(&srv.applied, "DateStyle", "ISO, DMY"), 0);   /* what pglease believes; a RESET may have undone it */
 	srv.settings_unknown = true;
 	int n = session_setup_sql(&cl, &srv, sql, sizeof(sql));
 	cr_assert_str_eq(sql, "RESET ALL;" SET_DMY, "the pool's own TimeZone needs no statement");
@@ -398,7 +414,7 @@ Test(session, setup_sql_that_does_not_fit_is_refused)
 {
 	char sql[512];
 
-	params_put(&cl.params, "DateStyle", "ISO, DMY");
+	cr_assert_eq(params_put(&cl.params, "DateStyle", "ISO, DMY"), 0);
 	cr_assert_eq(session_setup_sql(&cl, &srv, sql, (int)strlen(SET_DMY)), -1, "no room for the NUL");
 	cr_assert_eq(session_setup_sql(&cl, &srv, sql, (int)strlen(SET_DMY) + 1), (int)strlen(SET_DMY));
 	srv.settings_unknown = true;

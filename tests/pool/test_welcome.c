@@ -69,7 +69,7 @@ Test(welcome, a_plain_application_name_is_reported_back_without_a_backend)
 	struct wbuf want;
 
 	/* A base that has search_path reports it (PostgreSQL 15 does not; pool_reported_params() allows it). */
-	params_put(&pool->base, "search_path", "\"$user\", public");
+	cr_assert_eq(params_put(&pool->base, "search_path", "\"$user\", public"), 0);
 	login_with(w, (const char *const[]){ "application_name", "my app", NULL });
 	wbuf_init(&want, buf, sizeof(buf));
 	proto_auth_ok(&want);
@@ -88,7 +88,7 @@ Test(welcome, settings_postgres_must_check_wait_for_a_lease)
 {
 	struct wire *w = wire_connect();
 
-	pool_pause_db(pool->dbname);        /* the lease cannot come: what it waits in is visible */
+	cr_assert_eq(pool_pause_db(pool->dbname), 0); /* the lease cannot come: what it waits in is visible */
 	login_with(w, (const char *const[]){ "TimeZone", "asia/tokyo", NULL });
 	for (int i = 0; i < 50 && w->c->state != CLIENT_WAITING; i++)
 		wire_wait(w, 0.02);
@@ -105,7 +105,7 @@ Test(welcome, a_checked_list_is_answered_from_the_cache_as_postgres_spelled_it)
 	uint8_t buf[512];
 	struct wbuf want;
 
-	params_put(&pool->base, "TimeZone", "UTC");
+	cr_assert_eq(params_put(&pool->base, "TimeZone", "UTC"), 0);
 	cr_assert_eq(params_append(&sequence, "TimeZone", "asia/tokyo"), 0);
 	cr_assert_eq(vet_key(&sequence, &key), 0);
 	cr_assert_eq(params_put(&answer.canonical, "TimeZone", "Asia/Tokyo"), 0);

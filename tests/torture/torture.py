@@ -24,6 +24,7 @@ import programs  # noqa: E402
 from pgproto import Conn, LoginFailed, describe_frontend, normalize, normalize_login, parse_data_row  # noqa: E402
 
 DIRECT_APPNAME = "pgtest_direct"     # harness's name for checking connections
+VERIFY_ON = "pool_verify: invariants checked after every loop iteration"   # daemon/main.c says so at start
 
 
 # ---------------------------------------------------------------- the ledger
@@ -522,6 +523,8 @@ def main():
         }
         d = Daemon(args.bin, cluster, dict(query_wait_timeout=30, max_client_conn=400, default_pool_size=cfg["backends"],
                                            max_prepared_statements=cfg["max_prepared"]), databases)
+        # pool_verify() after every loop iteration, whichever build (pool/verify.c).
+        d.env["PGLEASE_VERIFY"] = "1"
         d.start(wait=False)
         wait_for(lambda: d.check_alive() or (os.path.exists(d.socket_path) and
                                              d.psql("-c", "select 1", dbname="tx", timeout=10).returncode == 0),
@@ -535,6 +538,8 @@ def main():
     finally:
         if d is not None:
             problems += d.stop()
+            if d.final_log is not None and VERIFY_ON not in d.final_log:
+                problems.append("pglease did not say it verifies its invariants (%r missing from its log)" % VERIFY_ON)
             if problems and d.final_log:
                 problems.append("pglease log tail:\n" + "\n".join(d.final_log.splitlines()[-60:]))
         if problems or (t and t.failures):
