@@ -1,5 +1,5 @@
 /*
- * test_lease_exit.c — Criterion tests for lease_clean_step(), the exit
+ * test_lease.c — Criterion tests for lease_clean_step(), the exit
  * decision table in pool/lease.c (see "The exit matrix" in pool/README.md).
  *
  * One test per row, tests for the order between rows, an exhaustive check
