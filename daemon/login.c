@@ -125,13 +125,19 @@ static void login_finish(struct client *c, struct startup *st)
 	client_join(c, config_find_db(cfg, st->database), st->database, st->user, &st->params, &st->sequence);
 }
 
-static void reply_no_encryption(struct client *c)
+/*
+ * As PostgreSQL: 'N', then bytes that came with the request are refused,
+ * as they were sent before any encryption could start (CVE-2021-23214).
+ */
+static void reply_no_encryption(struct client *c, enum startup_kind kind)
 {
-	if (c->in->end != c->in->start) {
-		client_fatal(c, "08P01", "received unencrypted data after SSL request", NULL);
-		return;
-	}
 	client_send(c, (const uint8_t *)"N", 1);
+	if (c->state != CLIENT_LOGIN || iobuf_is_empty(c->in))
+		return;
+	client_fatal(c, "08P01",
+		     kind == STARTUP_SSL ? "received unencrypted data after SSL request"
+					 : "received unencrypted data after GSSAPI encryption request",
+		     "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
 }
 
 /* One startup-phase packet; returns true when another may follow. */
@@ -152,7 +158,7 @@ static bool login_packet(struct client *c)
 		break;
 	case STARTUP_SSL:
 	case STARTUP_GSSENC:
-		reply_no_encryption(c);
+		reply_no_encryption(c, st.kind);
 		startup_free(&st);
 		return c->state == CLIENT_LOGIN;
 	case STARTUP_CANCEL:
