@@ -221,7 +221,8 @@ static void classify(struct startup *s, const uint8_t *data)
 		s->minor = version & 0xffff;
 		parse_v3(s, data);
 	} else
-		refuse(s, "08P01", "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+		/* PostgreSQL's SQLSTATE for a version it does not speak: feature_not_supported. */
+		refuse(s, "0A000", "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
 		       version >> 16, version & 0xffff);
 }
 

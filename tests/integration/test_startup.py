@@ -104,12 +104,13 @@ def test_unknown_protocol_options_are_listed_in_negotiate_protocol_version(pglea
         w.terminate()
 
 
-def test_protocol_2_startup_is_refused_with_08P01(pglease):
+def test_protocol_2_startup_is_refused_with_0A000(pglease):
     d = pglease()
     w = Wire(d.socket_path)
     try:
         w.send(pgwire.startup_packet(APP, version=pgwire.PROTOCOL_2_0))
-        expect_fatal_and_close(w, "08P01")
+        fields = expect_fatal_and_close(w, "0A000")
+        assert fields["M"] == "unsupported frontend protocol 2.0: server supports 3.0 to 3.0"
     finally:
         w.close()
     assert_still_serving(d)
@@ -170,21 +171,24 @@ def test_startup_packet_of_9000_bytes_is_accepted(pglease):
         w.terminate()
 
 
+# Garbage, and the SQLSTATE PostgreSQL refuses it with: a protocol version it does not
+# speak is 0A000 (feature_not_supported), a broken packet 08P01.
 GARBAGE = {
-    "http": b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    "unknown_version": struct.pack("!II", 16, 0x12345678) + b"user\0pg\0",
-    "unterminated_params": struct.pack("!II", 16, pgwire.PROTOCOL_3_0) + b"user\0postg",
-    "binary": bytes([0, 0, 0, 12, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4]),
+    "http": (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "08P01"),
+    "unknown_version": (struct.pack("!II", 16, 0x12345678) + b"user\0pg\0", "0A000"),
+    "unterminated_params": (struct.pack("!II", 16, pgwire.PROTOCOL_3_0) + b"user\0postg", "08P01"),
+    "binary": (bytes([0, 0, 0, 12, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3, 4]), "0A000"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(GARBAGE))
-def test_garbage_startup_is_refused_with_08P01(pglease, name):
+def test_garbage_startup_is_refused(pglease, name):
     d = pglease()
+    packet, sqlstate = GARBAGE[name]
     w = Wire(d.socket_path)
     try:
-        w.try_send(GARBAGE[name])
-        expect_fatal_and_close(w, "08P01")
+        w.try_send(packet)
+        expect_fatal_and_close(w, sqlstate)
     finally:
         w.close()
     assert_still_serving(d)
