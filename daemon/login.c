@@ -94,7 +94,8 @@ static void send_negotiate(struct client *c, const struct startup *st)
 	struct wbuf w;
 
 	wbuf_init(&w, buf, sizeof(buf));
-	proto_negotiate(&w, 0, (const char *const *)st->pq_options, st->pq_option_count);
+	/* PostgreSQL sends its newest version as a version code (3.0), and libpq reads it so. */
+	proto_negotiate(&w, PROTO_V3, (const char *const *)st->pq_options, st->pq_option_count);
 	if (!w.overflow)
 		client_send(c, buf, w.len);
 }
@@ -140,6 +141,19 @@ static void reply_no_encryption(struct client *c, enum startup_kind kind)
 		     "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
 }
 
+/*
+ * A client of protocol 1 or 2 reads an error in that protocol's format,
+ * 'E' and a line of text, which is how PostgreSQL refuses it.
+ */
+static void refuse_old_protocol(struct client *c, const char *message)
+{
+	char buf[sizeof(((struct startup *)0)->message) + 16];
+	int n = snprintf(buf, sizeof(buf), "EFATAL:  %s\n", message);
+
+	client_send(c, (const uint8_t *)buf, (size_t)n + 1);
+	client_close(c, "%s", message);
+}
+
 /* One startup-phase packet; returns true when another may follow. */
 static bool login_packet(struct client *c)
 {
@@ -154,7 +168,10 @@ static bool login_packet(struct client *c)
 	case STARTUP_INCOMPLETE:
 		break;
 	case STARTUP_BAD:
-		client_fatal(c, st.sqlstate, st.message, NULL);
+		if (st.old_protocol)
+			refuse_old_protocol(c, st.message);
+		else
+			client_fatal(c, st.sqlstate, st.message, NULL);
 		break;
 	case STARTUP_SSL:
 	case STARTUP_GSSENC:

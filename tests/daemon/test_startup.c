@@ -300,6 +300,7 @@ Test(startup, protocol_2_is_refused)
 	finish(&p);
 	parse(&p, &s);
 	assert_refused(&s, "0A000", "unsupported frontend protocol 2.0: server supports 3.0 to 3.0");
+	cr_assert(s.old_protocol, "a protocol 2 client is answered in protocol 3's format");
 	startup_free(&s);
 }
 
@@ -315,6 +316,7 @@ Test(startup, protocol_4_is_refused)
 	p.data[7] = 2;
 	parse(&p, &s);
 	assert_refused(&s, "0A000", "unsupported frontend protocol 4.2: server supports 3.0 to 3.0");
+	cr_assert_not(s.old_protocol);
 	startup_free(&s);
 }
 
