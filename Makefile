@@ -161,4 +161,4 @@ clean:
 
 include systemd/install.mk
 
--include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(UNIT_BINS:=.d)
