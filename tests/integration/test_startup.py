@@ -240,7 +240,7 @@ def test_client_that_never_finishes_startup_is_dropped_after_login_timeout(pglea
 def test_many_bad_clients_in_a_row_do_not_disturb_a_connected_client(pglease):
     d = pglease()
     with d.connect() as c:
-        for name, data in sorted(GARBAGE.items()):
+        for name, (data, _sqlstate) in sorted(GARBAGE.items()):
             w = Wire(d.socket_path)
             try:
                 w.try_send(data)
