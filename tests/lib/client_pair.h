@@ -33,9 +33,14 @@
 #define PAIR_INI_DATABASES "[databases]\napp = host=/nonexistent/pglease-unit dbname=app\n"
 #define PAIR_INI "[pglease]\nauth_type = trust\n" PAIR_INI_DATABASES
 
-/* Load ini as the running config, on libev's default loop. */
+/*
+ * Load ini as the running config, on libev's default loop. A test may load
+ * its own over the suite's, before it makes pools (they point into it).
+ */
 static inline const struct config *pair_start(const char *ini)
 {
+	static struct config *loaded;
+
 	char path[] = "/tmp/pglease-unit-XXXXXX";
 	int fd = mkstemp(path);
 	char *errors = NULL;
@@ -46,7 +51,9 @@ static inline const struct config *pair_start(const char *ini)
 	struct config *c = config_load(path, &errors);
 	unlink(path);
 	cr_assert_not_null(c, "the test config does not load:\n%s", errors ? errors : "");
-	cfg = c;
+	cr_assert(list_empty(&all_pools), "a config replaced under a pool");
+	config_free(loaded);
+	cfg = loaded = c;
 	loop = ev_default_loop(0);
 	log_set_level(LOG_WARNING);
 	return c;
