@@ -128,10 +128,10 @@ void proto_parse_complete(struct wbuf *w)
 	wbuf_end(w, wbuf_begin(w, '1'));
 }
 
-void proto_negotiate(struct wbuf *w, uint32_t newest_minor, const char *const *options, int n)
+void proto_negotiate(struct wbuf *w, uint32_t newest_version, const char *const *options, int n)
 {
 	size_t mark = wbuf_begin(w, 'v');
-	wbuf_int32(w, newest_minor);
+	wbuf_int32(w, newest_version);
 	wbuf_int32(w, (uint32_t)n);
 	for (int i = 0; i < n; i++)
 		wbuf_cstr(w, options[i]);

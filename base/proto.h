@@ -52,7 +52,7 @@ void proto_param_status(struct wbuf *w, const char *name, const char *value);
 void proto_backend_key(struct wbuf *w, uint32_t pid, uint32_t key);
 void proto_ready(struct wbuf *w, char status);
 void proto_parse_complete(struct wbuf *w);
-void proto_negotiate(struct wbuf *w, uint32_t newest_minor, const char *const *options, int n);
+void proto_negotiate(struct wbuf *w, uint32_t newest_version, const char *const *options, int n);
 void proto_sync(struct wbuf *w);
 void proto_copy_fail(struct wbuf *w, const char *why);
 void proto_notification(struct wbuf *w, uint32_t pid, const char *channel, const char *payload);

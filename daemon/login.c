@@ -94,7 +94,8 @@ static void send_negotiate(struct client *c, const struct startup *st)
 	struct wbuf w;
 
 	wbuf_init(&w, buf, sizeof(buf));
-	proto_negotiate(&w, 0, (const char *const *)st->pq_options, st->pq_option_count);
+	/* PostgreSQL sends its newest version as a version code (3.0), and libpq reads it so. */
+	proto_negotiate(&w, PROTO_V3, (const char *const *)st->pq_options, st->pq_option_count);
 	if (!w.overflow)
 		client_send(c, buf, w.len);
 }
@@ -125,13 +126,32 @@ static void login_finish(struct client *c, struct startup *st)
 	client_join(c, config_find_db(cfg, st->database), st->database, st->user, &st->params, &st->sequence);
 }
 
-static void reply_no_encryption(struct client *c)
+/*
+ * As PostgreSQL: 'N', then bytes that came with the request are refused,
+ * as they were sent before any encryption could start (CVE-2021-23214).
+ */
+static void reply_no_encryption(struct client *c, enum startup_kind kind)
 {
-	if (c->in->end != c->in->start) {
-		client_fatal(c, "08P01", "received unencrypted data after SSL request", NULL);
-		return;
-	}
 	client_send(c, (const uint8_t *)"N", 1);
+	if (c->state != CLIENT_LOGIN || iobuf_is_empty(c->in))
+		return;
+	client_fatal(c, "08P01",
+		     kind == STARTUP_SSL ? "received unencrypted data after SSL request"
+					 : "received unencrypted data after GSSAPI encryption request",
+		     "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
+}
+
+/*
+ * A client of protocol 1 or 2 reads an error in that protocol's format,
+ * 'E' and a line of text, which is how PostgreSQL refuses it.
+ */
+static void refuse_old_protocol(struct client *c, const char *message)
+{
+	char buf[sizeof(((struct startup *)0)->message) + 16];
+	int n = snprintf(buf, sizeof(buf), "EFATAL:  %s\n", message);
+
+	client_send(c, (const uint8_t *)buf, (size_t)n + 1);
+	client_close(c, "%s", message);
 }
 
 /* One startup-phase packet; returns true when another may follow. */
@@ -148,11 +168,14 @@ static bool login_packet(struct client *c)
 	case STARTUP_INCOMPLETE:
 		break;
 	case STARTUP_BAD:
-		client_fatal(c, st.sqlstate, st.message, NULL);
+		if (st.old_protocol)
+			refuse_old_protocol(c, st.message);
+		else
+			client_fatal(c, st.sqlstate, st.message, NULL);
 		break;
 	case STARTUP_SSL:
 	case STARTUP_GSSENC:
-		reply_no_encryption(c);
+		reply_no_encryption(c, st.kind);
 		startup_free(&st);
 		return c->state == CLIENT_LOGIN;
 	case STARTUP_CANCEL:

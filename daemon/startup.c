@@ -239,9 +239,12 @@ static void classify(struct startup *s, const uint8_t *data)
 	} else if ((version >> 16) == 3) {
 		s->minor = version & 0xffff;
 		parse_v3(s, data);
-	} else
-		refuse(s, "08P01", "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+	} else {
+		/* PostgreSQL's SQLSTATE for a version it does not speak: feature_not_supported. */
+		refuse(s, "0A000", "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
 		       version >> 16, version & 0xffff);
+		s->old_protocol = (version >> 16) < 3;
+	}
 }
 
 void startup_parse(const uint8_t *data, size_t n, struct startup *s)

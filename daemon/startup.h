@@ -9,6 +9,7 @@
 #ifndef PGLEASE_STARTUP_H
 #define PGLEASE_STARTUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,7 @@ struct startup {
 	uint32_t cancel_pid, cancel_key;
 	const char *sqlstate;       /* STARTUP_BAD */
 	char message[160];
+	bool old_protocol;          /* STARTUP_BAD for protocol 1 or 2: answered in that protocol's format */
 };
 
 /* Parse data[0, n). Fills *s; on STARTUP_V3 the caller owns the strings. */

@@ -166,7 +166,7 @@ Test(startup, ssl_request_with_wrong_length_is_refused)
 	put_be32(&p, 0);
 	finish(&p);
 	parse(&p, &s);
-	assert_refused(&s, "08P01", "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
+	assert_refused(&s, "0A000", "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
 	startup_free(&s);
 }
 
@@ -179,7 +179,7 @@ Test(startup, cancel_request_with_wrong_length_is_refused)
 	put_be32(&p, 1);
 	finish(&p);
 	parse(&p, &s);
-	assert_refused(&s, "08P01", "unsupported frontend protocol 1234.5678: server supports 3.0 to 3.0");
+	assert_refused(&s, "0A000", "unsupported frontend protocol 1234.5678: server supports 3.0 to 3.0");
 	startup_free(&s);
 }
 
@@ -301,7 +301,8 @@ Test(startup, protocol_2_is_refused)
 	put_str(&p, "shop");
 	finish(&p);
 	parse(&p, &s);
-	assert_refused(&s, "08P01", "unsupported frontend protocol 2.0: server supports 3.0 to 3.0");
+	assert_refused(&s, "0A000", "unsupported frontend protocol 2.0: server supports 3.0 to 3.0");
+	cr_assert(s.old_protocol, "a protocol 2 client is answered in protocol 3's format");
 	startup_free(&s);
 }
 
@@ -316,7 +317,8 @@ Test(startup, protocol_4_is_refused)
 	p.data[5] = 4;
 	p.data[7] = 2;
 	parse(&p, &s);
-	assert_refused(&s, "08P01", "unsupported frontend protocol 4.2: server supports 3.0 to 3.0");
+	assert_refused(&s, "0A000", "unsupported frontend protocol 4.2: server supports 3.0 to 3.0");
+	cr_assert_not(s.old_protocol);
 	startup_free(&s);
 }
 

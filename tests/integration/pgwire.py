@@ -105,9 +105,9 @@ def parse_data_row(body):
 
 
 def parse_negotiate_protocol_version(body):
-    newest_minor, n = struct.unpack("!II", body[:8])
+    newest, n = struct.unpack("!II", body[:8])
     names = body[8:].split(b"\0")[:n]
-    return newest_minor, [x.decode() for x in names]
+    return newest, [x.decode() for x in names]
 
 
 class ProtocolError(AssertionError):

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 
 #include "env.h"
+#include "client.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
@@ -277,6 +278,9 @@ static __attribute__((unused)) void fake_setup(void)
 static __attribute__((unused)) void fake_teardown(void)
 {
 	conf.min_pool_size = 0;
+	/* A pool is freed only without clients and backends (pool_free() asserts it). */
+	client_close_all("test over");
+	client_reap();
 	pool_close_servers(pool, "test over");
 	server_reap();
 	pool_free_all();

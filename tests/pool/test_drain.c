@@ -37,6 +37,8 @@ static void setup(void)
 
 static void teardown(void)
 {
+	/* A pool is freed only without clients (pool_free() asserts it). */
+	client_close_all("test over");
 	client_reap();
 	pool_free_all();
 }

@@ -1,20 +1,23 @@
 /*
- * test_lease_exit.c — Criterion tests for lease_clean_step(), the exit
- * decision table in pool/lease.c (see "The exit matrix" in pool/README.md).
+ * test_lease.c — Criterion tests for pool/lease.c: lease_clean_step(), the
+ * exit decision table (see "The exit matrix" in pool/README.md), the exit
+ * reasons, and entering a lease without a backend.
  *
- * One test per row, tests for the order between rows, an exhaustive check
- * of every combination of inputs against the table written out as data,
- * and walks through whole cleaning sequences that apply the effects
- * clean_poll() applies after each step.
+ * For the table: one test per row, tests for the order between rows, an
+ * exhaustive check of every combination of inputs against the table
+ * written out as data, and walks through whole cleaning sequences that
+ * apply the effects clean_poll() applies after each step.
  */
 #include <criterion/criterion.h>
 #include <ev.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../lib/client_pair.h"
 #include "config.h"
 #include "frame.h"
 #include "lease.h"
+#include "stats.h"
 #include "stream.h"
 
 static struct stream clean_stream(void)
@@ -346,12 +349,12 @@ Test(clean_step, every_combination_follows_the_matrix)
 
 /* ---- walks through a whole cleaning ---- */
 
-struct bytes {
+struct stream_bytes {
 	uint8_t data[1024];
 	size_t len;
 };
 
-static void msg(struct bytes *b, char type, const void *body, size_t n)
+static void msg(struct stream_bytes *b, char type, const void *body, size_t n)
 {
 	uint32_t len = (uint32_t)n + 4;
 	uint8_t h[5] = { (uint8_t)type, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
@@ -374,13 +377,13 @@ static enum frame_verdict on_server(void *arg, const struct frame_msg *m)
 	return stream_server_msg(arg, m);
 }
 
-static void client_sends(struct stream *st, const struct bytes *b)
+static void client_sends(struct stream *st, const struct stream_bytes *b)
 {
 	cr_assert_eq(frame_scan(&st->to_server, b->data, b->len, STREAM_CLIENT_WHOLE, on_client, st),
 		     (ssize_t)b->len);
 }
 
-static void server_sends(struct stream *st, const struct bytes *b)
+static void server_sends(struct stream *st, const struct stream_bytes *b)
 {
 	cr_assert_eq(frame_scan(&st->from_server, b->data, b->len, STREAM_SERVER_WHOLE, on_server, st),
 		     (ssize_t)b->len);
@@ -396,7 +399,7 @@ static const char copy_error[] = "SERROR\0C57014\0MCOPY from stdin failed: clien
 struct walk {
 	struct stream st;
 	bool lost, rolled_back, reset_needed, cancels_pending;
-	const struct bytes *reads;  /* what the backend sends, read by read */
+	const struct stream_bytes *reads;  /* what the backend sends, read by read */
 	size_t nreads, next_read;
 	uint8_t carry[16];
 	size_t carry_len;
@@ -410,7 +413,7 @@ static void drain_one_read(struct walk *w)
 
 	cr_assert_lt(w->next_read, w->nreads, "DRAIN asked for a read the backend never sends (trail: %s)",
 		     w->trail);
-	const struct bytes *r = &w->reads[w->next_read++];
+	const struct stream_bytes *r = &w->reads[w->next_read++];
 	memcpy(buf, w->carry, w->carry_len);
 	memcpy(buf + w->carry_len, r->data, r->len);
 	size_t n = w->carry_len + r->len;
@@ -465,7 +468,7 @@ static enum clean_step walk_run(struct walk *w)
 /* The client ran BEGIN, then COPY t FROM STDIN by simple query, and vanished. */
 static void copy_in_simple_query_then_vanish(struct walk *w)
 {
-	struct bytes c = { .len = 0 }, s = { .len = 0 };
+	struct stream_bytes c = { .len = 0 }, s = { .len = 0 };
 
 	stream_reset(&w->st);
 	msg(&c, 'Q', "BEGIN", 6);
@@ -493,7 +496,7 @@ static void copy_in_simple_query_then_vanish(struct walk *w)
 Test(clean_walk, client_vanished_inside_copy_from_stdin_simple_query)
 {
 	/* After CopyFail the backend answers ErrorResponse, then 'Z' 'E'. */
-	struct bytes reads[2] = { { .len = 0 }, { .len = 0 } };
+	struct stream_bytes reads[2] = { { .len = 0 }, { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 2, .reset_needed = true, .rollback_leaves_idle = true };
 
 	copy_in_simple_query_then_vanish(&w);
@@ -514,7 +517,7 @@ Test(clean_walk, client_vanished_inside_copy_from_stdin_simple_query)
 
 Test(clean_walk, client_vanished_inside_copy_transaction_mode)
 {
-	struct bytes reads[1] = { { .len = 0 } };
+	struct stream_bytes reads[1] = { { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 1, .rollback_leaves_idle = true };
 
 	copy_in_simple_query_then_vanish(&w);
@@ -526,7 +529,7 @@ Test(clean_walk, client_vanished_inside_copy_transaction_mode)
 
 Test(clean_walk, rollback_that_does_not_end_idle_discards)
 {
-	struct bytes reads[1] = { { .len = 0 } };
+	struct stream_bytes reads[1] = { { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 1, .rollback_leaves_idle = false };
 
 	copy_in_simple_query_then_vanish(&w);
@@ -539,8 +542,8 @@ Test(clean_walk, rollback_that_does_not_end_idle_discards)
 /* libpq's extended COPY: P B D E S, 'G' (the Sync is swallowed), d, gone. */
 Test(clean_walk, client_vanished_inside_copy_from_stdin_extended)
 {
-	struct bytes c = { .len = 0 }, s = { .len = 0 };
-	struct bytes reads[1] = { { .len = 0 } };
+	struct stream_bytes c = { .len = 0 }, s = { .len = 0 };
+	struct stream_bytes reads[1] = { { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 1, .rollback_leaves_idle = true };
 
 	stream_reset(&w.st);
@@ -577,8 +580,8 @@ Test(clean_walk, client_vanished_inside_copy_from_stdin_extended)
  */
 Test(clean_walk, client_vanished_between_copy_done_and_sync_extended)
 {
-	struct bytes c = { .len = 0 }, s = { .len = 0 };
-	struct bytes reads[1] = { { .len = 0 } };
+	struct stream_bytes c = { .len = 0 }, s = { .len = 0 };
+	struct stream_bytes reads[1] = { { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 1, .rollback_leaves_idle = true };
 
 	stream_reset(&w.st);
@@ -604,8 +607,8 @@ Test(clean_walk, client_vanished_between_copy_done_and_sync_extended)
 
 Test(clean_walk, client_vanished_after_parse_bind)
 {
-	struct bytes c = { .len = 0 };
-	struct bytes reads[1] = { { .len = 0 } };
+	struct stream_bytes c = { .len = 0 };
+	struct stream_bytes reads[1] = { { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 1, .rollback_leaves_idle = true };
 
 	stream_reset(&w.st);
@@ -622,8 +625,8 @@ Test(clean_walk, client_vanished_after_parse_bind)
 
 Test(clean_walk, client_vanished_mid_query_with_a_cancel_on_its_way)
 {
-	struct bytes c = { .len = 0 };
-	struct bytes reads[2] = { { .len = 0 }, { .len = 0 } };
+	struct stream_bytes c = { .len = 0 };
+	struct stream_bytes reads[2] = { { .len = 0 }, { .len = 0 } };
 	struct walk w = { .reads = reads, .nreads = 2, .cancels_pending = true, .rollback_leaves_idle = true };
 
 	stream_reset(&w.st);
@@ -642,7 +645,7 @@ Test(clean_walk, client_vanished_mid_query_with_a_cancel_on_its_way)
 
 Test(clean_walk, half_a_message_sent_discards_at_once)
 {
-	struct bytes c = { .len = 0 };
+	struct stream_bytes c = { .len = 0 };
 	struct walk w = { .nreads = 0 };
 
 	stream_reset(&w.st);
@@ -674,4 +677,27 @@ Test(exit_reason, names_are_the_documented_ones)
 	for (int i = 0; i < LEASE_EXIT_REASON_COUNT; i++)
 		cr_assert_str_eq(lease_exit_reason_name((enum lease_exit_reason)i), want[i]);
 	cr_assert_str_eq(lease_exit_reason_name((enum lease_exit_reason)LEASE_EXIT_REASON_COUNT), "unknown");
+}
+
+Test(lease_enter, without_an_idle_backend_clients_queue_in_order)
+{
+	int peers[3];
+	struct client *c[3];
+
+	pair_start(PAIR_INI);
+	struct pool *p = pair_pool("u");
+	for (int i = 0; i < 3; i++) {
+		c[i] = pair_logged_in(p, &peers[i], NULL);
+		lease_enter(c[i]);
+		cr_assert_eq(c[i]->state, CLIENT_WAITING);
+		cr_assert_null(c[i]->lease);
+	}
+	cr_assert_eq(p->waiting.count, 3);
+	struct list_node *at = list_first(&p->waiting);
+	for (int i = 0; i < 3; i++, at = at->next)
+		cr_assert_eq(at, &c[i]->node, "waiting clients are not in arrival order");
+	/* Nothing was granted, so nothing was counted as a lease or a wait. */
+	cr_assert_eq(p->stats.lease_count, 0);
+	cr_assert_eq(p->stats.wait_count, 0);
+	cr_assert_eq(pool_server_count(p), 0, "a paused pool opened a backend");
 }
