@@ -74,7 +74,9 @@ static void peer_check(struct client *c, struct startup *st)
 	socklen_t len = sizeof(cred);
 	struct peer_job *pj = calloc(1, sizeof(*pj));
 
-	if (!pj || getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+	if (!pj)
+		return client_fatal(c, "53200", "out of memory checking peer authentication", NULL);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
 		free(pj);
 		return client_fatal(c, "28000", "peer authentication failed: no peer credentials", NULL);
 	}

@@ -68,8 +68,8 @@ static void setup_done(struct server *s, const char *sqlstate, const char *error
 		client_fatal(c, sqlstate, error, "while applying the client's startup settings on a pooled connection");
 		return;
 	}
-	params_copy(&s->applied, &c->params);
-	s->settings_unknown = false;
+	/* Out of memory: what the backend holds is not known, so its next lease starts from RESET ALL. */
+	s->settings_unknown = params_copy(&s->applied, &c->params) < 0;
 	go_relay(c, s);
 }
 
@@ -114,11 +114,13 @@ static void vetted(struct server *s, const char *sqlstate, const char *error)
 		client_login_refused(c, &answer, sqlstate, error,
 				     res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL,
 				     res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL);
-	} else if (vet_canonical(&c->vet_key, &s->pool->base, res, &answer) < 0 ||
-		   vet_cache_add(&s->pool->vetted, &c->vet_key, &answer) < 0) {
+	} else if (vet_canonical(&c->vet_key, &s->pool->base, res, &answer) < 0) {
 		s->lease->close_why = EXIT_SETUP_FAILED;
 		client_fatal(c, "53200", "out of memory, or an unexpected answer, checking the startup settings", NULL);
 	} else {
+		/* The cache only saves the next such login a check: without it this one is still answered. */
+		if (vet_cache_add(&s->pool->vetted, &c->vet_key, &answer) < 0)
+			log_warning("client %u: out of memory caching its checked startup settings", c->id);
 		client_vetted(c, &answer);
 	}
 	vet_answer_free(&answer);

@@ -49,7 +49,7 @@ MUST_CHECK int params_put(struct param_set *s, const char *name, const char *val
 MUST_CHECK int params_append(struct param_set *list, const char *name, const char *value);
 const char *params_get(const struct param_set *s, const char *name);
 bool params_equal(const struct param_set *a, const struct param_set *b);
-int params_copy(struct param_set *dst, const struct param_set *src);
+MUST_CHECK int params_copy(struct param_set *dst, const struct param_set *src);
 void params_free(struct param_set *s);
 
 /* value as a dollar-quoted literal into out (NUL-terminated); its length, or -1 if it does not fit. */

@@ -456,8 +456,10 @@ static int read_from_server(struct client *c, struct server *s)
 {
 	struct iobuf *out = client_out_buffer(c);
 
-	if (!out)
+	if (!out) {
+		client_fatal(c, "53200", "out of memory: no buffer for the backend's reply", NULL);
 		return -1;
+	}
 	if (iobuf_room(out) == 0) {
 		server_want_read(s, false);
 		return 0;
