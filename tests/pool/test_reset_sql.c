@@ -1,5 +1,5 @@
 /*
- * test_reset.c — Criterion tests for the pure half of pool/reset.c: which
+ * test_reset_sql.c — Criterion tests for the pure half of pool/reset.c: which
  * statements of a Query text reset settings, the restore that follows
  * them, the rewritten text, and error positions mapped back.
  */
