@@ -216,7 +216,9 @@ static uint32_t fix_error_position(const struct frame_msg *m, const struct reset
 			v = fixed;
 		}
 		size_t n = code == 'P' ? strlen(fixed) : vlen;
-		/* A position moved back has no more digits than it had: the fields never outgrow the message. */
+		/* A position moved back has no more digits than it had; an empty one would grow: leave it. */
+		if (n > vlen)
+			return 0;
 		assert(w + 2 + n <= sizeof(out));
 		out[w++] = code;
 		memcpy(out + w, v, n);
@@ -225,8 +227,8 @@ static uint32_t fix_error_position(const struct frame_msg *m, const struct reset
 		pos += (uint32_t)vlen + 1;
 	}
 	out[w++] = 0;
-	if (w >= len)
-		return 0;
+	/* As many digits as before (the same length) or fewer: written back either way. */
+	assert(w <= len);
 	msg[1] = (uint8_t)((w + 4) >> 24);
 	msg[2] = (uint8_t)((w + 4) >> 16);
 	msg[3] = (uint8_t)((w + 4) >> 8);

@@ -164,8 +164,9 @@ static inline bool reset_holding(const struct reset_relay *r)
 
 /*
  * A backend message (already accounted by the stream). Returns how many
- * bytes to cut from its end: 0 pass it, 1 + m->len drop it; a shortened
- * message (an error position moved) is rewritten in place first.
+ * bytes to cut from its end: 0 pass it, 1 + m->len drop it; an error
+ * whose position moved is rewritten in place first (shorter by the digits
+ * the position lost, so maybe by none).
  */
 uint32_t reset_server_msg(struct client *c, struct server *s, const struct frame_msg *m);
 

@@ -74,6 +74,9 @@ def test_errors_after_a_rewritten_reset_point_into_the_clients_text(pglease, clu
              "RESET ALL; select 'caf\u00e9', nosuchcol",
              "RESET work_mem; SELECT 1; select * from nosuchtable",
              "select nosuchcol; RESET datestyle",
+             # past column 100 the position keeps its number of digits, and the message its length
+             "RESET datestyle; select 1 as first_column_with_a_longish_name,"
+             " 2 as second_column_with_a_longish_name, nosuchcol",
              "SET datestyle = 'SQL, DMY'; RESET datestyle; SHOW datestyle; select 1/0, nosuchcol"]
     same_as_direct(cluster, d.socket_path, steps)
 

@@ -519,6 +519,28 @@ Test(reset, an_error_position_past_the_restore_is_moved_back)
 	cr_assert_not(reset_active(&srv.reset));
 }
 
+Test(reset, an_error_position_moved_back_by_as_many_digits_is_moved_too)
+{
+	const char *sql = "RESET datestyle; select 1 as first_column_with_a_longish_name,"
+			  " 2 as second_column_with_a_longish_name, nosuchcol";
+	struct bytes *r = bytes_new(), *want = bytes_new();
+
+	const char *text = query_text(client_sends_query(sql));
+	uint32_t theirs = (uint32_t)(strstr(text, "nosuchcol") - text) + 1;
+	uint32_t ours = (uint32_t)(strstr(sql, "nosuchcol") - sql) + 1;
+	cr_assert(ours >= 100 && theirs < 1000, "premise: %u and %u, as many digits, the same message length",
+		  ours, theirs);
+
+	complete(&r->w, "RESET");
+	restore_replies(&r->w, marker_in(text));
+	error_at(&r->w, "42703", "column \"nosuchcol\" does not exist", theirs);
+	proto_ready(&r->w, 'I');
+	complete(&want->w, "RESET");
+	error_at(&want->w, "42703", "column \"nosuchcol\" does not exist", ours);
+	proto_ready(&want->w, 'I');
+	assert_same(backend_sends(&r->w), want);
+}
+
 Test(reset, a_syntax_error_after_two_restores_is_moved_back_past_both)
 {
 	const char *sql = "RESET datestyle; RESET timezone; select 1 +";
