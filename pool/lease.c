@@ -365,7 +365,8 @@ enum clean_step lease_clean_step(const struct clean_input *in)
 		return CLEAN_COPY_FAIL;
 	if (st->unsynced)
 		return CLEAN_SYNC;
-	if (st->owed_z || st->from_server.body_left)
+	/* A message read in part, or a header cut short: the rest must be read before libpq may have the socket. */
+	if (st->owed_z || st->from_server.body_left || in->header_carried)
 		return CLEAN_DRAIN;
 	if (in->cancels_pending)
 		return CLEAN_WAIT_CANCEL;
@@ -507,6 +508,7 @@ static enum clean_step next_step(struct server *s)
 		.rolled_back = l->rolled_back,
 		.reset_needed = l->reset_needed,
 		.cancels_pending = s->cancels_pending > 0,
+		.header_carried = l->carry_len > 0,
 	};
 	return lease_clean_step(&in);
 }

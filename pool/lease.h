@@ -101,6 +101,7 @@ struct clean_input {
 	bool rolled_back;      /* ROLLBACK already ran and did not leave it idle */
 	bool reset_needed;
 	bool cancels_pending;
+	bool header_carried;   /* part of a backend message's header was read, not yet framed (lease->carry) */
 };
 
 /* The reason's name for logs ("transaction done"). */

@@ -115,6 +115,17 @@ Test(clean_step, owed_replies_is_drain)
 	assert_step(step(&st), CLEAN_DRAIN);
 }
 
+/* An asynchronous message (a NOTICE, a NOTIFY) split inside its header while nothing was owed. */
+Test(clean_step, half_a_backend_header_carried_is_drain)
+{
+	struct stream st = clean_stream();
+	struct clean_input in = { .stream = &st, .header_carried = true };
+
+	assert_step(lease_clean_step(&in), CLEAN_DRAIN);
+	in.header_carried = false;
+	assert_step(lease_clean_step(&in), CLEAN_DONE);
+}
+
 Test(clean_step, partial_backend_message_is_drain)
 {
 	struct stream st = clean_stream();
