@@ -164,7 +164,8 @@ static void lease_done(struct server *s)
 	assert(l && !l->client && l == &s->lease_slot);
 	/* The exit door emptied it (prep_lease_end). */
 	assert(!l->prep.tx && !l->prep.parse);
-	memset(l, 0, sizeof(*l));
+	/* lease_open() fills the slot anew; what could be followed by mistake meanwhile goes. */
+	l->server = NULL;
 	s->lease = NULL;
 }
 

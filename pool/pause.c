@@ -9,6 +9,12 @@
 static char **names;
 static int count;
 static bool everything;
+bool pause_any;
+
+static void note_any(void)
+{
+	pause_any = everything || count > 0;
+}
 
 bool pause_all(void)
 {
@@ -30,6 +36,7 @@ int pause_add(const char *dbname)
 {
 	if (!*dbname) {
 		everything = true;
+		note_any();
 		return 0;
 	}
 	if (pause_covers(dbname) && !everything)
@@ -41,6 +48,7 @@ int pause_add(const char *dbname)
 	if (!(names[count] = strdup(dbname)))
 		return -1;
 	count++;
+	note_any();
 	return 0;
 }
 
@@ -58,4 +66,5 @@ void pause_remove(const char *dbname)
 		free(names);
 		names = NULL;
 	}
+	note_any();
 }

@@ -20,6 +20,9 @@
 
 MUST_CHECK int pause_add(const char *dbname);
 void pause_remove(const char *dbname);
+/* Something is paused (the set is not empty): the fast "no" of pool_paused(). Only pause.c writes it. */
+extern bool pause_any;
+
 bool pause_covers(const char *dbname);
 bool pause_all(void);
 

@@ -551,16 +551,6 @@ bool pool_in_db(const struct pool *p, const char *db)
 	return !*db || strcmp(p->dbname, db) == 0;
 }
 
-/*
- * The set in pause.c is the one record of what is paused: it is kept by
- * database name because a paused database's pools may not exist yet (a new
- * user logs in, a pool freed when unused comes back, a reload replaces a
- * retired pool), and they must start paused.
- */
-bool pool_paused(const struct pool *p)
-{
-	return pause_covers(p->dbname);
-}
 
 /* 0, or -1 when out of memory (nothing changed). */
 int pool_pause_db(const char *db)

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "list.h"
 #include "params.h"
+#include "pause.h"
 #include "stats.h"
 #include "vet.h"
 
@@ -97,12 +98,23 @@ void pool_free_all(void);
 void pool_prewarm(void);
 void pool_reconnect(struct pool *p, const char *reason);
 bool pool_in_db(const struct pool *p, const char *db);
-bool pool_paused(const struct pool *p);
 MUST_CHECK int pool_pause_db(const char *db);
 void pool_resume_db(const char *db);
 MUST_CHECK int pool_reconfigure(struct pool *p, const struct db_config *db);
 void pool_retire(struct pool *p);
 void pool_close(struct pool *p, enum pool_closing how, const char *reason);
 const char *const *pool_reported_params(int *count);
+
+/*
+ * The set in pause.c is the one record of what is paused: it is kept by
+ * database name because a paused database's pools may not exist yet (a new
+ * user logs in, a pool freed when unused comes back, a reload replaces a
+ * retired pool), and they must start paused. Asked on every lease, so the
+ * usual answer (nothing is paused) costs no call.
+ */
+static inline bool pool_paused(const struct pool *p)
+{
+	return pause_any && pause_covers(p->dbname);
+}
 
 #endif
