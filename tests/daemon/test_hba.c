@@ -202,7 +202,7 @@ Test(hba, errors_name_file_and_line)
 	assert_error("local \"db all trust\n", "hba.conf:1: unterminated quoted string\n");
 	/* several lines, each reported */
 	assert_error("bad\nlocal all all trust\nlocal all all nope\n",
-		     "hba.conf:1: end of line before database specification\n"
+		     "hba.conf:1: invalid connection type \"bad\"\n"
 		     "hba.conf:3: authentication method \"nope\" is not supported\n");
 }
 
