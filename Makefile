@@ -64,9 +64,9 @@ build/asan/%.o: %.c
 	$(CC) $(CPPFLAGS) $(call layer_inc,$<) $(CFLAGS) $(SAN_FLAGS) -c -o $@ $<
 $(SAN_OBJS): CPPFLAGS += -DPGLEASE_VERIFY   # pool_verify() after every loop iteration (pool/verify.h)
 
-# libFuzzer targets for the parsers that see untrusted bytes (clang only).
+# libFuzzer targets for the parsers that see untrusted bytes (clang only); tests/fuzz/seeds/<target>/ seeds a corpus.
 FUZZ_SECONDS ?= 15
-FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE $(INC_daemon) -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE $(INC_daemon) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 build/fuzz/fuzz_startup: tests/fuzz/fuzz_startup.c daemon/startup.c pool/params.c base/proto.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
@@ -82,9 +82,23 @@ build/fuzz/fuzz_reset: tests/fuzz/fuzz_reset.c pool/reset_sql.c pool/sqllex.c po
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
-fuzz: build/fuzz/fuzz_startup build/fuzz/fuzz_frame build/fuzz/fuzz_pin build/fuzz/fuzz_reset
+build/fuzz/fuzz_scram: tests/fuzz/fuzz_scram.c daemon/scram.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcrypto
+
+build/fuzz/fuzz_userlist: tests/fuzz/fuzz_userlist.c daemon/userlist.c daemon/authfile.c daemon/scram.c daemon/md5auth.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lcrypto
+
+build/fuzz/fuzz_hba: tests/fuzz/fuzz_hba.c daemon/hba.c daemon/authfile.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
+fuzz: build/fuzz/fuzz_startup build/fuzz/fuzz_frame build/fuzz/fuzz_pin build/fuzz/fuzz_reset \
+      build/fuzz/fuzz_scram build/fuzz/fuzz_userlist build/fuzz/fuzz_hba
 	@set -e; for f in $^; do echo "== $$f ($(FUZZ_SECONDS) s)"; mkdir -p $$f.corpus; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=12000 $$f.corpus 2>&1 | tail -n 2; done
+	  seeds=tests/fuzz/seeds/$$(basename $$f); [ -d $$seeds ] || seeds=; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=12000 $$f.corpus $$seeds 2>&1 | tail -n 2; done
 
 build/libpglease.a: $(LIB_OBJS)
 	ar rcs $@ $^

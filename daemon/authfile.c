@@ -63,7 +63,8 @@ char *authfile_finish(struct authfile_errors *errs)
 	size_t total = 1, at = 0;
 	char *text = NULL;
 
-	qsort(errs->list, errs->count, sizeof(*errs->list), error_order);
+	if (errs->count > 1)
+		qsort(errs->list, errs->count, sizeof(*errs->list), error_order);
 	for (int i = 0; i < errs->count; i++)
 		total += strlen(errs->list[i].text) + 1;
 	if (errs->count > 0 && !errs->oom && (text = malloc(total)) != NULL) {

@@ -4,6 +4,7 @@
  * The file holds passwords: what is freed is wiped first. Entries are
  * kept sorted by user name, so a lookup is a binary search.
  */
+#include <assert.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,4 +237,10 @@ const struct user_secret *userlist_find(const struct userlist *list, const char 
 int userlist_count(const struct userlist *list)
 {
 	return list ? list->count : 0;
+}
+
+const struct user_secret *userlist_at(const struct userlist *list, int i)
+{
+	assert(i >= 0 && i < list->count);
+	return &list->users[i];
 }

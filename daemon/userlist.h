@@ -5,6 +5,7 @@
  *   userlist_load()   read and parse a file
  *   userlist_parse()  parse a text (path only names it in errors)
  *   userlist_find()   a user's entry, or NULL
+ *   userlist_count() / userlist_at()  the entries, in user-name order
  *   userlist_free()
  *
  * The format, one user per line:
@@ -49,6 +50,8 @@ MUST_CHECK struct userlist *userlist_parse(const char *path, const char *text, s
 					   char **errors);
 const struct user_secret *userlist_find(const struct userlist *list, const char *user);
 int userlist_count(const struct userlist *list);
+/* The i-th entry in user-name order, 0 <= i < userlist_count(). */
+const struct user_secret *userlist_at(const struct userlist *list, int i);
 void userlist_free(struct userlist *list);
 
 #endif
