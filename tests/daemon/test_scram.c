@@ -4,7 +4,8 @@
  * The proof arithmetic is checked against numbers not computed by this
  * code: the SCRAM-SHA-256 exchange of RFC 7677 (section 3) and, for the
  * md5 method and the verifier of the RFC's password, values computed with
- * python3's hashlib/hmac (the commands are in the comments). Each parsing
+ * python3's hashlib/hmac (the commands are in the comments), and libpq's
+ * own client-side code (PQencryptPasswordConn, PQencryptPassword). Each parsing
  * error is driven by a message that differs from a good one in one place.
  */
 #include <criterion/criterion.h>
@@ -14,6 +15,7 @@
 #include "md5auth.h"
 #include "scram.h"
 
+#include <libpq-fe.h>
 #include <openssl/evp.h>
 
 /* RFC 7677, section 3: user "user", password "pencil". */
@@ -336,6 +338,51 @@ Test(scram, channel_binding_plus)
 	cr_assert_str_eq(st.message, "SCRAM channel binding check failed");
 }
 
+/*
+ * A whole SCRAM-SHA-256-PLUS exchange, proof and signature computed by
+ * python3 (hashlib, hmac) for the RFC's password, salt and nonces with the
+ * channel-binding data bytes (i * 7 + 1) for i = 0..31:
+ *   c = b64(b'p=tls-server-end-point,,' + cb); AuthMessage = "n=,r=<cnonce>" ","
+ *   server-first "," "c=<c>,r=<nonce>"; proof = ClientKey XOR HMAC(StoredKey, AuthMessage)
+ */
+#define PLUS_C "cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAQgPFh0kKzI5QEdOVVxjanF4f4aNlJuiqbC3vsXM09o="
+#define PLUS_PROOF "sIlmAh67IBL18mPF/vzzetFG1NMKx5imed4rfA9HYmg="
+#define PLUS_SERVER_FINAL "v=nEunldFJXErZPc4Xd/u0TFyybuA0UdZ7wqkZCbjkBzE="
+
+Test(scram, plus_exchange_with_an_independent_client)
+{
+	struct scram_state st;
+	uint8_t cb[32];
+
+	for (int i = 0; i < 32; i++)
+		cb[i] = (uint8_t)(i * 7 + 1);
+	rfc_begin(&st, "SCRAM-SHA-256-PLUS", cb, sizeof(cb),
+		  "p=tls-server-end-point,,n=,r=" RFC_CLIENT_NONCE);
+	cr_assert_str_eq(st.reply, RFC_SERVER_FIRST);
+	cr_assert_eq(final(&st, "c=" PLUS_C ",r=" RFC_NONCE ",p=" PLUS_PROOF), 0,
+		     "%s: %s", st.message, st.detail);
+	cr_assert_str_eq(st.reply, PLUS_SERVER_FINAL);
+}
+
+/* libpq's own SCRAM code (PQencryptPasswordConn) makes a verifier with a random salt. */
+Test(scram, libpq_verifier_matches_our_derivation)
+{
+	PGconn *conn = PQconnectStart("host=/nonexistent dbname=x");
+	struct scram_secret parsed, derived;
+	char *verifier;
+
+	cr_assert_not_null(conn);
+	verifier = PQencryptPasswordConn(conn, "pencil", "user", "scram-sha-256");
+	cr_assert_not_null(verifier, "%s", PQerrorMessage(conn));
+	cr_assert_eq(scram_secret_parse(verifier, &parsed), 0, "%s", verifier);
+	cr_assert_eq(scram_secret_from_password("pencil", parsed.salt, parsed.salt_len,
+						parsed.iterations, &derived), 0);
+	cr_assert_eq(memcmp(parsed.stored_key, derived.stored_key, SCRAM_KEY_LEN), 0);
+	cr_assert_eq(memcmp(parsed.server_key, derived.server_key, SCRAM_KEY_LEN), 0);
+	PQfreemem(verifier);
+	PQfinish(conn);
+}
+
 Test(scram, base64_is_strict)
 {
 	uint8_t out[16];
@@ -376,6 +423,18 @@ Test(md5, secret_and_check)
 	cr_assert_eq(md5_check("pencil2", "user", salt, MD5_RESPONSE, MD5_SECRET_LEN), 0);
 	cr_assert_eq(md5_check(MD5_SECRET, "user", salt, MD5_RESPONSE, MD5_SECRET_LEN - 1), 0);
 	cr_assert_eq(md5_check(MD5_SECRET, "user", salt, "", 0), 0);
+}
+
+/* libpq's own md5 code agrees */
+Test(md5, libpq_agrees)
+{
+	char secret[MD5_SECRET_LEN + 1];
+	char *theirs = PQencryptPassword("s3cr\xc3\xa9t", "bob");
+
+	cr_assert_not_null(theirs);
+	cr_assert_eq(md5_secret("s3cr\xc3\xa9t", "bob", secret), 0);
+	cr_assert_str_eq(secret, theirs);
+	PQfreemem(theirs);
 }
 
 Test(md5, what_counts_as_an_md5_secret)
