@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "hba.h"
+#include "../lib/alloc_fail.h"
 
 static struct hba *parse(const char *text)
 {
@@ -241,4 +242,31 @@ Test(hba, load_from_disk)
 	unlink(path);
 	cr_assert_null(hba_load(path, &errors));
 	free(errors);
+}
+
+/* Every allocation in turn fails: NULL without an error text, or the file loads whole. */
+Test(hba, out_of_memory_at_each_allocation)
+{
+	static const char good[] = "local all all peer\nhost a,b,c x,y 10.0.0.0/8 md5\n"
+				   "hostssl all all ::1/128 scram-sha-256\n";
+	bool loaded = false;
+	int k;
+
+	if (!ALLOC_FAIL_AVAILABLE)
+		cr_skip_test("allocation failure needs the non-sanitizer build");
+	for (k = 1; k < 300 && !loaded; k++) {
+		char *errors = (char *)1;
+		struct hba *hba;
+
+		alloc_fail_arm(k);
+		hba = hba_parse("hba.conf", good, strlen(good), &errors);
+		alloc_fail_disarm();
+		cr_assert_null(errors, "at allocation %d", k);
+		loaded = hba != NULL;
+		if (hba)
+			cr_assert_eq(hba->count, 3);
+		hba_free(hba);
+	}
+	cr_assert(loaded);
+	cr_assert_gt(k, 8, "only %d allocations to fail", k - 1);  /* the failures were really met */
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "userlist.h"
+#include "../lib/alloc_fail.h"
 
 #define VERIFIER "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==" \
 	"$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
@@ -152,4 +153,46 @@ Test(userlist, many_users)
 	}
 	userlist_free(list);
 	free(text);
+}
+
+/*
+ * Every allocation in turn fails: the parse then returns NULL with no
+ * error text (out of memory), never a half list or a wrong error; once no
+ * allocation fails it loads. A text with an error gives that error or none.
+ */
+Test(userlist, out_of_memory_at_each_allocation)
+{
+	static const char good[] = "\"alice\" \"secret\"\n\"bob\" \"" VERIFIER "\"\n\"carol\" \"x\"\n";
+	static const char bad[] = "\"alice\" \"secret\"\nbad\n\"alice\" \"again\"\n";
+	bool loaded = false;
+	int k;
+
+	if (!ALLOC_FAIL_AVAILABLE)
+		cr_skip_test("allocation failure needs the non-sanitizer build");
+	for (k = 1; k < 200 && !loaded; k++) {
+		char *errors = (char *)1;
+		struct userlist *list;
+
+		alloc_fail_arm(k);
+		list = userlist_parse("users.txt", good, strlen(good), &errors);
+		alloc_fail_disarm();
+		cr_assert_null(errors, "at allocation %d", k);
+		loaded = list != NULL;
+		if (list)
+			cr_assert_eq(userlist_count(list), 3);
+		userlist_free(list);
+	}
+	cr_assert(loaded);
+	cr_assert_gt(k, 8, "only %d allocations to fail", k - 1);  /* the failures were really met */
+	for (int k = 1; k < 200; k++) {
+		char *errors = NULL;
+
+		alloc_fail_arm(k);
+		cr_assert_null(userlist_parse("users.txt", bad, strlen(bad), &errors));
+		alloc_fail_disarm();
+		if (errors)
+			cr_assert_str_eq(errors, "users.txt:2: expected a user name in double quotes\n"
+				      "users.txt:3: user \"alice\" is listed twice (first on line 1)\n");
+		free(errors);
+	}
 }
