@@ -464,7 +464,7 @@ static int read_from_server(struct client *c, struct server *s)
 		server_want_read(s, false);
 		return 0;
 	}
-	ssize_t n = recv(s->fd, out->data + out->end, iobuf_room(out), MSG_DONTWAIT);
+	ssize_t n = server_recv_raw(s, out->data + out->end, iobuf_room(out));
 	if (n > 0) {
 		out->end += (uint32_t)n;
 		c->pool->stats.bytes_sent += (uint64_t)n;

@@ -4,7 +4,7 @@
 # As root it runs apt-get; otherwise it prints the exact apt-get line and fails.
 set -euo pipefail
 
-build_pkgs="gcc make pkg-config libpq-dev libev-dev libinih-dev libsystemd-dev libmicrohttpd-dev"
+build_pkgs="gcc make pkg-config libpq-dev libssl-dev libev-dev libinih-dev libsystemd-dev libmicrohttpd-dev"
 run_pkgs="$build_pkgs postgresql postgresql-client"
 test_pkgs="$run_pkgs clang libclang-rt-14-dev libcriterion-dev python3-psycopg python3-pytest procps util-linux systemd
   openjdk-17-jdk-headless libpostgresql-jdbc-java libjunixsocket-java libjunixsocket-jni"
