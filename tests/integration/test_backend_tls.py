@@ -15,6 +15,7 @@ import pytest
 import harness
 from harness import (Cluster, PGCLUSTER, app_backends, clean_env, kill9, read_lines_until, spawn_client,
                      wait_backend_state, wait_for, wait_pool_size)
+import pgwire
 from pgwire import Wire
 
 POOL = 2
@@ -309,3 +310,41 @@ def test_idle_tls_backend_that_speaks_is_closed_and_replaced(pglease, tls_cluste
     assert victim not in after
     with d.connect() as c:
         assert ssl_of_own_backend(c)[0] is True
+
+
+class SlowWire(Wire):
+    """Reads a little at a time, so pglease's buffer for it stays nearly full."""
+
+    def _fill(self, deadline):
+        time.sleep(0.0002)
+        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = self.sock.recv(1499)
+        if not chunk:
+            raise EOFError("connection closed by server")
+        self.buf += chunk
+
+
+@pytest.mark.timeout(90)
+def test_replies_to_a_slow_reader_end_whole_over_tls(pglease, tls_cluster):
+    """A client that reads late keeps its buffer in pglease nearly full, so reads from the
+    backend stop part-way through a TLS record: OpenSSL keeps the decrypted rest, which epoll
+    cannot see (pool/server.c feeds a read event for it). Instrumented, one run of this test
+    cut some thirty records so; every reply must still arrive whole and in order."""
+    d = tls_pool(pglease, tls_cluster, pool_size=1)
+    w = SlowWire(d.socket_path)
+    w.startup({"user": "postgres", "database": "app"})
+    try:
+        # Replies of odd sizes (one short TLS record each), asked for at once and read late:
+        # the client's socket fills, then pglease's buffer, and the records stop lining up
+        # with the buffer's room. Each round's last reply may be the one cut.
+        for round in range(25):
+            # ... and the round's last reply ends in a record of nearly 8 kB (PostgreSQL flushes
+            # 8 kB at a time), likely to be cut while the buffer is nearly full.
+            sizes = [3000 + 37 * i + round for i in range(80)] + [8192 * 20 + 7800 + round]
+            w.send(b"".join(pgwire.query_msg("select repeat('q', %d)" % n) for n in sizes))
+            time.sleep(0.1)
+            for n in sizes:
+                r = w.collect_until_ready(timeout=5)
+                assert r["error"] is None and r["rows"] == [[b"q" * n]]
+    finally:
+        w.terminate()
