@@ -348,3 +348,48 @@ def test_replies_to_a_slow_reader_end_whole_over_tls(pglease, tls_cluster):
                 assert r["error"] is None and r["rows"] == [[b"q" * n]]
     finally:
         w.terminate()
+
+
+def test_health_check_runs_through_libpq_over_tls(pglease, tls_cluster, tls_direct):
+    """An idle TLS backend past server_check_delay is checked (libpq, on the shared session)
+    before its next lease, and the relay goes on through the same session after it."""
+    tls_direct.execute("drop sequence if exists tls_checks")
+    tls_direct.execute("create sequence tls_checks")
+    d = tls_pool(pglease, tls_cluster, pool_size=1, server_check_delay=0.3,
+                 server_check_query="select nextval('tls_checks')")
+    with d.connect() as c:
+        pid = c.execute("select pg_backend_pid()").fetchone()[0]
+        for _ in range(3):
+            time.sleep(0.5)
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == pid
+    assert tls_direct.execute("select last_value, is_called from tls_checks").fetchone() == (3, True)
+
+
+def test_named_prepared_statements_move_between_tls_backends(pglease, tls_cluster):
+    """Transaction mode's prepared-statement layer (pglease's own Parse sent raw, its replies
+    cut) over TLS: the same statement on both backends of the pool."""
+    d = tls_pool(pglease, tls_cluster, pool_size=2)
+    with d.connect() as a, d.connect() as b:
+        a.execute("begin")  # holds one backend, so b's statements go to the other
+        pa = a.execute("select pg_backend_pid()").fetchone()[0]
+        for i in range(5):
+            assert b.execute("select %s::int + 1, pg_backend_pid()", (i,), prepare=True).fetchone()[0] == i + 1
+        pb = b.execute("select pg_backend_pid()").fetchone()[0]
+        a.execute("commit")
+        b.execute("begin")
+        held = b.execute("select pg_backend_pid()").fetchone()[0]
+        for i in range(5):
+            got = a.execute("select %s::int + 1, pg_backend_pid()", (i,), prepare=True).fetchone()
+            assert got[0] == i + 1 and got[1] != held
+        b.execute("commit")
+        assert pa != pb and held in (pa, pb)
+
+
+def test_session_mode_over_tls(pglease, tls_cluster):
+    d = tls_pool(pglease, tls_cluster, pool_mode="session")
+    with d.connect() as c:
+        c.execute("set work_mem = '7MB'")
+        assert c.execute("show work_mem").fetchone()[0] == "7MB"
+        assert ssl_of_own_backend(c)[0] is True
+    with d.connect() as c:
+        assert c.execute("show work_mem").fetchone()[0] == "4MB", "server_reset_query ran over TLS"
