@@ -6,7 +6,9 @@
  * a lease (lease.c). Under a lease the hot path is client_relay_to_server()
  * and client_relay_from_server(): one recv() into the client's buffer,
  * framing of the new bytes (only headers are looked at, plus the 'Z'
- * status byte), one send(). A watcher is started only when a peer would
+ * status byte), one send(); the backend's side goes through
+ * server_recv_raw()/server_send_raw(), SSL_read/SSL_write on libpq's session
+ * over a TLS backend. A watcher is started only when a peer would
  * block, so a transaction normally costs no epoll_ctl. At each clean
  * boundary the lease ends (transaction mode), goes on, or probes a pin.
  */
