@@ -1,7 +1,7 @@
 # pglease — see README.md. `make` builds ./pglease; `make run`, `make test`, `make bench`, `make bench-ab REV=`,
 # `make install` / `make uninstall` (systemd/install.mk).
 CC      ?= cc
-PKGS    := libpq inih libcrypto
+PKGS    := libpq inih libssl libcrypto
 # libsystemd (sd_notify, socket activation) when present; `make clean; make HAVE_SYSTEMD=` builds without it.
 HAVE_SYSTEMD := $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1)
 ifeq ($(HAVE_SYSTEMD),1)

@@ -45,7 +45,7 @@ static const struct col servers_cols[] = {
 	{ "remote_pid", OID_INT8 },
 	/* pglease's own */
 	{ "id", OID_INT8 }, { "client_id", OID_INT8 }, { "lease_age", OID_FLOAT8 }, { "retired", OID_INT8 },
-	{ "cleaning_for", OID_TEXT },
+	{ "cleaning_for", OID_TEXT }, { "tls", OID_TEXT },
 };
 
 static const struct col stats_cols[] = {
@@ -212,6 +212,7 @@ static void server_row(struct reply *r, const struct server *s, ev_tstamp now)
 	}
 	reply_cell_int(r, s->generation != s->pool->generation);
 	reply_cell(r, s->state == SERVER_CLEANING ? lease_exit_reason_name(s->lease->why) : NULL);
+	reply_cell(r, s->tls ? PQsslAttribute(s->conn, "protocol") : NULL);
 	reply_end(r, m);
 }
 

@@ -426,7 +426,7 @@ static void drain_readable(struct server *s)
 	size_t carried = s->lease->carry_len;
 
 	memcpy(buf, s->lease->carry, carried);
-	ssize_t n = recv(s->fd, buf + carried, sizeof(buf) - carried, MSG_DONTWAIT);
+	ssize_t n = server_recv_raw(s, buf + carried, sizeof(buf) - carried);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		server_close(s, "closed by the backend while draining a finished lease");
 		return;

@@ -117,7 +117,8 @@ static int build_connect_params(struct pool *p)
 	PQconninfoFree(opts);
 	if (reserved < 0)
 		return -1;
-	/* Encrypted streams cannot be relayed raw: no encryption unless asked for. */
+	/* No encryption unless the conninfo asks (README, "Backend TLS"): TLS costs every byte
+	 * relayed, and GSS encryption cannot be relayed at all (server.c refuses it). */
 	if ((!has_user && add_param(p, &n, "user", p->user) < 0) ||
 	    (!has_dbname && add_param(p, &n, "dbname", p->dbname) < 0) ||
 	    (!has_ssl && add_param(p, &n, "sslmode", "disable") < 0) ||

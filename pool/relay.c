@@ -6,7 +6,9 @@
  * a lease (lease.c). Under a lease the hot path is client_relay_to_server()
  * and client_relay_from_server(): one recv() into the client's buffer,
  * framing of the new bytes (only headers are looked at, plus the 'Z'
- * status byte), one send(). A watcher is started only when a peer would
+ * status byte), one send(); the backend's side goes through
+ * server_recv_raw()/server_send_raw(), SSL_read/SSL_write on libpq's session
+ * over a TLS backend. A watcher is started only when a peer would
  * block, so a transaction normally costs no epoll_ctl. At each clean
  * boundary the lease ends (transaction mode), goes on, or probes a pin.
  */
@@ -464,7 +466,7 @@ static int read_from_server(struct client *c, struct server *s)
 		server_want_read(s, false);
 		return 0;
 	}
-	ssize_t n = recv(s->fd, out->data + out->end, iobuf_room(out), MSG_DONTWAIT);
+	ssize_t n = server_recv_raw(s, out->data + out->end, iobuf_room(out));
 	if (n > 0) {
 		out->end += (uint32_t)n;
 		c->pool->stats.bytes_sent += (uint64_t)n;

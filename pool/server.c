@@ -11,11 +11,15 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "client.h"
 #include "env.h"
@@ -54,16 +58,38 @@ void server_set_state(struct server *s, enum server_state state)
 
 /* ---- watchers ---- */
 
+/*
+ * Bytes OpenSSL has decrypted but nobody has read yet are invisible to epoll:
+ * while the read watcher is on, a read event is fed for them by hand. Each
+ * reader takes at least a byte or stops the watcher (which drops the fed
+ * event), so this cannot spin.
+ */
+static void tls_wake(struct server *s)
+{
+	if (s->tls && ev_is_active(&s->rio) && SSL_pending(s->tls) > 0)
+		ev_feed_event(loop, &s->rio, EV_READ);
+}
+
+/* Leaving the raw phase: libpq's own SSL calls redo whatever a raw read or write waited for. */
+static void tls_forget_waits(struct server *s)
+{
+	s->tls_read_wants_write = s->tls_write_wants_read = false;
+}
+
 void server_want_read(struct server *s, bool on)
 {
 	if (on && !ev_is_active(&s->rio))
 		ev_io_start(loop, &s->rio);
 	else if (!on && ev_is_active(&s->rio))
 		ev_io_stop(loop, &s->rio);
+	if (on)
+		tls_wake(s);
 }
 
 void server_want_write(struct server *s, bool on)
 {
+	/* An SSL_read that waits for writability keeps the write watcher on. */
+	on |= s->tls_read_wants_write;
 	if (on && !ev_is_active(&s->wio))
 		ev_io_start(loop, &s->wio);
 	else if (!on && ev_is_active(&s->wio))
@@ -189,14 +215,37 @@ uint8_t *server_take_notices(struct server *s, uint32_t *len)
 	return data;
 }
 
+/*
+ * The raw phases read and write through libpq's own OpenSSL session, so that
+ * libpq, taking the link back, finds the TLS stream where pglease left it
+ * (SSL_read hands out decrypted bytes; what it keeps is there for libpq's next
+ * SSL_read). A moving buffer is allowed because the relay retries a write
+ * from an iobuf that may have been compacted; partial writes make SSL_write
+ * report progress record by record, like send().
+ */
+static int tls_take(struct server *s)
+{
+	SSL *ssl = PQsslStruct(s->conn, "OpenSSL");
+
+	if (!ssl)
+		return -1;
+	SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	s->tls = ssl;
+	return 0;
+}
+
 static void connect_done(struct server *s)
 {
 	assert(s->state == SERVER_CONNECTING && s->phase == PHASE_CONNECT);
 	server_stop_timer(s);
 	server_want_write(s, false);
-	if (PQsslInUse(s->conn) || PQgssEncInUse(s->conn)) {
-		connect_failed(s, "backend connection uses TLS or GSS encryption, which pglease cannot relay raw; "
-				  "set sslmode=disable and gssencmode=disable in the conninfo");
+	if (PQgssEncInUse(s->conn)) {
+		connect_failed(s, "backend connection uses GSS encryption, which pglease cannot relay; "
+				  "set gssencmode=disable in the conninfo (TLS through sslmode is supported)");
+		return;
+	}
+	if (PQsslInUse(s->conn) && tls_take(s) < 0) {
+		connect_failed(s, "backend connection uses TLS, but libpq's OpenSSL session is not available");
 		return;
 	}
 	PQsetnonblocking(s->conn, 1);
@@ -338,6 +387,7 @@ int server_query(struct server *s, const char *sql, server_query_cb done)
 	assert(s->conn && s->phase != PHASE_QUERY && !s->query_done);
 	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
 	s->phase = PHASE_QUERY;
+	tls_forget_waits(s);
 	s->query_done = done;
 	s->query_rows = 0;
 	s->query_result = NULL;
@@ -377,6 +427,7 @@ void server_watch_idle(struct server *s)
 	/* Idle in the pool, or cleaning while a cancel is on its way; never under a lease. */
 	assert(s->conn && !server_client(s) && (s->state == SERVER_IDLE || s->state == SERVER_CLEANING));
 	s->phase = PHASE_IDLE;
+	tls_forget_waits(s);
 	s->on_readable = s->on_writable = NULL;
 	server_want_write(s, false);
 	server_want_read(s, true);
@@ -395,8 +446,67 @@ void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on
 	server_want_read(s, true);
 }
 
+static ssize_t tls_send(struct server *s, const void *data, size_t len)
+{
+	ERR_clear_error();
+	int n = SSL_write(s->tls, data, len > INT_MAX ? INT_MAX : (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(s->tls, n)) {
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+		/* Retried from on_io when the socket turns readable. */
+		s->tls_write_wants_read = true;
+		return 0;
+	default:
+		ERR_clear_error();
+		return -1;
+	}
+}
+
+static ssize_t tls_recv(struct server *s, void *buf, size_t len)
+{
+	ERR_clear_error();
+	int n = SSL_read(s->tls, buf, len > INT_MAX ? INT_MAX : (int)len);
+	if (n > 0)
+		return n;
+	int err = SSL_get_error(s->tls, n);
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		/* Retried from on_io when the socket turns writable. */
+		s->tls_read_wants_write = true;
+		server_want_write(s, true);
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		/* An unexpected EOF is a close; anything else a read error. */
+		if (err == SSL_ERROR_SYSCALL && errno == 0)
+			return 0;
+		if (errno == 0 || errno == EAGAIN || errno == EINTR)
+			errno = EIO;
+		return -1;
+	}
+}
+
+ssize_t server_recv_raw(struct server *s, void *buf, size_t len)
+{
+	assert(s->phase == PHASE_RAW && len > 0);
+	if (s->tls)
+		return tls_recv(s, buf, len);
+	return recv(s->fd, buf, len, MSG_DONTWAIT);
+}
+
 ssize_t server_send_raw(struct server *s, const void *data, size_t len)
 {
+	if (s->tls)
+		return tls_send(s, data, len);
 	ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	if (n >= 0)
@@ -407,6 +517,23 @@ ssize_t server_send_raw(struct server *s, const void *data, size_t len)
 }
 
 /* ---- dispatch ---- */
+
+/* A TLS read may wait for writability and a write for readability: the event goes to the side that waits. */
+static int tls_swap_wants(struct server *s, int revents)
+{
+	if ((revents & EV_WRITE) && s->tls_read_wants_write) {
+		s->tls_read_wants_write = false;
+		revents |= EV_READ;
+		/* The read kept the write watcher on; a writer that has nothing to send lets it go. */
+		if (!s->on_writable)
+			server_want_write(s, false);
+	}
+	if ((revents & EV_READ) && s->tls_write_wants_read) {
+		s->tls_write_wants_read = false;
+		revents |= EV_WRITE;
+	}
+	return revents;
+}
 
 static void on_io(struct ev_loop *l, ev_io *w, int revents)
 {
@@ -424,12 +551,16 @@ static void on_io(struct ev_loop *l, ev_io *w, int revents)
 		idle_poll(s);
 		break;
 	case PHASE_RAW:
+		if (s->tls)
+			revents = tls_swap_wants(s, revents);
 		if ((revents & EV_WRITE) && s->on_writable)
 			s->on_writable(s);
 		if ((revents & EV_READ) && s->state != SERVER_CLOSED && s->phase == PHASE_RAW && s->on_readable)
 			s->on_readable(s);
 		break;
 	}
+	if (s->tls && s->state != SERVER_CLOSED)
+		tls_wake(s);
 }
 
 static struct server *server_new(struct pool *pool)
@@ -509,6 +640,9 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	server_stop_timer(s);
 	struct pool *pool = s->pool;
 	server_set_state(s, SERVER_CLOSED);
+	/* libpq owns the TLS session and frees it with the connection. */
+	s->tls = NULL;
+	tls_forget_waits(s);
 	if (s->conn)
 		PQfinish(s->conn);
 	s->conn = NULL;

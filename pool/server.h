@@ -6,6 +6,7 @@
  *   server_go_raw()      hand the socket to the relay or the drain
  *   server_watch_idle()  sit idle: any byte from the backend is news
  *   server_send_raw()    write protocol bytes past libpq
+ *   server_recv_raw()    read protocol bytes past libpq
  *   server_close()       the one way a backend goes away, with a reason
  *   server_set_state()   move it to the pool list that is its state
  *   server_state_name()  "connecting", "idle", "active", ... (SHOW SERVERS, logs)
@@ -33,6 +34,7 @@ struct pool;
 struct client;
 struct server;
 struct prep_server;
+struct ssl_st;
 
 /* A server's states, listed once: X(ID, name); the name is SHOW SERVERS' state and the logs'. */
 #define SERVER_STATES(X) \
@@ -67,6 +69,11 @@ struct server {
 	struct pool *pool;
 	PGconn *conn;
 	int fd;
+	/* libpq's own OpenSSL session when the backend link is TLS, else NULL: the raw
+	 * phases read and write through it (server_recv_raw/server_send_raw). */
+	struct ssl_st *tls;
+	bool tls_read_wants_write;   /* an SSL_read waits for the socket to be writable */
+	bool tls_write_wants_read;   /* an SSL_write waits for the socket to be readable */
 	ev_io rio, wio;
 	ev_timer timer;              /* the deadline of whatever it is doing */
 	void (*timer_cb)(struct server *s);
@@ -109,6 +116,8 @@ void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on
 void server_watch_idle(struct server *s);
 /* Bytes written (maybe short), or -1 when the backend is gone. */
 MUST_CHECK ssize_t server_send_raw(struct server *s, const void *data, size_t len);
+/* As recv(): bytes read, 0 when the backend closed, -1 with errno (EAGAIN: nothing yet). */
+MUST_CHECK ssize_t server_recv_raw(struct server *s, void *buf, size_t len);
 void server_want_write(struct server *s, bool on);
 void server_want_read(struct server *s, bool on);
 void server_set_timer(struct server *s, double seconds, void (*cb)(struct server *));

@@ -29,6 +29,10 @@
 #      BENCH_TARGETS ("direct pgbouncer pglease", plus "pglease_b" when PGLEASE_B_BIN is set)
 #      PGLEASE_BIN (./pglease)  PGLEASE_B_BIN (unset: no B)
 #      BENCH_LARGE_RESULT_GIB (1; 0 skips step 6)
+#      BENCH_TLS (0; 1: the poolers reach PostgreSQL over TCP 127.0.0.1 with TLS, PgBouncer with
+#                 server_tls_sslmode = require, pglease with sslmode=require; the cluster has ssl=on,
+#                 a self-signed certificate made at start, and only hostssl for TCP; `direct` stays
+#                 on the Unix socket. Results go to build/bench-tls unless BENCH_OUT is set)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,7 +47,8 @@ BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_TARGETS=${BENCH_TARGETS:-direct pgbouncer pglease${PGLEASE_B_BIN:+ pglease_b}}
 BENCH_IDLE_CLIENTS=${BENCH_IDLE_CLIENTS:-1000}
-OUT=${BENCH_OUT:-$REPO/build/bench}
+BENCH_TLS=${BENCH_TLS:-0}
+OUT=${BENCH_OUT:-$REPO/build/bench$([ "$BENCH_TLS" = 1 ] && echo -tls)}
 
 WORKLOADS=("simple 10" "simple 100" "extended 10" "prepared 10" "prepared 100")   # pgbench -M mode, -c clients
 POOL_SIZE=10
@@ -117,6 +122,33 @@ start_cluster() {
   say "starting PostgreSQL in $TMP/pg"
   CLUSTER_STARTED=1
   pgcluster start "$TMP/pg" "${PORT[direct]}"
+  if [ "$BENCH_TLS" = 1 ]; then restart_cluster_with_tls; fi
+}
+
+# BENCH_TLS=1: a self-signed certificate (sslmode=require checks none), ssl=on, TCP on
+# 127.0.0.1 through hostssl only, so a pooler that would not encrypt is refused.
+restart_cluster_with_tls() {
+  local data=$TMP/pg/data
+  say "restarting PostgreSQL with ssl=on, hostssl on 127.0.0.1:${PORT[direct]}"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$data/server.key" -out "$data/server.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
+  chmod 0600 "$data/server.key"
+  if is_root; then chown postgres: "$data/server.key" "$data/server.crt"; fi
+  printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\n' >"$data/pg_hba.conf"
+  pgcluster stop "$TMP/pg"
+  PGCLUSTER_OPTS="-c listen_addresses=127.0.0.1 -c ssl=on" pgcluster start "$TMP/pg" "${PORT[direct]}"
+}
+
+# backend_conninfo POOLER [DBNAME]: how a pooler reaches PostgreSQL.
+backend_conninfo() {
+  local extra=${2:+ dbname=$2}
+  if [ "$BENCH_TLS" != 1 ]; then
+    echo "host=${SOCK[direct]} port=${PORT[direct]}$extra"
+  elif [ "$1" = pgbouncer ]; then
+    echo "host=127.0.0.1 port=${PORT[direct]}$extra"
+  else
+    echo "host=127.0.0.1 port=${PORT[direct]}$extra sslmode=require"
+  fi
 }
 
 init_bench_db() {
@@ -130,13 +162,13 @@ init_bench_db() {
 # ------------------------------------------------------------- poolers ---
 
 write_pgbouncer_config() {
-  local dir=${SOCK[pgbouncer]} pg=${SOCK[direct]}
+  local dir=${SOCK[pgbouncer]}
   printf '"%s" ""\n' "$PGUSER_NAME" >"$dir/users.txt"
   cat >"$dir/pgbouncer.ini" <<EOF
 ; PgBouncer for tests/bench/bench.sh: Unix socket only, trust, transaction pooling.
 [databases]
-$DB = host=$pg port=${PORT[direct]} dbname=$DB
-* = host=$pg port=${PORT[direct]}
+$DB = $(backend_conninfo pgbouncer "$DB")
+* = $(backend_conninfo pgbouncer)
 
 [pgbouncer]
 listen_addr =
@@ -152,13 +184,14 @@ pidfile = $dir/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 log_stats = 0
+$(if [ "$BENCH_TLS" = 1 ]; then echo "server_tls_sslmode = require"; fi)
 EOF
   if is_root; then chown postgres: "$dir"/*; fi
 }
 
 # write_pglease_config TARGET: pglease and pglease_b differ only in socket dir and port.
 write_pglease_config() {
-  local t=$1 dir=${SOCK[$1]} pg=${SOCK[direct]}
+  local t=$1 dir=${SOCK[$1]}
   cat >"$dir/pglease.ini" <<EOF
 ; $t for tests/bench/bench.sh
 [pglease]
@@ -172,8 +205,8 @@ max_client_conn = $POOLER_MAX_CLIENTS
 log_level = warning
 
 [databases]
-$DB = host=$pg port=${PORT[direct]} dbname=$DB
-* = host=$pg port=${PORT[direct]}
+$DB = $(backend_conninfo "$t" "$DB")
+* = $(backend_conninfo "$t")
 EOF
 }
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs="gcc make pkg-config libpq-dev libssl-dev libev-dev libinih-dev libsystemd-dev libmicrohttpd-dev"
 run_pkgs="$build_pkgs postgresql postgresql-client"
-test_pkgs="$run_pkgs clang libclang-rt-14-dev libcriterion-dev python3-psycopg python3-pytest procps util-linux systemd
+test_pkgs="$run_pkgs openssl clang libclang-rt-14-dev libcriterion-dev python3-psycopg python3-pytest procps util-linux systemd
   openjdk-17-jdk-headless libpostgresql-jdbc-java libjunixsocket-java libjunixsocket-jni"
 # node and npm for the client matrix: Debian's, unless some node is already on PATH.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

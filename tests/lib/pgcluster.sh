@@ -5,6 +5,7 @@
 #
 # usage: pgcluster.sh start DIR [PORT]   -> socket DIR/.s.PGSQL.PORT, superuser "postgres"
 #        pgcluster.sh stop DIR
+#        PGCLUSTER_OPTS="-c ssl=on ..." pgcluster.sh start ...  (server options added last, so they win)
 #        pgcluster.sh bindir                (prints PostgreSQL's server bin dir)
 set -euo pipefail
 
@@ -33,7 +34,7 @@ start() {
       || { cat "$dir/initdb.log" >&2; exit 1; }
   fi
   as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgresql.log" -w -t 60 \
-    -o "-c listen_addresses='' -k $dir -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-c listen_addresses='' -k $dir -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PGCLUSTER_OPTS:-}" \
     start >/dev/null
 }
 
