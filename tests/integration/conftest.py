@@ -51,10 +51,7 @@ def cluster():
     c = Cluster()
     try:
         c.start()
-        with c.connect("postgres") as conn:
-            conn.execute("create database app")
-        with c.connect("app") as conn:
-            conn.execute("create table items (id bigserial primary key, val text not null)")
+        c.create_app()
         yield c
     finally:
         c.stop()

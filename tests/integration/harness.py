@@ -107,6 +107,13 @@ class Cluster:
     def connect(self, dbname="app", autocommit=True, **kw):
         return psycopg.connect(self.dsn(dbname, **kw), autocommit=autocommit)
 
+    def create_app(self):
+        """The database every test pools, with the table the tests write to."""
+        with self.connect("postgres") as conn:
+            conn.execute("create database app")
+        with self.connect("app") as conn:
+            conn.execute("create table items (id bigserial primary key, val text not null)")
+
     def psql(self, *args, dbname="app", input=None, timeout=60):
         cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                "-h", self.dir, "-p", str(self.port), "-U", "postgres"] + list(args) + [dbname]
