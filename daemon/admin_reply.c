@@ -13,24 +13,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "grow.h"
 #include "admin_reply.h"
 
 /* ---- output: r growing buffer of protocol messages ---- */
 
 void reply_bytes(struct reply *r, const void *p, size_t n)
 {
-	if (r->oom)
+	if (r->oom || n == 0)
 		return;
-	if (r->len + n > r->cap) {
-		size_t cap = (r->len + n) * 2 + 1024;
-		uint8_t *b = realloc(r->data, cap);
-		if (!b) {
-			r->oom = true;
-			return;
-		}
-		r->data = b;
-		r->cap = cap;
+	uint8_t *b = grow_bytes(r->data, &r->cap, r->len + n);
+	if (!b) {
+		r->oom = true;
+		return;
 	}
+	r->data = b;
 	memcpy(r->data + r->len, p, n);
 	r->len += n;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "grow.h"
 #include "params.h"
 
 const char *params_first(const struct param_set *s)
@@ -219,16 +220,12 @@ void sql_put(struct sql_text *t, const char *s, size_t n)
 {
 	if (t->failed)
 		return;
-	if (t->len + n + 1 > t->cap) {
-		size_t cap = (t->len + n + 1) * 2;
-		char *data = realloc(t->data, cap);
-		if (!data) {
-			t->failed = true;
-			return;
-		}
-		t->data = data;
-		t->cap = cap;
+	char *data = grow_bytes(t->data, &t->cap, t->len + n + 1);
+	if (!data) {
+		t->failed = true;
+		return;
 	}
+	t->data = data;
 	memcpy(t->data + t->len, s, n);
 	t->len += n;
 	t->data[t->len] = '\0';

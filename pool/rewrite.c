@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "client.h"
 #include "env.h"
 #include "log.h"
@@ -128,10 +129,8 @@ static int tx_reserve(struct prep_lease *pc, size_t more)
 		return 0;
 	if ((size_t)pc->tx_len + more > FRAME_MAX_LEN + (size_t)IOBUF_SIZE * 4)
 		return -1;
-	size_t cap = pc->tx_cap ? pc->tx_cap : 256;
-	while (cap < pc->tx_len + more)
-		cap *= 2;
-	uint8_t *tx = realloc(pc->tx, cap);
+	size_t cap = pc->tx_cap;
+	uint8_t *tx = grow_bytes(pc->tx, &cap, (size_t)pc->tx_len + more);
 	if (!tx)
 		return -1;
 	pc->tx = tx;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "stats.h"
 
 #define LABEL(id, name, label) [EXIT_##id] = label,
@@ -45,14 +46,12 @@ static void put(struct text *t, const char *fmt, ...)
 			t->len += (size_t)n;
 			return;
 		}
-		size_t cap = (t->len + (size_t)n + 1) * 2;
-		char *s = realloc(t->s, cap);
+		char *s = grow_bytes(t->s, &t->cap, t->len + (size_t)n + 1);
 		if (!s) {
 			t->oom = true;
 			return;
 		}
 		t->s = s;
-		t->cap = cap;
 	}
 }
 
