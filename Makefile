@@ -67,18 +67,18 @@ $(SAN_OBJS): CPPFLAGS += -DPGLEASE_VERIFY   # pool_verify() after every loop ite
 # libFuzzer targets for the parsers that see untrusted bytes (clang only); tests/fuzz/seeds/<target>/ seeds a corpus.
 FUZZ_SECONDS ?= 15
 FUZZ_CFLAGS := -std=c11 -g -O1 -D_GNU_SOURCE $(INC_daemon) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-build/fuzz/fuzz_startup: tests/fuzz/fuzz_startup.c daemon/startup.c pool/params.c base/proto.c
+build/fuzz/fuzz_startup: tests/fuzz/fuzz_startup.c daemon/startup.c pool/params.c base/proto.c base/grow.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 build/fuzz/fuzz_frame: tests/fuzz/fuzz_frame.c base/frame.c pool/stream.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
-build/fuzz/fuzz_pin: tests/fuzz/fuzz_pin.c pool/pin.c pool/sqllex.c pool/params.c
+build/fuzz/fuzz_pin: tests/fuzz/fuzz_pin.c pool/pin.c pool/sqllex.c pool/params.c base/grow.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
-build/fuzz/fuzz_reset: tests/fuzz/fuzz_reset.c pool/reset_sql.c pool/sqllex.c pool/params.c
+build/fuzz/fuzz_reset: tests/fuzz/fuzz_reset.c pool/reset_sql.c pool/sqllex.c pool/params.c base/grow.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
