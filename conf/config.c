@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -45,12 +47,14 @@ _Static_assert(sizeof(enum pool_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum auth_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum session_state) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum tls_mode) == sizeof(int), "enum size");
 
 /* Indexed by the enum values in config.h. */
 static const char *const pool_modes[] = { "transaction", "session", NULL };
 static const char *const auth_types[] = { "trust", "peer", NULL };
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
 static const char *const session_states[] = { "pin", "ignore", NULL };
+static const char *const tls_modes[] = { "disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL };
 
 /* ---- allocation: a config loader has no useful way to go on without memory */
 
@@ -154,6 +158,17 @@ static const struct key_def keys[] = {
 	STR(stats_users, 0, ""),
 	STR(metrics_listen, 0, ""),
 	SECS(lease_warn_after, 0, "0"),
+	STR(listen_addr, 0, ""),
+	INT(tcp_keepalive, 0, 1, "1"),
+	INT(tcp_keepidle, 0, 32767, "0"),
+	INT(tcp_keepintvl, 0, 32767, "0"),
+	INT(tcp_keepcnt, 0, 127, "0"),
+	ENUM(client_tls_sslmode, tls_modes, "disable"),
+	STR(client_tls_key_file, 0, ""),
+	STR(client_tls_cert_file, 0, ""),
+	STR(client_tls_ca_file, 0, ""),
+	STR(client_tls_protocols, NONZERO, "secure"),
+	STR(client_tls_ciphers, NONZERO, "default"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 
@@ -576,6 +591,52 @@ static void check_listen(struct parser *p, const char *spec)
 			  "invalid value \"%s\": %s", spec, why);
 }
 
+/* listen_addr: "*" or numeric IPv4/IPv6 addresses, comma-separated (no host names: no DNS at start). */
+static void check_listen_addr(struct parser *p, const char *list)
+{
+	const char *s = skip_blank(list);
+	char one[INET6_ADDRSTRLEN + 1];
+	uint8_t bin[sizeof(struct in6_addr)];
+
+	while (*s) {
+		size_t n = strcspn(s, ",");
+		size_t len = n;
+		while (len && isspace((unsigned char)s[len - 1]))
+			len--;
+		if (len == 0 || len >= sizeof(one)) {
+			key_error(p, key_line_of(p, "listen_addr"), "pglease", "listen_addr",
+				  "invalid value \"%s\": expected \"*\" or IP addresses separated by commas", list);
+			return;
+		}
+		memcpy(one, s, len);
+		one[len] = '\0';
+		if (strcmp(one, "*") != 0 && inet_pton(AF_INET, one, bin) != 1 && inet_pton(AF_INET6, one, bin) != 1) {
+			key_error(p, key_line_of(p, "listen_addr"), "pglease", "listen_addr",
+				  "invalid address \"%s\": expected \"*\" or a numeric IPv4 or IPv6 address", one);
+			return;
+		}
+		s = skip_blank(s + n + (s[n] == ','));
+	}
+}
+
+/* A mode that offers TLS needs a key and certificate; verify-* needs a CA to verify clients against. */
+static void check_client_tls(struct parser *p, const struct config *c)
+{
+	const char *why;
+
+	if (!config_parse_tls_protocols(c->client_tls_protocols, &why))
+		key_error(p, key_line_of(p, "client_tls_protocols"), "pglease", "client_tls_protocols",
+			  "invalid value \"%s\": %s", c->client_tls_protocols, why);
+	if (c->client_tls_sslmode == TLS_DISABLE)
+		return;
+	if (!*c->client_tls_key_file || !*c->client_tls_cert_file)
+		key_error(p, key_line_of(p, "client_tls_sslmode"), "pglease", "client_tls_sslmode",
+			  "%s needs client_tls_key_file and client_tls_cert_file", tls_modes[c->client_tls_sslmode]);
+	if (c->client_tls_sslmode >= TLS_VERIFY_CA && !*c->client_tls_ca_file)
+		key_error(p, key_line_of(p, "client_tls_sslmode"), "pglease", "client_tls_sslmode",
+			  "%s needs client_tls_ca_file to verify client certificates", tls_modes[c->client_tls_sslmode]);
+}
+
 /* Cross-key checks, reported where the operator has to make the fix. */
 static void check_globals(struct parser *p)
 {
@@ -593,6 +654,8 @@ static void check_globals(struct parser *p)
 	check_user_list(p, "admin_users", c->admin_users);
 	check_user_list(p, "stats_users", c->stats_users);
 	check_listen(p, c->metrics_listen);
+	check_listen_addr(p, c->listen_addr);
+	check_client_tls(p, c);
 }
 
 /* ---- [databases]: pglease's own keys inside a libpq conninfo */
@@ -1068,4 +1131,44 @@ bool config_parse_listen(const char *spec, struct listen_addr *out, const char *
 	else
 		return *why = "the address must be a numeric IPv4 or [IPv6] address (no host names)", false;
 	return true;
+}
+
+static unsigned tls_protocol_bit(const char *word, size_t n)
+{
+	static const struct { const char *name; unsigned bits; } words[] = {
+		{ "all", TLS_PROTO_10 | TLS_PROTO_11 | TLS_PROTO_12 | TLS_PROTO_13 },
+		{ "secure", TLS_PROTO_12 | TLS_PROTO_13 },
+		{ "default", TLS_PROTO_12 | TLS_PROTO_13 },
+		{ "legacy", TLS_PROTO_10 | TLS_PROTO_11 | TLS_PROTO_12 | TLS_PROTO_13 },
+		{ "tlsv1", TLS_PROTO_10 }, { "tlsv1.0", TLS_PROTO_10 }, { "tlsv1.1", TLS_PROTO_11 },
+		{ "tlsv1.2", TLS_PROTO_12 }, { "tlsv1.3", TLS_PROTO_13 },
+	};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
+		if (strlen(words[i].name) == n && strncasecmp(words[i].name, word, n) == 0)
+			return words[i].bits;
+	return 0;
+}
+
+unsigned config_parse_tls_protocols(const char *spec, const char **why)
+{
+	unsigned bits = 0;
+	const char *s = spec;
+
+	for (;;) {
+		s += strspn(s, ", :\t");
+		if (!*s)
+			break;
+		size_t n = strcspn(s, ", :\t");
+		unsigned bit = tls_protocol_bit(s, n);
+		if (!bit) {
+			*why = "expected all, secure, legacy, default or a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3";
+			return 0;
+		}
+		bits |= bit;
+		s += n;
+	}
+	if (!bits)
+		*why = "no protocol named";
+	return bits;
 }

@@ -24,6 +24,8 @@
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
 enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
 enum session_state { SESSION_STATE_PIN = 0, SESSION_STATE_IGNORE = 1 };
+/* client_tls_sslmode, weakest first: every mode from REQUIRE on refuses plain TCP. */
+enum tls_mode { TLS_DISABLE = 0, TLS_ALLOW, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_CA, TLS_VERIFY_FULL };
 
 /* One [databases] entry. */
 struct db_config {
@@ -62,6 +64,14 @@ struct config {
 	char *stats_users;           /* "": comma-separated users who may only SHOW */
 	char *metrics_listen;        /* "": off; "ADDR:PORT" or "/path/to/socket" for Prometheus */
 	double lease_warn_after;     /* 0: off; log a lease held longer, once */
+	/* Clients over TCP (daemon/listener.c) and TLS (daemon/tls.c). */
+	char *listen_addr;           /* "": no TCP; "*" all; else comma-separated addresses (restart) */
+	int tcp_keepalive;           /* 1: SO_KEEPALIVE on accepted TCP sockets */
+	int tcp_keepidle, tcp_keepintvl, tcp_keepcnt;  /* 0: the kernel's */
+	enum tls_mode client_tls_sslmode;  /* disable */
+	char *client_tls_key_file, *client_tls_cert_file, *client_tls_ca_file;  /* "" */
+	char *client_tls_protocols;  /* "secure": tlsv1.2,tlsv1.3 */
+	char *client_tls_ciphers;    /* "default": OpenSSL's */
 	struct db_config *dbs;
 	int db_count;
 };
@@ -92,5 +102,16 @@ struct listen_addr {
 };
 /* false with *why set when spec is not "ADDR:PORT", "[ADDR6]:PORT" or "/absolute/path". */
 bool config_parse_listen(const char *spec, struct listen_addr *out, const char **why);
+
+/*
+ * client_tls_protocols as a set of TLS_PROTO_* bits: "all", "secure",
+ * "legacy", "default" or a list of tlsv1.0 ... tlsv1.3 (comma, blank or
+ * colon separated, a leading '+'/'!' ... not supported). 0 with *why set on error.
+ */
+#define TLS_PROTO_10 1
+#define TLS_PROTO_11 2
+#define TLS_PROTO_12 4
+#define TLS_PROTO_13 8
+unsigned config_parse_tls_protocols(const char *spec, const char **why);
 
 #endif

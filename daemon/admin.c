@@ -105,7 +105,8 @@ static bool same_uid(const struct client *c)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 
-	return getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
+	/* On TCP the kernel reports an unrelated uid (the overflow uid): only the Unix socket tells. */
+	return !c->tcp && getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
 }
 
 /* 1: full admin, 0: SHOW only, -1: refused. */

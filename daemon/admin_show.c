@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <libpq-fe.h>
+#include <openssl/ssl.h>
 
 #include "admin.h"
 #include "admin_show.h"
 #include "client.h"
 #include "daemon.h"
 #include "lease.h"
+#include "listener.h"
 #include "metrics.h"
 #include "pause.h"
 #include "pool.h"
@@ -36,7 +38,7 @@ static const struct col clients_cols[] = {
 	{ "wait", OID_INT8 }, { "wait_us", OID_INT8 }, { "application_name", OID_TEXT },
 	/* pglease's own */
 	{ "id", OID_INT8 }, { "lease_age", OID_FLOAT8 }, { "server_id", OID_INT8 }, { "backend_pid", OID_INT8 },
-	{ "pinned", OID_INT8 },
+	{ "pinned", OID_INT8 }, { "tls", OID_TEXT },
 };
 
 static const struct col servers_cols[] = {
@@ -133,8 +135,29 @@ static int show_pools(struct reply *r)
 	return rows;
 }
 
+/* A TCP client's address and port; a Unix-socket client shows "unix" and listen_port. */
+static void client_addr_cells(struct reply *r, const struct client *c)
+{
+	char host[64];
+	int port;
+
+	listener_peer_name(c, host, sizeof(host), &port);
+	reply_cell(r, host);
+	reply_cell_int(r, port);
+}
+
+/* "TLSv1.3/TLS_AES_256_GCM_SHA384", or NULL when the client is not on TLS. */
+static const char *client_tls_name(const struct client *c, char *buf, size_t cap)
+{
+	if (!client_on_tls(c))
+		return NULL;
+	snprintf(buf, cap, "%s/%s", SSL_get_version(c->tls), SSL_get_cipher_name(c->tls));
+	return buf;
+}
+
 static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 {
+	char tls[128];
 	const char *app = params_get(&c->params, "application_name");
 	double waited = c->state == CLIENT_WAITING ? now - c->state_since : 0;
 	size_t m = reply_row_begin(r, &t_clients);
@@ -143,8 +166,7 @@ static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 	reply_cell(r, c->pool ? c->pool->user : admin_user(c));
 	reply_cell(r, c->pool ? c->pool->dbname : c->admin ? ADMIN_DBNAME : NULL);
 	reply_cell(r, client_state_name(c->state));
-	reply_cell(r, "unix");
-	reply_cell_int(r, cfg->listen_port);
+	client_addr_cells(r, c);
 	reply_cell_time(r, c->connected_at);
 	reply_cell_time(r, c->state_since);
 	reply_cell_int(r, (long long)waited);
@@ -163,6 +185,7 @@ static void client_row(struct reply *r, const struct client *c, ev_tstamp now)
 		reply_cell(r, NULL);
 	}
 	reply_cell_int(r, c->pinned);
+	reply_cell(r, client_tls_name(c, tls, sizeof(tls)));
 	reply_end(r, m);
 }
 

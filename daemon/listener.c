@@ -1,9 +1,11 @@
 /*
- * listener.c — the Unix socket clients connect to.
+ * listener.c — the sockets clients connect to: the Unix socket, and the
+ * TCP ones listen_addr names.
  *
- * Under systemd socket activation the socket is systemd's: pglease accepts
- * on it, but never unlinks it, so clients that connect while pglease is
- * down or restarting wait in its backlog for the next instance.
+ * Under systemd socket activation the sockets are systemd's: pglease accepts
+ * on them, but never unlinks the Unix one, so clients that connect while
+ * pglease is down or restarting wait in its backlog for the next instance.
+ * TCP sockets systemd passes are used too; listen_addr then opens nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,9 +30,17 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-static ev_io accept_io;
+/* The Unix socket first, then TCP ones. */
+#define MAX_LISTENERS 16
+struct listener {
+	ev_io io;
+	int fd;
+	bool tcp;
+};
+static struct listener listeners[MAX_LISTENERS];
+static int listener_count;
 static ev_timer accept_pause;
-static int listen_fd = -1, lock_fd = -1;
+static int listen_fd = -1, lock_fd = -1;   /* the Unix socket */
 static bool socket_passed;      /* systemd's socket: not ours to unlink */
 static char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static char lock_path[sizeof(socket_path) + 8];
@@ -69,26 +82,179 @@ static int take_lock(bool optional)
 static void on_pause_end(struct ev_loop *l, ev_timer *w, int revents)
 {
 	(void)l; (void)w; (void)revents;
-	ev_io_start(loop, &accept_io);
+	for (int i = 0; i < listener_count; i++)
+		ev_io_start(loop, &listeners[i].io);
+}
+
+static void pause_accepts(void)
+{
+	for (int i = 0; i < listener_count; i++)
+		ev_io_stop(loop, &listeners[i].io);
+	ev_timer_set(&accept_pause, 1., 0.);
+	ev_timer_start(loop, &accept_pause);
+}
+
+static void set_int_opt(int fd, int level, int name, int value, const char *what)
+{
+	if (setsockopt(fd, level, name, &value, sizeof(value)) < 0)
+		log_warning("setsockopt %s on a client socket: %s", what, strerror(errno));
+}
+
+/* Small protocol messages go out at once; a dead peer is noticed by keepalive (tcp_keep*). */
+static void tune_tcp(int fd)
+{
+	set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	if (!cfg->tcp_keepalive)
+		return;
+	set_int_opt(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+	if (cfg->tcp_keepidle > 0)
+		set_int_opt(fd, IPPROTO_TCP, TCP_KEEPIDLE, cfg->tcp_keepidle, "TCP_KEEPIDLE");
+	if (cfg->tcp_keepintvl > 0)
+		set_int_opt(fd, IPPROTO_TCP, TCP_KEEPINTVL, cfg->tcp_keepintvl, "TCP_KEEPINTVL");
+	if (cfg->tcp_keepcnt > 0)
+		set_int_opt(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg->tcp_keepcnt, "TCP_KEEPCNT");
 }
 
 static void on_accept(struct ev_loop *l, ev_io *w, int revents)
 {
-	(void)l; (void)w; (void)revents;
+	struct listener *ls = w->data;
+
+	(void)l; (void)revents;
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t len = sizeof(peer);
+		int fd = accept4(ls->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			client_accept(fd);
+			if (ls->tcp)
+				tune_tcp(fd);
+			client_accept(fd, ls->tcp, ls->tcp ? (struct sockaddr *)&peer : NULL, ls->tcp ? len : 0);
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE) {
 			log_warning("accept: %s; pausing accepts for 1 s", strerror(errno));
-			ev_io_stop(loop, &accept_io);
-			ev_timer_set(&accept_pause, 1., 0.);
-			ev_timer_start(loop, &accept_pause);
+			pause_accepts();
 		}
 		return;
 	}
+}
+
+static int add_listener(int fd, bool tcp)
+{
+	if (listener_count == MAX_LISTENERS) {
+		log_error("too many listening sockets (at most %d)", MAX_LISTENERS);
+		return -1;
+	}
+	struct listener *ls = &listeners[listener_count++];
+	ls->fd = fd;
+	ls->tcp = tcp;
+	ev_io_init(&ls->io, on_accept, fd, EV_READ);
+	ls->io.data = ls;
+	ev_io_start(loop, &ls->io);
+	return 0;
+}
+
+/* "1.2.3.4" / "::1" and the port of a socket address; "?" for another family. */
+static void addr_name(const struct sockaddr_storage *a, char *host, size_t cap, int *port)
+{
+	const void *bin = NULL;
+	int p = 0;
+
+	if (a->ss_family == AF_INET) {
+		bin = &((const struct sockaddr_in *)a)->sin_addr;
+		p = ntohs(((const struct sockaddr_in *)a)->sin_port);
+	} else if (a->ss_family == AF_INET6) {
+		bin = &((const struct sockaddr_in6 *)a)->sin6_addr;
+		p = ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
+	}
+	if (!bin || !inet_ntop(a->ss_family, bin, host, (socklen_t)cap))
+		snprintf(host, cap, "?");
+	if (port)
+		*port = p;
+}
+
+void listener_peer_name(const struct client *c, char *host, size_t cap, int *port)
+{
+	const struct sockaddr_storage *peer = client_peer(c);
+
+	if (peer) {
+		addr_name(peer, host, cap, port);
+		return;
+	}
+	snprintf(host, cap, "unix");
+	if (port)
+		*port = cfg->listen_port;
+}
+
+/* One TCP listener on host (numeric) or, for NULL, the wildcard of family. */
+static int bind_tcp(int family, const char *host)
+{
+	struct sockaddr_storage a = { .ss_family = (sa_family_t)family };
+	socklen_t len;
+	char name[INET6_ADDRSTRLEN + 8];
+
+	if (family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&a;
+		in->sin_port = htons((uint16_t)cfg->listen_port);
+		in->sin_addr.s_addr = htonl(INADDR_ANY);
+		if (host && inet_pton(AF_INET, host, &in->sin_addr) != 1)
+			return -1;
+		len = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
+		in6->sin6_port = htons((uint16_t)cfg->listen_port);
+		in6->sin6_addr = in6addr_any;
+		if (host && inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+			return -1;
+		len = sizeof(*in6);
+	}
+	snprintf(name, sizeof(name), family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+		 host ? host : family == AF_INET6 ? "::" : "0.0.0.0", cfg->listen_port);
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int on = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    /* "*" binds both families: the IPv6 socket must leave IPv4 to the other one. */
+	    (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+	    bind(fd, (struct sockaddr *)&a, len) < 0 || listen(fd, 4096) < 0) {
+		log_error("cannot listen on %s (listen_addr): %s", name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (add_listener(fd, true) < 0) {
+		close(fd);
+		return -1;
+	}
+	log_info("listening on %s", name);
+	return 0;
+}
+
+/* listen_addr: "*" or comma-separated numeric addresses (the config loader checked them). */
+static int open_tcp_listeners(void)
+{
+	const char *s = cfg->listen_addr;
+	char one[INET6_ADDRSTRLEN + 1];
+
+	while (*s) {
+		s += strspn(s, " \t,");
+		size_t n = strcspn(s, ",");
+		size_t len = n;
+		while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		if (len == 0)
+			break;
+		if (len >= sizeof(one))
+			return -1;
+		memcpy(one, s, len);
+		one[len] = '\0';
+		s += n;
+		if (strcmp(one, "*") == 0) {
+			if (bind_tcp(AF_INET, NULL) < 0 || bind_tcp(AF_INET6, NULL) < 0)
+				return -1;
+		} else if (bind_tcp(strchr(one, ':') ? AF_INET6 : AF_INET, one) < 0) {
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int bind_socket(void)
@@ -114,7 +280,8 @@ static int bind_socket(void)
  */
 static int passed_socket(void)
 {
-	int n = sd_listen_fds(1);
+	/* Not unset here: adopt_passed_tcp() reads LISTEN_FDS next; it unsets. */
+	int n = sd_listen_fds(0);
 
 	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++)
 		if (sd_is_socket_unix(fd, SOCK_STREAM, 1, socket_path, 0) > 0)
@@ -123,15 +290,49 @@ static int passed_socket(void)
 		log_warning("the socket passed by systemd is not bound to %s; using it anyway", socket_path);
 		return SD_LISTEN_FDS_START;
 	}
-	if (n > 0)
-		log_warning("systemd passed %d sockets, none a listening Unix socket for %s; creating our own",
-			    n, socket_path);
+	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++)
+		if (sd_is_socket(fd, AF_UNIX, 0, -1) > 0) {
+			log_warning("systemd passed %d sockets, none a listening Unix socket for %s; creating our own",
+				    n, socket_path);
+			break;
+		}
 	return -1;
+}
+/*
+ * TCP sockets systemd passed (ListenStream=PORT or ADDR:PORT): accepted on
+ * like listen_addr's. Returns how many, or -1.
+ */
+static int adopt_passed_tcp(void)
+{
+	int n = sd_listen_fds(1), found = 0;   /* the last reader: LISTEN_FDS is unset */
+
+	for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+		if (sd_is_socket(fd, AF_INET, SOCK_STREAM, 1) <= 0 && sd_is_socket(fd, AF_INET6, SOCK_STREAM, 1) <= 0)
+			continue;
+		int flags = fcntl(fd, F_GETFL);
+		if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+		    add_listener(fd, true) < 0)
+			return -1;
+		struct sockaddr_storage a;
+		socklen_t len = sizeof(a);
+		char host[INET6_ADDRSTRLEN] = "?";
+		int port = 0;
+		if (getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+			addr_name(&a, host, sizeof(host), &port);
+		log_info("socket activation: accepting TCP on %s port %d (fd %d)", host, port, fd);
+		found++;
+	}
+	return found;
 }
 #else
 static int passed_socket(void)
 {
 	return -1;
+}
+
+static int adopt_passed_tcp(void)
+{
+	return 0;
 }
 #endif
 
@@ -164,19 +365,29 @@ int listener_start(void)
 		log_error("cannot listen on %s: %s", socket_path, strerror(errno));
 		return -1;
 	}
-	ev_io_init(&accept_io, on_accept, listen_fd, EV_READ);
 	ev_timer_init(&accept_pause, on_pause_end, 1., 0.);
-	ev_io_start(loop, &accept_io);
+	if (add_listener(listen_fd, false) < 0)
+		return -1;
 	log_info("listening on %s", socket_path);
+	int tcp_passed = adopt_passed_tcp();
+	if (tcp_passed < 0)
+		return -1;
+	if (tcp_passed > 0 && *cfg->listen_addr)
+		log_warning("listen_addr \"%s\" is ignored: systemd passed the TCP sockets", cfg->listen_addr);
+	else if (open_tcp_listeners() < 0)
+		return -1;
 	return 0;
 }
 
 void listener_stop(void)
 {
+	ev_timer_stop(loop, &accept_pause);
+	for (int i = 0; i < listener_count; i++) {
+		ev_io_stop(loop, &listeners[i].io);
+		close(listeners[i].fd);
+	}
+	listener_count = 0;
 	if (listen_fd >= 0) {
-		ev_io_stop(loop, &accept_io);
-		ev_timer_stop(loop, &accept_pause);
-		close(listen_fd);
 		if (!socket_passed)
 			unlink(socket_path);
 		listen_fd = -1;

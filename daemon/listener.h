@@ -1,8 +1,11 @@
 /*
- * listener.h — the Unix socket clients connect to.
+ * listener.h — the sockets clients connect to: the Unix socket and, with
+ * listen_addr (or TCP sockets systemd passed), TCP ones.
  *
- *   listener_start()  take the lock file; use the socket systemd passed, else replace a stale one and listen
+ *   listener_start()  take the lock file; use the socket systemd passed, else replace a stale one and listen;
+ *                     the TCP listeners (systemd's, else listen_addr's); -1 names what failed
  *   listener_stop()   stop accepting, remove the lock and the socket (unless systemd's)
+ *   listener_peer_name()  a client's address as text ("127.0.0.1", "::1"; "unix") and port
  *
  * The socket is <unix_socket_dir>/.s.PGSQL.<listen_port>, PostgreSQL's own
  * naming, so `psql -h DIR -p PORT` finds it. The lock file beside it
@@ -13,9 +16,14 @@
 #ifndef PGLEASE_LISTENER_H
 #define PGLEASE_LISTENER_H
 
+#include <stddef.h>
+
 #include "check.h"
+
+struct client;
 
 MUST_CHECK int listener_start(void);
 void listener_stop(void);
+void listener_peer_name(const struct client *c, char *host, size_t cap, int *port);
 
 #endif

@@ -19,6 +19,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "startup.h"
+#include "tls.h"
 #include "worker.h"
 
 
@@ -112,6 +113,14 @@ static void login(struct client *c, struct startup *st)
 		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
 		return client_fatal(c, "3D000", msg, NULL);
 	}
+	if (!tls_login_allowed(c, st->user, st->database))
+		return;
+	/* Peer credentials exist only on the Unix socket (on TCP the kernel reports an unrelated uid). */
+	if (cfg->auth_type == AUTH_PEER && c->tcp) {
+		log_info("client %u: auth_type peer is for Unix-socket clients only", c->id);
+		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", st->user);
+		return client_fatal(c, "28000", msg, NULL);
+	}
 	if (cfg->auth_type == AUTH_PEER)
 		return peer_check(c, st);
 	login_finish(c, st);
@@ -141,6 +150,26 @@ static void reply_no_encryption(struct client *c, enum startup_kind kind)
 		     kind == STARTUP_SSL ? "received unencrypted data after SSL request"
 					 : "received unencrypted data after GSSAPI encryption request",
 		     "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
+}
+
+/*
+ * 'S', then the handshake on the loop (login_readable drives it). As for
+ * 'N', bytes that came with the request were sent unencrypted: refused.
+ */
+static void reply_tls(struct client *c)
+{
+	client_send(c, (const uint8_t *)"S", 1);
+	if (c->state != CLIENT_LOGIN)
+		return;
+	if (!iobuf_is_empty(c->in))
+		return client_fatal(c, "08P01", "received unencrypted data after SSL request",
+				    "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
+	if (c->out) {
+		/* The 'S' must be on the wire before the first TLS record. */
+		return client_close(c, "could not send the SSL negotiation response");
+	}
+	if (tls_accept(c) < 0)
+		client_close(c, "could not start an SSL session: out of memory");
 }
 
 /*
@@ -176,6 +205,12 @@ static bool login_packet(struct client *c)
 			client_fatal(c, st.sqlstate, st.message, NULL);
 		break;
 	case STARTUP_SSL:
+		if (tls_offered(c)) {
+			reply_tls(c);
+			startup_free(&st);
+			return false;   /* whatever follows is read through TLS */
+		}
+		/* fall through */
 	case STARTUP_GSSENC:
 		reply_no_encryption(c, st.kind);
 		startup_free(&st);
@@ -193,6 +228,9 @@ static bool login_packet(struct client *c)
 
 void login_readable(struct client *c)
 {
+	/* The StartupMessage may already sit in OpenSSL's buffer when the handshake ends: read on. */
+	if (c->tls_handshaking && tls_handshake(c) <= 0)
+		return;
 	if (client_read_into(c, &c->in) <= 0) {
 		client_close(c, "client closed the connection during login");
 		return;

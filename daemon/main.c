@@ -29,6 +29,7 @@
 #include "notify.h"
 #include "pool.h"
 #include "reload.h"
+#include "tls.h"
 #include "server.h"
 #include "verify.h"
 
@@ -247,7 +248,7 @@ static int run(const char *path)
 	loop = ev_default_loop(EVFLAG_AUTO);
 	install_hooks();
 	int rc = 1;
-	if (listener_start() < 0 || worker_start(loop) < 0 || metrics_start() < 0)
+	if (tls_init() < 0 || listener_start() < 0 || worker_start(loop) < 0 || metrics_start() < 0)
 		goto out;
 	start_watchers();
 	log_info("pglease %s started (pid %d)", PGLEASE_VERSION, (int)getpid());
@@ -264,6 +265,7 @@ out:
 	server_reap();
 	pool_free_all();
 	reload_free_all();   /* cfg, and any config a reload replaced */
+	tls_free();
 	return rc;
 }
 

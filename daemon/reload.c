@@ -11,7 +11,9 @@
  *   pool_mode the old pool keeps its clients, in the old mode, to their end;
  *             clients that log in from now on get a new pool
  * Global timeouts and sizes are read from cfg when used, so they apply at
- * once. listen_port, unix_socket_dir and unix_socket_mode need a restart.
+ * once. listen_port, listen_addr, unix_socket_dir and unix_socket_mode need
+ * a restart (logged, the running value kept). The client TLS files are read
+ * again (tls_reload): new connections get the new certificate.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +26,7 @@
 #include "log.h"
 #include "pool.h"
 #include "reload.h"
+#include "tls.h"
 
 /* Replaced configs that pools may still point into. */
 static struct config **old_configs;
@@ -72,6 +75,8 @@ static int keep_restart_settings(struct config *next)
 {
 	keep_int(&next->listen_port, cfg->listen_port, "listen_port", "%d");
 	keep_int(&next->unix_socket_mode, cfg->unix_socket_mode, "unix_socket_mode", "%04o");
+	if (keep_string(&next->listen_addr, cfg->listen_addr, "listen_addr") < 0)
+		return -1;
 	return keep_string(&next->unix_socket_dir, cfg->unix_socket_dir, "unix_socket_dir");
 }
 
@@ -166,6 +171,7 @@ int reload_apply(void)
 	struct changes ch = count_changes(prev, next);
 	cfg = next;
 	log_set_level(next->log_level);
+	tls_reload();
 	apply_to_pools();
 	pool_prewarm();
 	reload_collect();

@@ -16,7 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <limits.h>
 #include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "client.h"
 #include "env.h"
@@ -71,6 +75,17 @@ void client_set_state(struct client *c, enum client_state state)
 	list_push_tail(state_list(c, state), &c->node);
 }
 
+/*
+ * Bytes OpenSSL has decrypted but nobody has read yet are invisible to epoll:
+ * while the read watcher is on, a read event is fed for them by hand (as the
+ * backend side's tls_wake). Each reader takes bytes or stops the watcher.
+ */
+static void tls_wake(struct client *c)
+{
+	if (c->tls && !c->tls_handshaking && ev_is_active(&c->rio) && SSL_pending(c->tls) > 0)
+		ev_feed_event(loop, &c->rio, EV_READ);
+}
+
 void client_want_read(struct client *c, bool on)
 {
 	/* After a bad message nothing more is read: the client is about to get FATAL. */
@@ -79,10 +94,14 @@ void client_want_read(struct client *c, bool on)
 		ev_io_start(loop, &c->rio);
 	else if (!on && ev_is_active(&c->rio))
 		ev_io_stop(loop, &c->rio);
+	if (on)
+		tls_wake(c);
 }
 
 void client_want_write(struct client *c, bool on)
 {
+	/* An SSL_read (or handshake step) that waits for writability keeps the write watcher on. */
+	on |= c->tls_read_wants_write;
 	if (on && !ev_is_active(&c->wio))
 		ev_io_start(loop, &c->wio);
 	else if (!on && ev_is_active(&c->wio))
@@ -91,7 +110,7 @@ void client_want_write(struct client *c, bool on)
 
 /* ---- accept and close ---- */
 
-void client_accept(int fd)
+void client_accept(int fd, bool tcp, const struct sockaddr *peer, socklen_t peer_len)
 {
 	struct client *c = calloc(1, sizeof(*c));
 
@@ -100,6 +119,9 @@ void client_accept(int fd)
 		return;
 	}
 	c->fd = fd;
+	c->tcp = tcp;
+	if (peer && peer_len <= sizeof(c->peer))
+		memcpy(&c->peer, peer, peer_len);
 	c->id = next_client_id++;
 	if (getrandom(&c->cancel_key, sizeof(c->cancel_key), GRND_NONBLOCK) != sizeof(c->cancel_key))
 		c->cancel_key = (uint32_t)random();
@@ -153,6 +175,7 @@ void client_reap(void)
 		if (c->jobs_pending)
 			continue;
 		list_remove(&closed_clients, pos);
+		SSL_free(c->tls);   /* its SSL_CTX reference goes with it */
 		params_free(&c->params);
 		params_free(&c->startup);
 		params_free(&c->vet_key);
@@ -176,13 +199,44 @@ struct iobuf *client_out_buffer(struct client *c)
 	return c->out;
 }
 
+/* SSL_write: bytes taken, or -1 with errno EAGAIN (try again) or another errno (gone). */
+static ssize_t tls_send(struct client *c, const void *data, size_t len)
+{
+	ERR_clear_error();
+	int n = SSL_write(c->tls, data, len > INT_MAX ? INT_MAX : (int)len);
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(c->tls, n)) {
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_READ:
+		/* Retried from on_readable. */
+		c->tls_write_wants_read = true;
+		client_want_read(c, true);
+		errno = EAGAIN;
+		return -1;
+	default:
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
+	}
+}
+
+static ssize_t send_bytes(struct client *c, const void *data, size_t len)
+{
+	if (client_on_tls(c))
+		return tls_send(c, data, len);
+	return send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* Send out[start, scanned); returns -1 when the client is gone. */
 int client_flush(struct client *c)
 {
 	struct iobuf *out = c->out;
 
 	while (out && iobuf_unsent(out)) {
-		ssize_t n = send(c->fd, out->data + out->start, iobuf_unsent(out), MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = send_bytes(c, out->data + out->start, iobuf_unsent(out));
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n < 0 && errno == EINTR)
@@ -241,6 +295,40 @@ void client_fatal(struct client *c, const char *sqlstate, const char *message, c
 
 /* ---- reading ---- */
 
+/* SSL_read, with recv()'s meaning: >0 bytes, 0 closed, -1 with errno (EAGAIN: nothing yet). */
+static ssize_t tls_recv(struct client *c, void *buf, size_t len)
+{
+	ERR_clear_error();
+	int n = SSL_read(c->tls, buf, len > INT_MAX ? INT_MAX : (int)len);
+	if (n > 0)
+		return n;
+	int err = SSL_get_error(c->tls, n);
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		/* Retried from on_writable. */
+		c->tls_read_wants_write = true;
+		client_want_write(c, true);
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		errno = EIO;   /* an unexpected EOF or a TLS error: the client is gone */
+		return -1;
+	}
+}
+
+static ssize_t recv_bytes(struct client *c, void *buf, size_t len)
+{
+	if (client_on_tls(c))
+		return tls_recv(c, buf, len);
+	return recv(c->fd, buf, len, 0);
+}
+
 int client_read_into(struct client *c, struct iobuf **bufp)
 {
 	if (!*bufp && !(*bufp = iobuf_get()))
@@ -250,7 +338,7 @@ int client_read_into(struct client *c, struct iobuf **bufp)
 		iobuf_compact(buf);
 	if (iobuf_room(buf) == 0)
 		return 1;
-	ssize_t n = recv(c->fd, buf->data + buf->end, iobuf_room(buf), 0);
+	ssize_t n = recv_bytes(c, buf->data + buf->end, iobuf_room(buf));
 	if (n > 0)
 		buf->end += (uint32_t)n;
 	if (n == 0)
@@ -262,12 +350,8 @@ int client_read_into(struct client *c, struct iobuf **bufp)
 
 /* ---- socket events ---- */
 
-static void on_readable(struct ev_loop *l, ev_io *w, int revents)
+static void readable(struct client *c)
 {
-	struct client *c = w->data;
-
-	(void)l;
-	(void)revents;
 	if (c->state == CLIENT_LOGIN)
 		frontend->login_readable(c);
 	else if (c->state == CLIENT_ADMIN)
@@ -276,12 +360,11 @@ static void on_readable(struct ev_loop *l, ev_io *w, int revents)
 		client_on_data(c);
 }
 
-static void on_writable(struct ev_loop *l, ev_io *w, int revents)
+static void writable(struct client *c)
 {
-	struct client *c = w->data;
-
-	(void)l;
-	(void)revents;
+	/* The TLS handshake waits for either direction: the login hook drives it. */
+	if (c->tls_handshaking)
+		return frontend->login_readable(c);
 	if (client_flush(c) < 0)
 		return client_close(c, "client went away while being written to");
 	if (c->state == CLIENT_ADMIN)
@@ -289,6 +372,41 @@ static void on_writable(struct ev_loop *l, ev_io *w, int revents)
 	struct server *s = client_server(c);
 	if (s && s->phase == PHASE_RAW)
 		server_want_read(s, true);
+}
+
+static void on_readable(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+
+	(void)l;
+	(void)revents;
+	/* An SSL_write that waited for readability is retried first. */
+	if (c->tls_write_wants_read) {
+		c->tls_write_wants_read = false;
+		writable(c);
+	}
+	if (c->state != CLIENT_CLOSED)
+		readable(c);
+	if (c->state != CLIENT_CLOSED)
+		tls_wake(c);
+}
+
+static void on_writable(struct ev_loop *l, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+
+	(void)l;
+	(void)revents;
+	if (c->tls_read_wants_write) {
+		/* An SSL_read (or handshake step) waited for this: it runs again now. */
+		c->tls_read_wants_write = false;
+		readable(c);
+		if (c->state == CLIENT_CLOSED)
+			return;
+	}
+	writable(c);
+	if (c->state != CLIENT_CLOSED)
+		tls_wake(c);
 }
 
 /* ---- lookups and housekeeping ---- */

@@ -15,6 +15,7 @@
  *   client_send() / client_flush() / client_out_buffer() / client_read_into()
  *   client_want_read() / client_want_write()   its buffers and watchers
  *   client_read() / client_write()  raw I/O for the admin console
+ *   client_peer() / client_on_tls()  its TCP address; whether it talks TLS
  * welcome.c, its login's answer:
  *   client_join()        an authenticated client joins its pool
  *   client_welcome()     finish login once the pool knows its backend's settings
@@ -31,7 +32,9 @@
 #ifndef PGLEASE_CLIENT_H
 #define PGLEASE_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <ev.h>
 
 #include "iobuf.h"
@@ -43,6 +46,7 @@ struct pool;
 struct server;
 struct admin_conn;
 struct prep_client;
+struct ssl_st;
 
 /* A client's states, listed once: X(ID, name); the name is SHOW CLIENTS' state and the logs'. */
 #define CLIENT_STATES(X) \
@@ -95,6 +99,18 @@ struct client {
 	bool quotes_known, backslash_quotes;  /* session.c: standard_conforming_strings, cached */
 	bool prep_on;              /* the prepared-statement layer applies (transaction mode) */
 	struct prep_client *prep;  /* its named prepared statements, allocated when first needed */
+	/* Its transport: set at accept (listener.c), read through client_peer(). */
+	bool tcp;                  /* came over TCP (else the Unix socket) */
+	struct sockaddr_storage peer;  /* TCP: the client's address and port */
+	/*
+	 * TLS (daemon/tls.c starts it after an SSLRequest and drives the
+	 * handshake; from then on client_read_into()/client_flush() go through
+	 * it). Freed with the client (client_reap).
+	 */
+	struct ssl_st *tls;
+	bool tls_handshaking;        /* SSL_accept not finished: the front end's login hook drives it */
+	bool tls_read_wants_write;   /* an SSL_read (or the handshake) waits for the socket to be writable */
+	bool tls_write_wants_read;   /* an SSL_write waits for the socket to be readable */
 };
 
 /*
@@ -113,7 +129,8 @@ extern int client_count;
 
 void client_set_frontend(const struct client_frontend *fe);
 
-void client_accept(int fd);
+/* tcp: the socket is TCP and peer (peer_len bytes) its address; the Unix socket passes false, NULL, 0. */
+void client_accept(int fd, bool tcp, const struct sockaddr *peer, socklen_t peer_len);
 void client_close(struct client *c, const char *reason_fmt, ...) __attribute__((format(printf, 2, 3)));
 void client_fatal(struct client *c, const char *sqlstate, const char *message, const char *detail);
 void client_set_state(struct client *c, enum client_state state);
@@ -150,6 +167,18 @@ int client_flush(struct client *c);
 struct iobuf *client_out_buffer(struct client *c);
 /* Read into *bufp (allocated if NULL): 1 ok (maybe nothing new), 0 gone, -1 out of memory. */
 int client_read_into(struct client *c, struct iobuf **bufp);
+
+/* The client's TCP address (for hba host lines, SHOW CLIENTS), or NULL for a Unix-socket client. */
+static inline const struct sockaddr_storage *client_peer(const struct client *c)
+{
+	return c->tcp ? &c->peer : NULL;
+}
+
+/* Its bytes go through TLS (the handshake is done). */
+static inline bool client_on_tls(const struct client *c)
+{
+	return c->tls && !c->tls_handshaking;
+}
 
 /* The backend it holds, or NULL. */
 static inline struct server *client_server(const struct client *c)

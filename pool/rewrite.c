@@ -531,7 +531,7 @@ static enum prep_step need_more(struct client *c, struct server *s, const struct
 	return PREP_MORE;
 }
 
-static enum prep_step bind(struct client *c, struct server *s, const struct msg_view *v)
+static enum prep_step step_bind(struct client *c, struct server *s, const struct msg_view *v)
 {
 	int64_t portal = cstr_len(v, 0);
 	int64_t name = portal < 0 ? -1 : cstr_len(v, (uint32_t)portal + 1);
@@ -830,7 +830,7 @@ enum prep_step prep_client_step(struct client *c, struct server *s)
 	struct msg_view v = view_at(c->in);
 	switch (v.type) {
 	case 'P': return parse(c, s, &v);
-	case 'B': return bind(c, s, &v);
+	case 'B': return step_bind(c, s, &v);
 	case 'D': return describe(c, s, &v);
 	case 'Q': return deallocate(c, s, &v);
 	default:  return close_msg(c, s, &v);

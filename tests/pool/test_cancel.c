@@ -65,7 +65,7 @@ static struct client *accepted(int *peer)
 	int sv[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	client_accept(sv[0]);
+	client_accept(sv[0], false, NULL, 0);
 	*peer = sv[1];
 	return list_entry(list_last(&login_clients), struct client, node);
 }

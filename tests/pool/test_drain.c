@@ -57,7 +57,7 @@ static struct peer client_in(enum client_state state)
 	struct peer p;
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	client_accept(sv[0]);
+	client_accept(sv[0], false, NULL, 0);
 	p.c = list_entry(list_last(&login_clients), struct client, node);
 	p.fd = sv[1];
 	if (state != CLIENT_LOGIN) {
