@@ -4,6 +4,7 @@ import os
 import random
 import select
 import shutil
+import socket
 import signal
 import subprocess
 import tempfile
@@ -36,12 +37,25 @@ def make_tmpdir(prefix):
     return d
 
 
+def tcp_port_free(port):
+    """Nothing listens on port over IPv4 or IPv6 (a test may also open TCP listeners on it)."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
 def free_port(directory):
-    """Ports only name socket files here: pick one with no socket (or lock) in directory."""
+    """A port with no socket (or lock) in directory, free on TCP too (listen_addr tests)."""
     while True:
         port = random.randint(20000, 60000)
         base = os.path.join(directory, ".s.PGSQL.%d" % port)
-        if not os.path.exists(base) and not os.path.exists(base + ".lock"):
+        if not os.path.exists(base) and not os.path.exists(base + ".lock") and tcp_port_free(port):
             return port
 
 

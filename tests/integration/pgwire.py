@@ -115,11 +115,12 @@ class ProtocolError(AssertionError):
 
 
 class Wire:
-    """A raw client connection to a Unix socket."""
+    """A raw client connection to a Unix socket path, or over TCP to a (host, port) tuple."""
 
     def __init__(self, path, timeout=10.0):
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        family = socket.AF_UNIX if isinstance(path, str) else socket.AF_INET6 if ":" in path[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.buf = b""

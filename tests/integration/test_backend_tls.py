@@ -17,27 +17,9 @@ from harness import (Cluster, PGCLUSTER, app_backends, clean_env, kill9, read_li
                      wait_backend_state, wait_for, wait_pool_size)
 import pgwire
 from pgwire import Wire
+from tlsmat import make_ca, make_server_cert
 
 POOL = 2
-
-
-def openssl(*args, cwd):
-    r = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, "openssl %s: %s" % (" ".join(args), r.stderr)
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=%s" % name,
-            "-keyout", "%s.key" % name, "-out", "%s.crt" % name, cwd=d)
-
-
-def make_server_cert(d, ca):
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.csr", cwd=d)
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "%s.crt" % ca, "-CAkey", "%s.key" % ca,
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt", cwd=d)
 
 
 class TlsCluster(Cluster):
