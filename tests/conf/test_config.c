@@ -718,3 +718,73 @@ Test(config, session_state)
 	cr_assert_eq(c->session_state, SESSION_STATE_PIN);
 	config_free(c);
 }
+
+/* ---- TCP and client TLS keys */
+
+Test(config, tcp_and_tls_defaults)
+{
+	struct config *c = load_ok("[pglease]\n");
+
+	cr_assert_str_eq(c->listen_addr, "");
+	cr_assert_eq(c->tcp_keepalive, 1);
+	cr_assert_eq(c->tcp_keepidle, 0);
+	cr_assert_eq(c->client_tls_sslmode, TLS_DISABLE);
+	cr_assert_str_eq(c->client_tls_protocols, "secure");
+	cr_assert_str_eq(c->client_tls_ciphers, "default");
+	config_free(c);
+}
+
+Test(config, tcp_and_tls_keys_are_parsed)
+{
+	struct config *c = load_ok(
+		"[pglease]\n"
+		"listen_addr = 127.0.0.1, ::1 ,10.1.2.3\n"
+		"tcp_keepalive = 0\n"
+		"tcp_keepidle = 60\n"
+		"tcp_keepintvl = 5\n"
+		"tcp_keepcnt = 3\n"
+		"client_tls_sslmode = verify-full\n"
+		"client_tls_key_file = /k.pem\n"
+		"client_tls_cert_file = /c.pem\n"
+		"client_tls_ca_file = /ca.pem\n"
+		"client_tls_protocols = tlsv1.3\n"
+		"client_tls_ciphers = HIGH:!aNULL\n");
+
+	cr_assert_str_eq(c->listen_addr, "127.0.0.1, ::1 ,10.1.2.3");
+	cr_assert_eq(c->tcp_keepalive, 0);
+	cr_assert_eq(c->tcp_keepidle, 60);
+	cr_assert_eq(c->tcp_keepintvl, 5);
+	cr_assert_eq(c->tcp_keepcnt, 3);
+	cr_assert_eq(c->client_tls_sslmode, TLS_VERIFY_FULL);
+	cr_assert_str_eq(c->client_tls_key_file, "/k.pem");
+	cr_assert_str_eq(c->client_tls_ca_file, "/ca.pem");
+	cr_assert_str_eq(c->client_tls_ciphers, "HIGH:!aNULL");
+	config_free(c);
+	c = load_ok("[pglease]\nlisten_addr = *\nclient_tls_sslmode = Prefer\n"
+		    "client_tls_key_file = k\nclient_tls_cert_file = c\n");
+	cr_assert_str_eq(c->listen_addr, "*");
+	cr_assert_eq(c->client_tls_sslmode, TLS_PREFER);
+	config_free(c);
+}
+
+Test(config, listen_addr_takes_numeric_addresses_only)
+{
+	expect_errors("[pglease]\nlisten_addr = localhost\n",
+		      "2: [pglease] listen_addr: invalid address \"localhost\": expected \"*\" or a numeric IPv4 or IPv6 address\n");
+	expect_errors("[pglease]\nlisten_addr = 127.0.0.1,,::1\n",
+		      "2: [pglease] listen_addr: invalid value \"127.0.0.1,,::1\": expected \"*\" or IP addresses separated by commas\n");
+	expect_errors("[pglease]\nlisten_addr = 1.2.3.256\n",
+		      "2: [pglease] listen_addr: invalid address \"1.2.3.256\": expected \"*\" or a numeric IPv4 or IPv6 address\n");
+}
+
+Test(config, client_tls_needs_its_files)
+{
+	expect_errors("[pglease]\nclient_tls_sslmode = require\n",
+		      "2: [pglease] client_tls_sslmode: require needs client_tls_key_file and client_tls_cert_file\n");
+	expect_errors("[pglease]\nclient_tls_key_file = k\nclient_tls_cert_file = c\nclient_tls_sslmode = verify-ca\n",
+		      "4: [pglease] client_tls_sslmode: verify-ca needs client_tls_ca_file to verify client certificates\n");
+	expect_errors("[pglease]\nclient_tls_sslmode = sometimes\n",
+		      "2: [pglease] client_tls_sslmode: invalid value \"sometimes\": expected disable, allow, prefer, require, verify-ca or verify-full\n");
+	expect_errors("[pglease]\nclient_tls_protocols = sslv3\n",
+		      "2: [pglease] client_tls_protocols: invalid value \"sslv3\": expected all, secure, legacy, default or a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3\n");
+}

@@ -66,7 +66,7 @@ static inline struct client *pair_accept(int *peer)
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	int before = login_clients.count;
-	client_accept(sv[0]);
+	client_accept(sv[0], false, NULL, 0);
 	cr_assert_eq(login_clients.count, before + 1, "client_accept did not put the client on login_clients");
 	*peer = sv[1];
 	return list_entry(list_last(&login_clients), struct client, node);

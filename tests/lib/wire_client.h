@@ -137,7 +137,7 @@ static UNUSED struct wire *wire_connect(void)
 	int sv[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	client_accept(sv[0]);
+	client_accept(sv[0], false, NULL, 0);
 	w->c = list_entry(list_last(&login_clients), struct client, node);
 	w->fd = sv[1];
 	return w;
