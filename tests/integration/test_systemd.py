@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import PY, app_backends, wait_for
+from harness import PY, app_backends, clean_env, wait_for
 
 
 def built_with_systemd(binary):
@@ -139,6 +139,23 @@ def test_systemd_socket_activate_serves_psql(pglease, systemd_build):
     d.signal(signal.SIGTERM)
     assert d.wait_exit(10) == 0
     assert os.path.exists(d.socket_path), "pglease must not unlink a socket it did not create"
+
+
+def test_systemd_socket_activate_passes_a_tcp_socket_too(pglease, systemd_build):
+    if not shutil.which("systemd-socket-activate"):
+        pytest.skip("systemd-socket-activate not installed")
+    d = pglease(start=False, listen_addr="127.0.0.1")
+    d.wrapper = ["systemd-socket-activate", "-l", d.socket_path, "-l", "127.0.0.1:%d" % d.port]
+    d.start()
+    assert d.psql("-c", "select 42").stdout.strip() == "42"
+    r = subprocess.run(["psql", "-X", "-A", "-t", "-c", "select 'over tcp'",
+                        "host=127.0.0.1 port=%d dbname=app user=postgres sslmode=disable" % d.port],
+                       capture_output=True, text=True, timeout=30, env=clean_env())
+    assert r.returncode == 0 and r.stdout.strip() == "over tcp", r.stderr
+    log = d.log_text()
+    assert "socket activation: accepting on the socket passed by systemd (fd 3)" in log
+    assert "socket activation: accepting TCP on 127.0.0.1 port %d (fd 4)" % d.port in log
+    assert 'listen_addr "127.0.0.1" is ignored: systemd passed the TCP sockets' in log
 
 
 # Stands in for systemd: hands the listening socket to pglease as fd 3 with LISTEN_FDS/LISTEN_PID.
