@@ -346,3 +346,48 @@ def test_accepted_tcp_sockets_have_nodelay_and_keepalive(pglease, certs):
                     pass
         assert found is not None, "pglease's socket for our connection not found"
         assert found[0] != 0 and found[1] != 0 and found[2] == 77, found
+
+
+def queries_of_exactly(total, tag):
+    """Query messages ('select N -- padding') whose bytes add up to exactly total; (bytes, count)."""
+    msgs, size, i = [], 0, 0
+    while total - size > 0:
+        left = total - size
+        overhead = len(pgwire.query_msg("select %d -- " % i))
+        pad = min(2000, left - overhead) if left - overhead >= 2000 + 40 else left - overhead
+        assert pad >= 0
+        m = pgwire.query_msg("select %d -- %s" % (i, (tag * pad)[:pad]))
+        msgs.append(m)
+        size += len(m)
+        i += 1
+    data = b"".join(msgs)
+    assert len(data) == total
+    return data, len(msgs)
+
+
+def test_bytes_left_inside_openssl_are_read_without_new_socket_data(pglease, certs):
+    """The client's buffer fills while it waits for a backend, so the last TLS record is read only
+    in part: the rest sits decrypted inside OpenSSL, where epoll cannot see it. When the lease
+    comes, pglease must read it without any new bytes arriving on the socket."""
+    d = tls_daemon(pglease, certs, pool_size=1)
+    holder = tcp_connect(d, certs)
+    holder.autocommit = False
+    holder.execute("select 1")                     # holds the only backend
+    w = tls_wire(d, certs)
+    try:
+        w.startup({"user": "postgres", "database": "app"})
+        first = pgwire.query_msg("select 'first' -- " + "p" * (100 - 24))
+        assert len(first) == 100
+        w.send(first)                              # one TLS record: the client starts waiting
+        wait_for(lambda: any(r["state"] == "waiting" for r in show_clients(d)), what="the client waiting")
+        data, n = queries_of_exactly(32768, "q")   # two full 16 KiB records; the buffer takes 32668 bytes
+        w.send(data)
+        time.sleep(0.5)                            # pglease reads until its buffer is full
+        holder.commit()
+        for k in range(n + 1):
+            r = w.collect_until_ready(timeout=10)
+            assert r["error"] is None, r["error"]
+        assert w.scalar("select 'after'") == "after"
+    finally:
+        w.terminate()
+        holder.close()
