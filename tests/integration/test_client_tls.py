@@ -300,10 +300,13 @@ def test_verify_full_client_certificates(pglease, certs):
         tcp_connect(d, certs, sslcert=os.path.join(certs, "mallory.crt"), sslkey=os.path.join(certs, "mallory.key"))
     refused_with(tls_wire(d, certs, cert="mallory"), "28000", 'certificate authentication failed for user "postgres"')
     # A certificate from another CA, and none at all, fail the handshake.
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(psycopg.OperationalError, match="alert unknown ca"):
         tcp_connect(d, certs, sslcert=os.path.join(certs, "stranger.crt"), sslkey=os.path.join(certs, "stranger.key"))
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(psycopg.OperationalError, match="alert certificate required"):
         tcp_connect(d, certs, sslcert="/nonexistent", sslkey="/nonexistent")
+    # Plain TCP is refused as under require.
+    refused_with(Wire(("127.0.0.1", d.port)), "28000",
+                 'no pg_hba.conf entry for host "127.0.0.1", user "postgres", database "app", no encryption')
 
 
 def pidfd_getfd(pid, fd):
@@ -391,3 +394,21 @@ def test_bytes_left_inside_openssl_are_read_without_new_socket_data(pglease, cer
     finally:
         w.terminate()
         holder.close()
+
+
+def test_a_slow_reader_over_tls_gets_its_whole_result(pglease, certs):
+    """pglease's SSL_write meets a full socket (WANT_WRITE) and resumes from a moved buffer."""
+    d = tls_daemon(pglease, certs)
+    w = tls_wire(d, certs)
+    try:
+        w.startup({"user": "postgres", "database": "app"})
+        w.send(pgwire.query_msg("select i, repeat('z', 200) from generate_series(1, 40000) i"))
+        time.sleep(1.5)                            # ~9 MB wait in the socket, OpenSSL and pglease's buffers
+        r = w.collect_until_ready(timeout=60)
+        assert r["error"] is None
+        assert len(r["rows"]) == 40000
+        assert [int(row[0]) for row in r["rows"]] == list(range(1, 40001))
+        assert all(row[1] == b"z" * 200 for row in r["rows"])
+        assert w.scalar("select 'next'") == "next"
+    finally:
+        w.terminate()
