@@ -10,13 +10,13 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/random.h>
-#include <limits.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -225,6 +225,9 @@ static ssize_t tls_send(struct client *c, const void *data, size_t len)
 
 static ssize_t send_bytes(struct client *c, const void *data, size_t len)
 {
+	/* Mid-handshake nothing can be said, in plain text or not (a FATAL at shutdown): dropped, the close follows. */
+	if (c->tls_handshaking)
+		return (ssize_t)len;
 	if (client_on_tls(c))
 		return tls_send(c, data, len);
 	return send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);

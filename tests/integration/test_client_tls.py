@@ -6,6 +6,7 @@ client side of the relay."""
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -412,3 +413,49 @@ def test_a_slow_reader_over_tls_gets_its_whole_result(pglease, certs):
         assert w.scalar("select 'next'") == "next"
     finally:
         w.terminate()
+
+
+def stalled_in_handshake(d):
+    """A TCP client that asked for TLS, got 'S', and never sends its ClientHello."""
+    w = Wire(("127.0.0.1", d.port))
+    w.send(pgwire.ssl_request())
+    assert w.read_byte() == b"S"
+    return w
+
+
+def bytes_until_closed(w, timeout=10.0):
+    """Everything the server sends until it closes the connection."""
+    got = b""
+    w.sock.settimeout(timeout)
+    while True:
+        try:
+            chunk = w.sock.recv(65536)
+        except ConnectionResetError:
+            return got
+        if not chunk:
+            return got
+        got += chunk
+
+
+def test_a_handshake_that_never_comes_is_ended_by_client_login_timeout(pglease, certs):
+    d = tls_daemon(pglease, certs, client_login_timeout=1)
+    w = stalled_in_handshake(d)
+    try:
+        assert bytes_until_closed(w, 5) == b""
+        assert "client_login_timeout" in d.log_text()
+        with tcp_connect(d, certs) as conn:
+            assert conn.execute("select 1").fetchone()[0] == 1
+    finally:
+        w.close()
+
+
+def test_shutdown_with_a_client_in_its_handshake(pglease, certs):
+    d = tls_daemon(pglease, certs)
+    w = stalled_in_handshake(d)
+    try:
+        d.signal(signal.SIGTERM)
+        # Its FATAL 57P01 cannot be said mid-handshake, and must not go out in plain text.
+        assert bytes_until_closed(w, 10) == b""
+        assert d.wait_exit(10) == 0
+    finally:
+        w.close()
