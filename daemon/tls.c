@@ -95,11 +95,13 @@ static SSL_CTX *build_context(void)
 			  ssl_error_text(err, sizeof(err)));
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->client_tls_key_file, SSL_FILETYPE_PEM) != 1) {
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->client_tls_key_file, SSL_FILETYPE_PEM) != 1 &&
+	    ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
 		log_error("client_tls_key_file \"%s\": cannot load the private key: %s", cfg->client_tls_key_file,
 			  ssl_error_text(err, sizeof(err)));
 		goto fail;
 	}
+	/* A key that loaded but belongs to another certificate is named as such. */
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		log_error("client_tls_key_file \"%s\" does not match client_tls_cert_file \"%s\": %s",
 			  cfg->client_tls_key_file, cfg->client_tls_cert_file, ssl_error_text(err, sizeof(err)));

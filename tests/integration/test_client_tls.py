@@ -459,3 +459,31 @@ def test_shutdown_with_a_client_in_its_handshake(pglease, certs):
         assert d.wait_exit(10) == 0
     finally:
         w.close()
+
+
+def test_protocols_and_ciphers_are_applied(pglease, certs):
+    d = tls_daemon(pglease, certs, client_tls_protocols="tlsv1.2", client_tls_ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+    with tcp_connect(d, certs) as conn:
+        assert row_of(d, conn)["tls"] == "TLSv1.2/ECDHE-RSA-AES128-GCM-SHA256"
+    # A client that insists on TLS 1.3 finds no common protocol.
+    with pytest.raises(psycopg.OperationalError, match="SSL error"):
+        tcp_connect(d, certs, ssl_min_protocol_version="TLSv1.3")
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("client_tls_cert_file", "/nonexistent.crt", 'client_tls_cert_file "/nonexistent.crt": cannot load the certificate'),
+    ("client_tls_key_file", "/nonexistent.key", 'client_tls_key_file "/nonexistent.key": cannot load the private key'),
+    ("client_tls_ca_file", "/nonexistent-ca.crt", 'client_tls_ca_file "/nonexistent-ca.crt": cannot load the CA certificates'),
+    ("client_tls_key_file", "client.key", "does not match client_tls_cert_file"),
+    ("client_tls_ciphers", "NO-SUCH-CIPHER", 'client_tls_ciphers "NO-SUCH-CIPHER"'),
+], ids=["cert", "key", "ca", "mismatch", "ciphers"])
+def test_tls_files_that_do_not_load_stop_the_start(pglease, certs, key, value, message):
+    if not value.startswith("/") and key.endswith("_file"):
+        value = os.path.join(certs, value)
+    d = tls_daemon(pglease, certs, start=False, **{key: value})
+    d.write_config()
+    r = subprocess.run([d.binary, d.config_path], capture_output=True, text=True, timeout=20, env=clean_env(),
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert message in r.stderr, r.stderr
+    assert not os.path.exists(d.socket_path), "nothing listens when TLS cannot be set up"
