@@ -2,7 +2,7 @@
  * main.c — command line, signals and the event loop.
  *
  *   pglease CONFIG           run in the foreground, log to stderr
- *   pglease --check CONFIG   validate CONFIG, exit 0 or 1
+ *   pglease --check CONFIG   validate CONFIG (and load the client TLS files), exit 0 or 1
  *
  * Everything runs on one libev loop. Closed clients and servers are freed
  * from a prepare watcher, i.e. never inside the handler that closed them.
@@ -12,6 +12,7 @@
  * shuts down fast (roll back and close now).
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,10 +282,15 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "--check") == 0) {
 		struct config *c = load_or_report(argv[2]);
-		if (c)
+		/* The client TLS files too: a certificate that does not load would stop the start. */
+		cfg = c;
+		bool valid = c && tls_init() == 0;
+		tls_free();
+		if (valid)
 			printf("%s: configuration is valid\n", argv[2]);
 		config_free(c);
-		return c ? 0 : 1;
+		cfg = NULL;
+		return valid ? 0 : 1;
 	}
 	if (argc != 2 || argv[1][0] == '-') {
 		usage(stderr);

@@ -487,3 +487,6 @@ def test_tls_files_that_do_not_load_stop_the_start(pglease, certs, key, value, m
     assert r.returncode != 0
     assert message in r.stderr, r.stderr
     assert not os.path.exists(d.socket_path), "nothing listens when TLS cannot be set up"
+    r = subprocess.run([d.binary, "--check", d.config_path], capture_output=True, text=True, timeout=20,
+                       env=clean_env(), stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and message in r.stderr, "--check loads the TLS files too: %r" % r.stderr
