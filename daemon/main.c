@@ -51,7 +51,8 @@ static void usage(FILE *out)
 		"  pglease CONFIG           run in the foreground, logging to stderr\n"
 		"  pglease --check CONFIG   validate CONFIG and exit 0 (valid) or 1\n"
 		"  pglease --help | --version\n\n"
-		"Clients connect to <unix_socket_dir>/.s.PGSQL.<listen_port>.\n",
+		"Clients connect to <unix_socket_dir>/.s.PGSQL.<listen_port>, and over TCP\n"
+		"to <listen_addr>:<listen_port> when listen_addr is set.\n",
 		PGLEASE_VERSION);
 }
 
