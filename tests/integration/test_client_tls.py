@@ -212,6 +212,11 @@ def test_pgbench_over_tls_with_more_clients_than_backends(pglease, certs, cluste
         assert r.returncode == 0, r.stdout + r.stderr
         assert "number of failed transactions: 0" in r.stdout or "failed" not in r.stdout, r.stdout
         assert "number of transactions actually processed: 600/600" in r.stdout, r.stdout
+        # A new connection (and TLS handshake) per transaction: 200 handshakes, 10 at a time.
+        r = subprocess.run(["pgbench", "-n", "-C", "-c", "10", "-j", "2", "-t", "20", "-S", tcp_dsn(d, certs)],
+                           capture_output=True, text=True, timeout=100, env=clean_env())
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "number of transactions actually processed: 200/200" in r.stdout, r.stdout
     finally:
         with cluster.connect("app") as c:
             c.execute("drop table if exists pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers")
@@ -490,3 +495,18 @@ def test_tls_files_that_do_not_load_stop_the_start(pglease, certs, key, value, m
     r = subprocess.run([d.binary, "--check", d.config_path], capture_output=True, text=True, timeout=20,
                        env=clean_env(), stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and message in r.stderr, "--check loads the TLS files too: %r" % r.stderr
+
+
+def test_garbage_instead_of_a_client_hello_fails_the_handshake_only(pglease, certs):
+    d = tls_daemon(pglease, certs)
+    w = Wire(("127.0.0.1", d.port))
+    try:
+        w.send(pgwire.ssl_request())
+        assert w.read_byte() == b"S"
+        w.send(pgwire.startup_packet({"user": "postgres", "database": "app"}))   # plain text, too late
+        bytes_until_closed(w, 5)                   # an alert at most; then closed
+    finally:
+        w.close()
+    wait_for(lambda: "could not accept SSL connection" in d.log_text(), what="the failed handshake in the log")
+    with tcp_connect(d, certs) as conn:
+        assert conn.execute("select 'still serving'").fetchone()[0] == "still serving"
