@@ -505,3 +505,21 @@ def test_refused(case, why, mode, request, cluster, pglease, scratch):
     want = 'password authentication failed for user "postgres"' if why == "wrong-password" \
         else UNKNOWN_CA[case.split("-")[0]]
     assert want in got, got
+
+
+@pytest.mark.timeout(120)
+def test_jdbc_admin_console(request, cluster, pglease):
+    """pgjdbc talks to the admin console with the extended protocol (PgBouncer's refuses it)."""
+    request.getfixturevalue("jdbc_classes")
+    d = pglease()
+    with d.connect() as c:
+        c.execute("select 1")
+    got = jdbc_case("admin-console")(Target(d.dir, d.port, "pglease"), None, "transaction")
+    assert got.startswith("exit 0"), got
+    lines = got.splitlines()
+    pools = [l for l in lines if l.startswith("show pools")]
+    assert len(pools) == 3 and all(l.endswith("app rows 1") for l in pools), got
+    assert "cl_active" in pools[0] and "sv_idle" in pools[0] and "cl_pinned" in pools[0], got
+    assert "version starts with pglease: true" in lines, got
+    assert "unknown command: 42601" in lines, got
+    assert "stats has total_xact_count: true" in lines, got
