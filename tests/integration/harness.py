@@ -2,15 +2,18 @@
 daemon under test, polling, and checks made directly against PostgreSQL."""
 import os
 import random
+import re
 import select
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 
 import psycopg
+
+from tlsmat import make_ca, make_server_cert
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -135,6 +138,107 @@ class Cluster:
                               env=clean_env(PGAPPNAME=DIRECT_APPNAME))
 
 
+# ---------------------------------------------------------------- TLS material and a TLS-only cluster
+def make_tls_material():
+    """A fresh directory with a test CA (ca.crt), a second unrelated CA (other_ca.crt) and a server
+    certificate signed by ca (server.crt, server.key; CN and SAN localhost, SAN IP 127.0.0.1).
+    The caller removes it (shutil.rmtree)."""
+    d = make_tmpdir("pglease-it-tls.")
+    make_ca(d, "ca")
+    make_ca(d, "other_ca")
+    make_server_cert(d, "ca")
+    return d
+
+
+def scram_verifier(cluster, password):
+    """The SCRAM-SHA-256 verifier PostgreSQL makes of password (what pg_authid.rolpassword holds),
+    made with a throwaway role so that no role of the cluster changes."""
+    role = "pglease_verifier_%d" % random.randint(0, 1 << 30)
+    with cluster.connect("postgres") as c:
+        c.execute("set password_encryption = 'scram-sha-256'")
+        c.execute("create role %s password '%s'" % (role, password.replace("'", "''")))
+        try:
+            v = c.execute("select rolpassword from pg_authid where rolname = %s", (role,)).fetchone()[0]
+        finally:
+            c.execute("drop role %s" % role)
+    assert v.startswith("SCRAM-SHA-256$"), v
+    return v
+
+
+class TlsCluster(Cluster):
+    """A cluster that listens on 127.0.0.1 with ssl=on; TCP only through hostssl (no plain host
+    line), authenticated by hostssl_method. The Unix socket stays trust, for the tests' checks.
+    With password, role postgres gets that password as a SCRAM verifier. With log_connections,
+    PostgreSQL logs each connection's TLS and authentication method (connections_since())."""
+
+    def __init__(self, hostssl_method="trust", password=None, log_connections=False):
+        super().__init__()
+        self.hostssl_method, self.password, self.log_connections = hostssl_method, password, log_connections
+        self.certs = None
+
+    def start(self):
+        super().start()  # initdb, Unix socket only
+        data = os.path.join(self.dir, "data")
+        self.certs = make_tls_material()
+        for name in ("server.crt", "server.key"):
+            subprocess.run(["install", "-m", "0600", "-o", "postgres", os.path.join(self.certs, name),
+                            os.path.join(data, name)], check=True)
+        with open(os.path.join(data, "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\nhostssl all all 127.0.0.1/32 %s\n" % self.hostssl_method)
+        subprocess.run([PGCLUSTER, "stop", self.dir], env=clean_env(), capture_output=True, timeout=120)
+        opts = "-c listen_addresses=127.0.0.1 -c ssl=on"
+        if self.log_connections:
+            opts += " -c log_connections=on -c log_line_prefix=%p:"
+        r = subprocess.run([PGCLUSTER, "start", self.dir, str(self.port)], env=clean_env(PGCLUSTER_OPTS=opts),
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError("pgcluster restart with ssl=on failed: %s%s" % (r.stdout, r.stderr))
+        if self.password is not None:
+            with self.connect("postgres") as c:
+                c.execute("set password_encryption = 'scram-sha-256'")
+                c.execute("alter role postgres password '%s'" % self.password.replace("'", "''"))
+
+    def ca_file(self, ca="ca"):
+        return os.path.join(self.certs, "%s.crt" % ca)
+
+    def tls_conninfo(self, ca="ca", **kw):
+        args = dict(host="localhost", port=self.port, dbname="app", sslmode="verify-full",
+                    sslrootcert=self.ca_file(ca))
+        args.update(kw)
+        return conninfo(**args)
+
+    def log_size(self):
+        return os.path.getsize(os.path.join(self.dir, "postgresql.log"))
+
+    def connections_since(self, offset):
+        """TCP connections PostgreSQL logged after log offset offset (needs log_connections):
+        [{"pid", "ssl" (the "SSL enabled (...)" text or None), "method" (or None), "authorized"}]."""
+        with open(os.path.join(self.dir, "postgresql.log"), "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        conns = {}
+        for line in text.splitlines():
+            pid, _, msg = line.partition(":")
+            if msg.startswith("LOG:  connection received: host=") and "[local]" not in msg:
+                conns[pid] = dict(pid=int(pid), ssl=None, method=None, authorized=False)
+            c = conns.get(pid)
+            if c is None:
+                continue
+            m = re.search(r"connection authenticated: .* method=(\S+)", msg)
+            if m:
+                c["method"] = m.group(1)
+            if msg.startswith("LOG:  connection authorized:"):
+                c["authorized"] = True
+                m = re.search(r"SSL enabled \(([^)]*)\)", msg)
+                c["ssl"] = m.group(1) if m else None
+        return list(conns.values())
+
+    def stop(self):
+        super().stop()
+        if self.certs:
+            shutil.rmtree(self.certs, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- daemon
 class DaemonError(AssertionError):
     pass
@@ -176,6 +280,7 @@ class Daemon:
         self.env = {}        # extra environment (NOTIFY_SOCKET, ...)
         self.wrapper = []    # argv before pglease's own (e.g. a shell that sets WATCHDOG_PID=$$)
         self.pass_fds = ()
+        self.client_env = {}  # extra environment of the clients the harness runs itself (PGPASSWORD, ...)
 
     # -- config and process
     def config_text(self):
@@ -323,7 +428,7 @@ class Daemon:
         cmd = self.psql_cmd(*args, user=user, dbname=dbname)
         if os_user:
             cmd = ["runuser", "-u", os_user, "--"] + cmd
-        e = clean_env(PGCONNECT_TIMEOUT="10")
+        e = clean_env(PGCONNECT_TIMEOUT="10", **self.client_env)
         if env:
             e.update(env)
         return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=e,

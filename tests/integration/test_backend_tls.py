@@ -2,7 +2,6 @@
 through hostssl (no plain host line), its certificate signed by a CA made with openssl at
 test time. pglease connects with sslmode=verify-full and relays through libpq's OpenSSL
 session; everything the plain tests check must hold here too."""
-import os
 import re
 import subprocess
 import threading
@@ -12,48 +11,13 @@ import uuid
 import psycopg
 import pytest
 
-import harness
-from harness import (Cluster, PGCLUSTER, app_backends, clean_env, kill9, read_lines_until, spawn_client,
+from harness import (TlsCluster, app_backends, clean_env, kill9, read_lines_until, spawn_client,
                      wait_backend_state, wait_for, wait_pool_size)
 import pgwire
 from pgwire import Wire
 from tlsmat import make_ca, make_server_cert
 
 POOL = 2
-
-
-class TlsCluster(Cluster):
-    """A cluster that listens on 127.0.0.1 with ssl=on; TCP only through hostssl."""
-
-    def start(self):
-        super().start()  # initdb, Unix socket only
-        data = os.path.join(self.dir, "data")
-        self.certs = harness.make_tmpdir("pglease-it-tls.")
-        make_ca(self.certs, "ca")
-        make_ca(self.certs, "other_ca")
-        make_server_cert(self.certs, "ca")
-        for name in ("server.crt", "server.key"):
-            subprocess.run(["install", "-m", "0600", "-o", "postgres", os.path.join(self.certs, name),
-                            os.path.join(data, name)], check=True)
-        with open(os.path.join(data, "pg_hba.conf"), "w") as f:
-            f.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
-        subprocess.run([PGCLUSTER, "stop", self.dir], env=clean_env(), capture_output=True, timeout=120)
-        r = subprocess.run([PGCLUSTER, "start", self.dir, str(self.port)],
-                           env=clean_env(PGCLUSTER_OPTS="-c listen_addresses=127.0.0.1 -c ssl=on"),
-                           capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise RuntimeError("pgcluster restart with ssl=on failed: %s%s" % (r.stdout, r.stderr))
-
-    def tls_conninfo(self, ca="ca", **kw):
-        args = dict(host="localhost", port=self.port, dbname="app", sslmode="verify-full",
-                    sslrootcert=os.path.join(self.certs, "%s.crt" % ca))
-        args.update(kw)
-        return harness.conninfo(**args)
-
-    def stop(self):
-        super().stop()
-        if getattr(self, "certs", None):
-            subprocess.run(["rm", "-rf", self.certs])
 
 
 @pytest.fixture(scope="module")

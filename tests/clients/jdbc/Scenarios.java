@@ -1,6 +1,9 @@
 // pgjdbc scenarios for pglease's client matrix (tests/clients).
-// usage: java Scenarios CASE SOCKET_DIR PORT DBNAME
-// Connects over the Unix socket through junixsocket. Prints what the client saw,
+// usage: java Scenarios CASE HOST PORT DBNAME
+// HOST is a socket directory (connects over the Unix socket through junixsocket), or, with
+// PGSSLMODE=verify-full in the environment (test_matrix's TLS modes), a host name: then the
+// connection is TCP+TLS, the certificate checked against the PEM CA in PGSSLROOTCERT and the
+// name against HOST, and PGPASSWORD is the password. Prints what the client saw,
 // one fact per line, nothing that depends on PIDs or time.
 import java.sql.*;
 import java.util.Properties;
@@ -12,10 +15,22 @@ public class Scenarios {
     static Connection connect(String extra) throws SQLException {
         Properties p = new Properties();
         p.setProperty("user", "postgres");
-        p.setProperty("sslmode", "disable");
-        p.setProperty("socketFactory", "org.newsclub.net.unix.AFUNIXSocketFactory$FactoryArg");
-        p.setProperty("socketFactoryArg", dir + "/.s.PGSQL." + port);
-        String url = "jdbc:postgresql://localhost:" + port + "/" + db + extra;
+        String sslmode = System.getenv("PGSSLMODE");
+        String url;
+        if (sslmode == null) {
+            p.setProperty("sslmode", "disable");
+            p.setProperty("socketFactory", "org.newsclub.net.unix.AFUNIXSocketFactory$FactoryArg");
+            p.setProperty("socketFactoryArg", dir + "/.s.PGSQL." + port);
+            url = "jdbc:postgresql://localhost:" + port + "/" + db + extra;
+        } else if (sslmode.equals("verify-full")) {
+            // pgjdbc's default factory (LibPQFactory) reads a PEM root certificate and checks the host name.
+            p.setProperty("sslmode", "verify-full");
+            p.setProperty("sslrootcert", System.getenv("PGSSLROOTCERT"));
+            p.setProperty("password", System.getenv("PGPASSWORD"));
+            url = "jdbc:postgresql://" + dir + ":" + port + "/" + db + extra;
+        } else {
+            throw new IllegalArgumentException("Scenarios knows PGSSLMODE=verify-full only, not " + sslmode);
+        }
         return DriverManager.getConnection(url, p);
     }
 

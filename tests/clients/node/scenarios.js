@@ -1,5 +1,8 @@
 // node-postgres scenarios for pglease's client matrix (tests/clients).
-// usage: node scenarios.js CASE SOCKET_DIR PORT DBNAME
+// usage: node scenarios.js CASE HOST PORT DBNAME
+// HOST is a socket directory, or a host name for TCP. With PGSSLMODE=verify-full in the
+// environment (test_matrix's TLS modes) the connection is TLS, the server's certificate checked
+// against the CA in PGSSLROOTCERT and its name against HOST, and PGPASSWORD is the password.
 // Prints what the client saw, one fact per line, nothing that depends on PIDs or time.
 'use strict';
 const { Client, Pool } = require('pg');
@@ -8,6 +11,14 @@ const fs = require('fs');
 
 const [, , which, host, port, database] = process.argv;
 const cfg = { host, port: Number(port), database, user: 'postgres' };
+if (process.env.PGSSLMODE === 'verify-full') {
+  // Spelled out rather than left to pg's own reading of PGSSLMODE (which trusts only the system's
+  // CAs): node's TLS checks the chain against ca and the name against servername (pg sets it to host).
+  cfg.ssl = { ca: fs.readFileSync(process.env.PGSSLROOTCERT), rejectUnauthorized: true };
+  cfg.password = process.env.PGPASSWORD;
+} else if (process.env.PGSSLMODE) {
+  throw new Error('scenarios.js knows PGSSLMODE=verify-full only, not ' + process.env.PGSSLMODE);
+}
 const out = (...a) => console.log(a.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(' '));
 
 // Where a step ran, for test_matrix to check that shuffle() really moved the client
