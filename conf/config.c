@@ -154,6 +154,10 @@ static const struct key_def keys[] = {
 	STR(stats_users, 0, ""),
 	STR(metrics_listen, 0, ""),
 	SECS(lease_warn_after, 0, "0"),
+	STR(auth_user, 0, ""),
+	STR(auth_query, NONZERO, AUTHQ_DEFAULT_QUERY),
+	STR(auth_dbname, 0, ""),
+	SECS(auth_query_cache_ttl, 0, "10"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 

@@ -23,6 +23,9 @@
 
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
 enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
+/* PgBouncer's default query, with valuntil so that account expiry is honoured (README, "auth_query"). */
+#define AUTHQ_DEFAULT_QUERY "SELECT usename, passwd, valuntil FROM pg_shadow WHERE usename=$1"
+
 enum session_state { SESSION_STATE_PIN = 0, SESSION_STATE_IGNORE = 1 };
 
 /* One [databases] entry. */
@@ -62,6 +65,10 @@ struct config {
 	char *stats_users;           /* "": comma-separated users who may only SHOW */
 	char *metrics_listen;        /* "": off; "ADDR:PORT" or "/path/to/socket" for Prometheus */
 	double lease_warn_after;     /* 0: off; log a lease held longer, once */
+	char *auth_user;             /* "": off; the role auth_query runs as (pool/authq.c) */
+	char *auth_query;            /* AUTHQ_DEFAULT_QUERY: $1 is the user; returns usename, passwd[, valuntil] */
+	char *auth_dbname;           /* "": the client's database; else the [databases] entry it runs in */
+	double auth_query_cache_ttl; /* 10: seconds a found user's secret is reused; 0: not kept */
 	struct db_config *dbs;
 	int db_count;
 };

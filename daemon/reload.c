@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authq.h"
 #include "daemon.h"
 #include "drain.h"
 #include "log.h"
@@ -166,6 +167,8 @@ int reload_apply(void)
 	struct changes ch = count_changes(prev, next);
 	cfg = next;
 	log_set_level(next->log_level);
+	/* auth_query's answers may depend on what changed (auth_user, auth_query, auth_dbname, conninfo). */
+	authq_reload();
 	apply_to_pools();
 	pool_prewarm();
 	reload_collect();
