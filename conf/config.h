@@ -34,6 +34,7 @@ struct db_config {
 	char *conninfo;      /* libpq conninfo, pglease's own keys taken out */
 	int pool_size;       /* from pool_size= in the conninfo; -1: default_pool_size */
 	int pool_mode;       /* enum pool_mode from pool_mode=; -1: the global pool_mode */
+	char *auth_user;     /* from auth_user= in the conninfo; NULL: the global auth_user */
 	int line;            /* where it was defined */
 };
 

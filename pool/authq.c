@@ -345,8 +345,16 @@ static void start(struct pool *p)
 		pool_want_servers(p);
 }
 
+/* The client's database entry's auth_user= where it has one, else the global auth_user ("": none). */
+static const char *auth_user_for(const char *dbname)
+{
+	const struct db_config *db = config_find_db(cfg, dbname);
+
+	return db && db->auth_user ? db->auth_user : cfg->auth_user;
+}
+
 /* The pool of (database, auth_user) the query runs in, or NULL (logged). */
-static struct pool *query_pool(const char *dbname)
+static struct pool *query_pool(const char *dbname, const char *auth_user)
 {
 	const char *qdb = *cfg->auth_dbname ? cfg->auth_dbname : dbname;
 	const struct db_config *db = config_find_db(cfg, qdb);
@@ -355,11 +363,11 @@ static struct pool *query_pool(const char *dbname)
 		log_warning("auth_query: database \"%s\" is not in [databases]", qdb);
 		return NULL;
 	}
-	struct pool *p = pool_find_or_create(db, qdb, cfg->auth_user);
+	struct pool *p = pool_find_or_create(db, qdb, auth_user);
 	if (!p)
-		log_warning("auth_query: out of memory making the pool %s/%s", qdb, cfg->auth_user);
+		log_warning("auth_query: out of memory making the pool %s/%s", qdb, auth_user);
 	else if (p->closing)
-		log_warning("auth_query: the pool %s/%s is closing", qdb, cfg->auth_user);
+		log_warning("auth_query: the pool %s/%s is closing", qdb, auth_user);
 	return p && !p->closing ? p : NULL;
 }
 
@@ -379,11 +387,14 @@ static struct authq_request *from_cache(struct pool *p, const char *user, authq_
 
 struct authq_request *authq_lookup(const char *dbname, const char *user, authq_done done, void *arg)
 {
-	if (!*cfg->auth_user) {
-		log_warning("auth_query: user \"%s\" cannot be looked up: auth_user is not set", user);
+	const char *auth_user = auth_user_for(dbname);
+
+	if (!*auth_user) {
+		log_warning("auth_query: user \"%s\" of database \"%s\" cannot be looked up: auth_user is not set",
+			    user, dbname);
 		return NULL;
 	}
-	struct pool *p = query_pool(dbname);
+	struct pool *p = query_pool(dbname, auth_user);
 	if (!p)
 		return NULL;
 	struct authq_request *req = from_cache(p, user, done, arg);

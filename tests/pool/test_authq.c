@@ -546,3 +546,20 @@ Test(authq, a_queued_lookup_fails_after_query_wait_timeout)
 	cr_assert_eq(bob.status, AUTHQ_FOUND);
 	verified();
 }
+
+Test(authq, a_database_entry_auth_user_overrides_the_global_one)
+{
+	connected();
+	struct asked r = { 0 };
+
+	conf.auth_user = "";
+	dbc.auth_user = "alice";   /* app's own auth_user=: its pool app/alice runs the query */
+	ask("bob", &r);
+	cr_assert_eq(pool->authq.count, 1, "lent from app/alice");
+	wait_answer(&r);
+	cr_assert_eq(r.status, AUTHQ_FOUND);
+	dbc.auth_user = "";        /* auth_user= with nothing: no lookups for this database */
+	conf.auth_user = "alice";
+	cr_assert_null(authq_lookup("app", "bob", on_answer, NULL));
+	dbc.auth_user = NULL;
+}
