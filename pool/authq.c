@@ -255,14 +255,22 @@ void authq_server_closed(struct server *s, const char *reason)
 		lookup_free(q);
 		return;
 	}
-	if (q->retried) {
+	if (q->retried || q->pool->closing) {
 		fail(q, "server connection lost while running auth_query: %s", reason);
 		return;
 	}
-	/* An idle backend the server had dropped: once more, on another (server_close() asks for one). */
+	/* An idle backend the server had dropped: once more, on another (pool_server_gone() lends or opens one). */
 	q->retried = true;
 	list_push_head(&queued, &q->node);
 	q->pool->authq_waiting++;
+}
+
+void authq_serve(struct pool *p)
+{
+	struct list_node *idle;
+
+	while (p->authq_waiting && !pool_paused(p) && (idle = list_last(&p->idle)))
+		(void)authq_take_server(list_entry(idle, struct server, node));
 }
 
 static void fail_queued(struct pool *p, const char *what, const char *why)
@@ -337,11 +345,8 @@ static struct authq_lookup *new_lookup(struct pool *p, const char *user)
 /* A new lookup takes an idle backend at once, else the pool opens one (or it waits its turn). */
 static void start(struct pool *p)
 {
-	struct list_node *idle = list_last(&p->idle);
-
-	if (idle && !pool_paused(p))
-		(void)authq_take_server(list_entry(idle, struct server, node));
-	else
+	authq_serve(p);
+	if (p->authq_waiting)
 		pool_want_servers(p);
 }
 

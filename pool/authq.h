@@ -8,6 +8,7 @@
  * For the object model (pool.c, server.c, verify.c), not for the front end:
  *
  *   authq_take_server()   a backend of a pool came free: lend it to the first lookup waiting there
+ *   authq_serve()         lend the pool's idle backends to its queued lookups (a lookup requeued, RESUME)
  *   authq_server_closed() a lent backend closed under its lookup
  *   authq_pool_failed()   the pool cannot connect: its waiting lookups fail
  *   authq_pool_closing()  the pool takes no new work (database removed, shutdown)
@@ -50,6 +51,7 @@ MUST_CHECK struct authq_request *authq_lookup(const char *dbname, const char *us
 void authq_cancel(struct authq_request *req);   /* the requester went away: done is never called */
 
 bool authq_take_server(struct server *s);
+void authq_serve(struct pool *p);
 void authq_server_closed(struct server *s, const char *reason);
 void authq_pool_failed(struct pool *p, const char *error);
 void authq_pool_closing(struct pool *p, const char *reason);

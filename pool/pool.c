@@ -294,6 +294,8 @@ void pool_server_gone(struct pool *p)
 		authq_pool_failed(p, p->last_error);
 		return;
 	}
+	/* A lookup whose backend was lost is queued again: another idle one takes it. */
+	authq_serve(p);
 	pool_want_servers(p);
 }
 
@@ -583,9 +585,7 @@ static void serve_waiters(struct pool *p)
 {
 	struct list_node *idle, *first;
 
-	while ((idle = list_last(&p->idle)) && p->authq_waiting)
-		if (!authq_take_server(list_entry(idle, struct server, node)))
-			break;
+	authq_serve(p);
 	while ((idle = list_last(&p->idle)) && (first = list_first(&p->waiting)))
 		lease_grant(list_entry(first, struct client, node), list_entry(idle, struct server, node));
 	pool_want_servers(p);

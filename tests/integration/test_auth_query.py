@@ -312,6 +312,23 @@ def test_the_lent_backend_shows_as_auth_query_and_comes_back_idle(roles, driver)
     d.close()
 
 
+def test_a_backend_terminated_under_a_lookup_is_replaced_by_an_idle_one(roles, driver):
+    slow = "SELECT usename, passwd, valuntil FROM pg_shadow, pg_sleep(1) WHERE usename=$1"
+    d = driver(auth_query=slow, min_pool_size=2, auth_query_cache_ttl=0)
+    assert d.one("aq_scram")["status"] == "found"
+    harness.wait_for(lambda: [s["state"] for s in d.servers()] == ["idle", "idle"], what="two idle backends")
+    d.send("lookup %s aq_md5" % DB)
+    harness.wait_for(lambda: "auth_query" in [s["state"] for s in d.servers()], what="a lent backend")
+    lent = [s for s in d.servers() if s["state"] == "auth_query"][0]
+    with roles.connect("postgres") as conn:
+        assert conn.execute("select pg_terminate_backend(%s)", (lent["pid"],)).fetchone()[0]
+    a = d.next()
+    assert a["user"] == "aq_md5" and a["status"] == "found", a
+    assert d.next() == {"done": True}
+    assert lent["id"] not in [s["id"] for s in d.servers()]
+    d.close()
+
+
 @pytest.mark.timeout(90)
 def test_thirty_lookups_on_a_pool_of_two_all_answer_and_the_loop_stays_free(roles, driver):
     slow = "SELECT usename, passwd, valuntil FROM pg_shadow, pg_sleep(0.1) WHERE usename=$1"
