@@ -373,7 +373,7 @@ void pool_want_servers(struct pool *p)
 void pool_snapshot(const struct pool *p, char *buf, int cap)
 {
 	snprintf(buf, cap, "pool %s/%s: size %d, active %d, idle %d, waiting %d",
-		 p->dbname, p->user, p->size, p->leased.count + p->cleaning.count,
+		 p->dbname, p->user, p->size, p->leased.count + p->cleaning.count + p->authq.count,
 		 p->idle.count, p->waiting.count);
 }
 
