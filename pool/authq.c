@@ -109,8 +109,10 @@ static void answer(struct authq_request *req, enum authq_status status, const ch
 {
 	req->status = status;
 	req->valuntil = valuntil;
-	if (status == AUTHQ_FOUND && !(req->secret = strdup(secret)))
-		req->status = AUTHQ_FAILED, error = "out of memory keeping auth_query's answer";
+	if (status == AUTHQ_FOUND && !(req->secret = strdup(secret))) {
+		req->status = AUTHQ_FAILED;
+		error = "out of memory keeping auth_query's answer";
+	}
 	if (req->status == AUTHQ_FAILED)
 		req->error = strdup(error);   /* NULL on no memory: delivered as "out of memory" */
 	req->lookup = NULL;
