@@ -563,3 +563,41 @@ Test(authq, a_database_entry_auth_user_overrides_the_global_one)
 	cr_assert_null(authq_lookup("app", "bob", on_answer, NULL));
 	dbc.auth_user = NULL;
 }
+
+Test(authq, a_paused_pool_lends_nothing_until_resumed)
+{
+	connected();
+	struct asked r = { 0 };
+
+	cr_assert_eq(pool_pause_db("app"), 0);
+	ask("bob", &r);
+	cr_assert_eq(pool->authq_waiting, 1, "queued beside an idle backend while paused");
+	cr_assert_eq(pool->idle.count, 1);
+	verified();
+	for (int i = 0; i < 5; i++)
+		ev_run(loop, EVRUN_NOWAIT);
+	cr_assert_not(r.answered);
+	pool_resume_db("app");
+	cr_assert_eq(pool->authq.count, 1, "RESUME lends it");
+	wait_answer(&r);
+	cr_assert_eq(r.status, AUTHQ_FOUND);
+	verified();
+}
+
+Test(authq, a_closing_pool_fails_its_queued_lookups)
+{
+	connected();
+	struct asked bob = { 0 }, carol = { 0 };
+
+	pool->size = 1;
+	ask("bob", &bob);
+	ask("carol", &carol);
+	pool_close(pool, POOL_CLOSE_AT_TX_END, "database removed");
+	wait_answer(&carol);
+	cr_assert_eq(carol.status, AUTHQ_FAILED);
+	cr_assert(strstr(carol.error, "closing"), "%s", carol.error);
+	wait_answer(&bob);
+	cr_assert_eq(bob.status, AUTHQ_FOUND, "the running lookup ends with its backend");
+	cr_assert(run_until(none_left), "its backend is retired, not idled");
+	verified();
+}
