@@ -183,4 +183,4 @@ clean:
 
 include systemd/install.mk
 
--include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(UNIT_BINS:=.d) build/authq_driver.d build/authq_driver-asan.d
