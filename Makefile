@@ -107,6 +107,13 @@ build/tests/%: tests/%.c build/libpglease.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(call test_inc,$<) $(CFLAGS) -o $@ $< build/libpglease.a $(LDLIBS) -lcriterion
 
+# tests/integration/test_auth_query.py drives pool/authq.c against PostgreSQL through this (both builds).
+build/authq_driver: tests/integration/authq_driver.c build/libpglease.a
+	$(CC) $(CPPFLAGS) $(INC_daemon) $(CFLAGS) -o $@ $< build/libpglease.a $(LDLIBS)
+
+build/authq_driver-asan: tests/integration/authq_driver.c $(filter-out build/asan/daemon/main.o,$(SAN_OBJS))
+	$(CC) $(CPPFLAGS) $(INC_daemon) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@tests/lib/deps.sh build
 
@@ -131,10 +138,10 @@ unit: $(UNIT_BINS)
 	@tests/layers.sh
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-integration: pglease
+integration: pglease build/authq_driver
 	PGLEASE_BIN=$(CURDIR)/pglease $(PY) -m pytest -q tests/integration
 
-integration-asan: build/pglease-asan
+integration-asan: build/pglease-asan build/authq_driver-asan
 	PGLEASE_BIN=$(CURDIR)/build/pglease-asan $(PY) -m pytest -q tests/integration
 
 # The torture test (tests/torture/README.md): SECONDS of seeded random clients through pglease, every
@@ -176,4 +183,4 @@ clean:
 
 include systemd/install.mk
 
--include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d) $(UNIT_BINS:=.d) build/authq_driver.d build/authq_driver-asan.d

@@ -169,6 +169,10 @@ static const struct key_def keys[] = {
 	STR(client_tls_ca_file, 0, ""),
 	STR(client_tls_protocols, NONZERO, "secure"),
 	STR(client_tls_ciphers, NONZERO, "default"),
+	STR(auth_user, 0, ""),
+	STR(auth_query, NONZERO, AUTHQ_DEFAULT_QUERY),
+	STR(auth_dbname, 0, ""),
+	SECS(auth_query_cache_ttl, 0, "10"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 
@@ -656,6 +660,9 @@ static void check_globals(struct parser *p)
 	check_listen(p, c->metrics_listen);
 	check_listen_addr(p, c->listen_addr);
 	check_client_tls(p, c);
+	if (*c->auth_dbname && !config_find_db(c, c->auth_dbname))
+		key_error(p, key_line_of(p, "auth_dbname"), "pglease", "auth_dbname",
+			  "no [databases] entry \"%s\" (and no \"*\")", c->auth_dbname);
 }
 
 /* ---- [databases]: pglease's own keys inside a libpq conninfo */
@@ -664,6 +671,7 @@ static void check_globals(struct parser *p)
 static const struct key_def db_keys[] = {
 	{ "pool_size", K_INT, DF(pool_size), 1, 10000, 0, NULL, NULL },
 	{ "pool_mode", K_ENUM, DF(pool_mode), 0, 0, 0, NULL, pool_modes },
+	{ "auth_user", K_STRING, DF(auth_user), 0, 0, 0, NULL, NULL },
 };
 
 /* One "key = value" of a key/value conninfo. */
@@ -754,7 +762,7 @@ static void add_param_text(struct strbuf *b, const char *s, size_t n)
 }
 
 /*
- * Moves pool_size and pool_mode into db and keeps the other parameters as
+ * Moves pool_size, pool_mode and auth_user into db and keeps the other parameters as
  * written, so libpq later sees exactly the user's quoting. From a syntax
  * error on, the text is kept verbatim and libpq's own message explains it.
  */
@@ -786,6 +794,8 @@ static const char *conninfo_hint(const struct db_config *db)
 	if (is_uri(db->conninfo) &&
 	    (strstr(db->conninfo, "pool_size") || strstr(db->conninfo, "pool_mode")))
 		return " (pool_size and pool_mode are not supported in a URI; use key=value form)";
+	if (is_uri(db->conninfo) && strstr(db->conninfo, "auth_user"))
+		return " (auth_user is not supported in a URI; use key=value form)";
 	if (find_key(db->name))
 		return " (this is a [pglease] setting, in the [databases] section)";
 	return "";
@@ -843,7 +853,7 @@ static void add_database(struct parser *p, const char *name, const char *value)
 		c->dbs = xrealloc(c->dbs, p->db_cap * sizeof(*c->dbs));
 	}
 	db = &c->dbs[c->db_count++];
-	*db = (struct db_config){ xstrdup(name), NULL, -1, -1, p->lineno };
+	*db = (struct db_config){ .name = xstrdup(name), .pool_size = -1, .pool_mode = -1, .line = p->lineno };
 	if (is_uri(value))
 		db->conninfo = xstrdup(value);
 	else
@@ -1034,6 +1044,7 @@ void config_free(struct config *cfg)
 	for (int i = 0; i < cfg->db_count; i++) {
 		free(cfg->dbs[i].name);
 		free(cfg->dbs[i].conninfo);
+		free(cfg->dbs[i].auth_user);
 	}
 	free(cfg->dbs);
 	free(cfg->path);

@@ -23,6 +23,9 @@
 
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
 enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
+/* PgBouncer's default query, with valuntil so that account expiry is honoured (README, "auth_query"). */
+#define AUTHQ_DEFAULT_QUERY "SELECT usename, passwd, valuntil FROM pg_shadow WHERE usename=$1"
+
 enum session_state { SESSION_STATE_PIN = 0, SESSION_STATE_IGNORE = 1 };
 /* client_tls_sslmode, weakest first: every mode from REQUIRE on refuses plain TCP. */
 enum tls_mode { TLS_DISABLE = 0, TLS_ALLOW, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_CA, TLS_VERIFY_FULL };
@@ -33,6 +36,7 @@ struct db_config {
 	char *conninfo;      /* libpq conninfo, pglease's own keys taken out */
 	int pool_size;       /* from pool_size= in the conninfo; -1: default_pool_size */
 	int pool_mode;       /* enum pool_mode from pool_mode=; -1: the global pool_mode */
+	char *auth_user;     /* from auth_user= in the conninfo; NULL: the global auth_user */
 	int line;            /* where it was defined */
 };
 
@@ -72,6 +76,10 @@ struct config {
 	char *client_tls_key_file, *client_tls_cert_file, *client_tls_ca_file;  /* "" */
 	char *client_tls_protocols;  /* "secure": tlsv1.2,tlsv1.3 */
 	char *client_tls_ciphers;    /* "default": OpenSSL's */
+	char *auth_user;             /* "": off; the role auth_query runs as (pool/authq.c) */
+	char *auth_query;            /* AUTHQ_DEFAULT_QUERY: $1 is the user; returns usename, passwd[, valuntil] */
+	char *auth_dbname;           /* "": the client's database; else the [databases] entry it runs in */
+	double auth_query_cache_ttl; /* 10: seconds a found user's secret is reused; 0: not kept */
 	struct db_config *dbs;
 	int db_count;
 };

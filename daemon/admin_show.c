@@ -255,8 +255,8 @@ static int show_servers(struct reply *r)
 
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
-		rows += server_rows(r, &p->leased) + server_rows(r, &p->cleaning) + server_rows(r, &p->idle) +
-			server_rows(r, &p->connecting);
+		rows += server_rows(r, &p->leased) + server_rows(r, &p->cleaning) + server_rows(r, &p->authq) +
+			server_rows(r, &p->idle) + server_rows(r, &p->connecting);
 	}
 	return rows;
 }

@@ -75,7 +75,8 @@ void metrics_sample(const struct pool *p, struct stats_sample *s)
 	*s = (struct stats_sample){
 		.database = p->dbname, .user = p->user, .pool_mode = pool_mode_name(p->mode), .st = p->stats,
 		.cl_active = p->active.count, .cl_waiting = p->waiting.count, .cl_idle = p->clients.count,
-		.cl_login_wait = p->login_wait.count, .sv_active = p->leased.count, .sv_idle = p->idle.count,
+		.cl_login_wait = p->login_wait.count, .sv_idle = p->idle.count,
+		.sv_active = p->leased.count + p->authq.count,   /* leased, or lent to an auth_query lookup */
 		.sv_used = idle_due_check(p, now), .sv_login = p->connecting.count,
 		.sv_cleaning = p->cleaning.count, .pool_size = p->size, .paused = pool_paused(p),
 		.maxwait = oldest_since(&p->waiting, now), .oldest_lease = oldest_lease(p, now),

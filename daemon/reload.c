@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authq.h"
 #include "daemon.h"
 #include "drain.h"
 #include "log.h"
@@ -90,7 +91,11 @@ static const struct db_config *find_exact(const struct config *c, const char *na
 
 static bool entry_changed(const struct db_config *a, const struct db_config *b)
 {
-	return strcmp(a->conninfo, b->conninfo) != 0 || a->pool_size != b->pool_size || a->pool_mode != b->pool_mode;
+	bool auth_user_changed = (a->auth_user == NULL) != (b->auth_user == NULL) ||
+				 (a->auth_user && strcmp(a->auth_user, b->auth_user) != 0);
+
+	return strcmp(a->conninfo, b->conninfo) != 0 || a->pool_size != b->pool_size || a->pool_mode != b->pool_mode ||
+	       auth_user_changed;
 }
 
 static struct changes count_changes(const struct config *prev, const struct config *next)
@@ -172,6 +177,8 @@ int reload_apply(void)
 	cfg = next;
 	log_set_level(next->log_level);
 	tls_reload();
+	/* auth_query's answers may depend on what changed (auth_user, auth_query, auth_dbname, conninfo). */
+	authq_reload();
 	apply_to_pools();
 	pool_prewarm();
 	reload_collect();

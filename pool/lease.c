@@ -172,7 +172,8 @@ static void lease_done(struct server *s)
 void lease_grant(struct client *c, struct server *s)
 {
 	assert(c->state != CLIENT_ACTIVE && c->state != CLIENT_ADMIN && c->state != CLIENT_CLOSED);
-	assert(s->state == SERVER_IDLE || s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING);
+	assert(s->state == SERVER_IDLE || s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING ||
+	       s->state == SERVER_AUTHQ);
 	s->pool->stats.lease_count++;
 	if (c->state == CLIENT_WAITING)
 		note_wait(c);

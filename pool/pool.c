@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authq.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
@@ -45,7 +46,7 @@ enum pool_mode pool_effective_mode(const struct db_config *db, const struct conf
 
 int pool_server_count(const struct pool *p)
 {
-	return p->connecting.count + p->idle.count + p->leased.count + p->cleaning.count;
+	return p->connecting.count + p->idle.count + p->leased.count + p->cleaning.count + p->authq.count;
 }
 
 /* ---- creation ---- */
@@ -146,6 +147,7 @@ static void pool_init_lists(struct pool *p)
 	list_init(&p->idle);
 	list_init(&p->leased);
 	list_init(&p->cleaning);
+	list_init(&p->authq);
 	list_init(&p->login_wait);
 	list_init(&p->clients);
 	list_init(&p->waiting);
@@ -224,8 +226,9 @@ void pool_server_free(struct server *s)
 	struct pool *p = s->pool;
 	struct list_node *first = pool_paused(p) ? NULL : list_first(&p->waiting);
 
-	/* Just connected, or made clean by the exit door: no lease, no cancel on its way (invariant 4). */
-	assert(s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING);
+	/* Just connected, made clean by the exit door, or back from an auth_query lookup: no lease, no
+	 * cancel on its way (invariant 4). */
+	assert(s->state == SERVER_CONNECTING || s->state == SERVER_CLEANING || s->state == SERVER_AUTHQ);
 	assert(!s->lease && s->cancels_pending == 0);
 	if (s->generation != p->generation) {
 		server_close(s, "retired by a reconnect or a changed conninfo");
@@ -235,6 +238,9 @@ void pool_server_free(struct server *s)
 
 	/* Known good as of now, even if it goes straight to a waiter. */
 	s->idle_since = ev_now(loop);
+	/* Logins waiting on a lookup come first: a lookup is one short query. */
+	if (!pool_paused(p) && authq_take_server(s))
+		return;
 	if (first) {
 		lease_grant(list_entry(first, struct client, node), s);
 		return;
@@ -285,8 +291,11 @@ void pool_server_gone(struct pool *p)
 	if (pool_server_count(p) == 0 && p->last_error && ev_now(loop) < p->retry_after) {
 		fail_clients(&p->login_wait, p->last_sqlstate, p->last_error);
 		fail_clients(&p->waiting, p->last_sqlstate, p->last_error);
+		authq_pool_failed(p, p->last_error);
 		return;
 	}
+	/* A lookup whose backend was lost is queued again: another idle one takes it. */
+	authq_serve(p);
 	pool_want_servers(p);
 }
 
@@ -344,7 +353,8 @@ static int pool_min_size(const struct pool *p)
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
-	int want = (pool_paused(p) ? 0 : p->waiting.count) + (!p->have_base && p->login_wait.count ? 1 : 0);
+	int want = (pool_paused(p) ? 0 : p->waiting.count + p->authq_waiting) +
+		   (!p->have_base && p->login_wait.count ? 1 : 0);
 
 	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
@@ -363,7 +373,7 @@ void pool_want_servers(struct pool *p)
 void pool_snapshot(const struct pool *p, char *buf, int cap)
 {
 	snprintf(buf, cap, "pool %s/%s: size %d, active %d, idle %d, waiting %d",
-		 p->dbname, p->user, p->size, p->leased.count + p->cleaning.count,
+		 p->dbname, p->user, p->size, p->leased.count + p->cleaning.count + p->authq.count,
 		 p->idle.count, p->waiting.count);
 }
 
@@ -453,7 +463,7 @@ static int pool_client_count(const struct pool *p)
 static void pool_free(struct pool *p)
 {
 	/* Unused (forget_if_unused()), or at exit, after every client and backend was closed. */
-	assert(!pool_client_count(p) && !pool_server_count(p));
+	assert(!pool_client_count(p) && !pool_server_count(p) && !p->authq_waiting);
 	list_remove(&all_pools, &p->node);
 	free_connect_params(p);
 	params_free(&p->base);
@@ -480,7 +490,7 @@ static void forget_if_unused(struct pool *p, ev_tstamp now)
 {
 	if (p->retired && !pool_client_count(p))
 		close_servers(&p->idle, "its pool was retired by a reload and has no clients left");
-	if (pool_client_count(p) || pool_server_count(p) || p->resolving || p->prewarmed) {
+	if (pool_client_count(p) || pool_server_count(p) || p->authq_waiting || p->resolving || p->prewarmed) {
 		p->unused_since = 0;
 		return;
 	}
@@ -502,6 +512,7 @@ void pool_maintain(ev_tstamp now)
 {
 	struct list_node *pos, *tmp;
 
+	authq_maintain(now);
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		expire_waiters(p, now);
@@ -574,6 +585,7 @@ static void serve_waiters(struct pool *p)
 {
 	struct list_node *idle, *first;
 
+	authq_serve(p);
 	while ((idle = list_last(&p->idle)) && (first = list_first(&p->waiting)))
 		lease_grant(list_entry(first, struct client, node), list_entry(idle, struct server, node));
 	pool_want_servers(p);
@@ -655,6 +667,7 @@ void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 	if (how > p->closing)
 		p->closing = how;
 	pool_retire(p);
+	authq_pool_closing(p, reason);
 	pool_reconnect(p, reason);
 }
 
@@ -662,6 +675,7 @@ void pool_close(struct pool *p, enum pool_closing how, const char *reason)
 void pool_close_servers(struct pool *p, const char *reason)
 {
 	close_servers(&p->cleaning, reason);
+	close_servers(&p->authq, reason);
 	close_servers(&p->idle, reason);
 	close_servers(&p->connecting, reason);
 }
@@ -681,6 +695,7 @@ void pool_free_all(void)
 {
 	struct list_node *pos, *tmp;
 
+	authq_free_all();
 	list_for_each_safe(pos, tmp, &all_pools)
 		pool_free(list_entry(pos, struct pool, node));
 }

@@ -51,6 +51,8 @@ struct pool {
 	enum pool_mode mode;
 	/* servers, by state */
 	struct list connecting, idle, leased, cleaning;
+	struct list authq;            /* lent to an auth_query lookup (authq.c) */
+	int authq_waiting;            /* auth_query lookups queued for a backend of this pool (authq.c) */
 	/* clients, by state */
 	struct list login_wait, clients, waiting, active;
 	struct param_set base;        /* the backend's startup ParameterStatus values */

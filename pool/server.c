@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "authq.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
@@ -42,6 +43,7 @@ static struct list *state_list(struct server *s, enum server_state state)
 	case SERVER_IDLE: return &p->idle;
 	case SERVER_LEASED: return &p->leased;
 	case SERVER_CLEANING: return &p->cleaning;
+	case SERVER_AUTHQ: return &p->authq;
 	case SERVER_CLOSED: return &closed_servers;
 	}
 	return NULL;
@@ -381,22 +383,42 @@ static void query_timeout(struct server *s)
 	server_close(s, "a pglease query timed out (server_drain_timeout)");
 }
 
-int server_query(struct server *s, const char *sql, server_query_cb done)
+static void query_begin(struct server *s, server_query_cb done)
 {
 	/* One query at a time, on an open connection (a new one is still in phase CONNECT when first leased). */
 	assert(s->conn && s->phase != PHASE_QUERY && !s->query_done);
-	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING);
+	assert(s->state == SERVER_LEASED || s->state == SERVER_CLEANING || s->state == SERVER_AUTHQ);
 	s->phase = PHASE_QUERY;
 	tls_forget_waits(s);
 	s->query_done = done;
 	s->query_rows = 0;
 	s->query_result = NULL;
 	free(server_take_notices(s, &(uint32_t){ 0 }));
-	if (!PQsendQuery(s->conn, sql))
-		return -1;
+}
+
+static void query_sent(struct server *s)
+{
 	server_want_read(s, true);
 	server_want_write(s, PQflush(s->conn) == 1);
 	server_set_timer(s, cfg->server_drain_timeout * 2, query_timeout);
+}
+
+int server_query(struct server *s, const char *sql, server_query_cb done)
+{
+	query_begin(s, done);
+	if (!PQsendQuery(s->conn, sql))
+		return -1;
+	query_sent(s);
+	return 0;
+}
+
+int server_query_param(struct server *s, const char *sql, const char *param, server_query_cb done)
+{
+	query_begin(s, done);
+	/* Binary results: a timestamp arrives as an integer, whatever the session's DateStyle and TimeZone. */
+	if (!PQsendQueryParams(s->conn, sql, 1, NULL, &param, NULL, NULL, 1))
+		return -1;
+	query_sent(s);
 	return 0;
 }
 
@@ -632,8 +654,10 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	log_info("server %d (backend pid %d, pool %s/%s) closed: %s",
 		 s->id, s->backend_pid, s->pool->dbname, s->pool->user, reason);
 	note_close(s);
-	/* A lease on it ends through the one door, which tells the client. */
+	/* A lease on it ends through the one door, which tells the client; a lookup it was lent to fails. */
 	lease_server_closed(s);
+	if (s->state == SERVER_AUTHQ)
+		authq_server_closed(s, reason);
 	assert(!s->lease);
 	server_want_read(s, false);
 	server_want_write(s, false);

@@ -3,6 +3,7 @@
  *
  *   server_connect()     start a nonblocking connect for a pool
  *   server_query()       run SQL through libpq (ROLLBACK, reset, check, SET, probe)
+ *   server_query_param() run SQL with one text parameter, binary results (auth_query)
  *   server_go_raw()      hand the socket to the relay or the drain
  *   server_watch_idle()  sit idle: any byte from the backend is news
  *   server_send_raw()    write protocol bytes past libpq
@@ -34,6 +35,7 @@ struct pool;
 struct client;
 struct server;
 struct prep_server;
+struct authq_lookup;
 struct ssl_st;
 
 /* A server's states, listed once: X(ID, name); the name is SHOW SERVERS' state and the logs'. */
@@ -42,6 +44,7 @@ struct ssl_st;
 	X(IDLE, "idle")              /* pool->idle: ready to lease */ \
 	X(LEASED, "active")          /* pool->leased: a client holds it */ \
 	X(CLEANING, "cleaning")      /* pool->cleaning: the lease exit door is at work */ \
+	X(AUTHQ, "auth_query")       /* pool->authq: lent to an auth_query lookup (authq.c) */ \
 	X(CLOSED, "closed")          /* dead, waiting to be freed */
 
 #define SERVER_STATE_ENUM(id, name) SERVER_##id,
@@ -81,6 +84,7 @@ struct server {
 	int backend_pid;
 	struct lease *lease;         /* LEASED and CLEANING: &lease_slot (lease.h) */
 	struct lease lease_slot;     /* a backend has one lease at a time: taking it allocates nothing */
+	struct authq_lookup *authq;  /* AUTHQ: the lookup it is lent to */
 	struct stream stream;
 	struct prep_server *prep;    /* the named statements it holds (rewrite.c), or NULL */
 	struct reset_relay reset;    /* pglease's restores after a client's RESET, in flight (reset.c) */
@@ -107,6 +111,8 @@ struct server {
 
 MUST_CHECK struct server *server_connect(struct pool *pool);
 MUST_CHECK int server_query(struct server *s, const char *sql, server_query_cb done);
+/* sql with $1 = param (text), through the extended protocol; results in binary format. */
+MUST_CHECK int server_query_param(struct server *s, const char *sql, const char *param, server_query_cb done);
 /* Inside a query's callback: its first error result, else its last row set (NULL if none). */
 const PGresult *server_query_result(const struct server *s);
 /* Keep the running query's notices, as NoticeResponse messages; its callback takes them (and frees them). */

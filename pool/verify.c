@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "authq.h"
 #include "client.h"
 #include "log.h"
 #include "pool.h"
@@ -179,6 +180,11 @@ static bool check_pool_server(const struct server *s, const struct pool *p, enum
 		CHECK_SERVER(ctx, s, s->lease && s->lease == &s->lease_slot && !s->lease->client);
 		CHECK_SERVER(ctx, s, s->phase != PHASE_CONNECT);
 		return true;
+	case SERVER_AUTHQ:
+		/* Lent to a lookup, which points back (authq_verify()); libpq runs the query. */
+		CHECK_SERVER(ctx, s, !s->lease && s->authq != NULL);
+		CHECK_SERVER(ctx, s, s->phase == PHASE_QUERY && s->conn != NULL);
+		return true;
 	case SERVER_CLOSED:
 		break;
 	}
@@ -238,6 +244,7 @@ static bool check_pool_lists(const struct pool *p)
 	       check_servers_on(p, &p->idle, SERVER_IDLE, "idle") &&
 	       check_servers_on(p, &p->leased, SERVER_LEASED, "leased") &&
 	       check_servers_on(p, &p->cleaning, SERVER_CLEANING, "cleaning") &&
+	       check_servers_on(p, &p->authq, SERVER_AUTHQ, "authq") &&
 	       check_clients_on(p, &p->login_wait, CLIENT_LOGIN_WAIT, "login_wait") &&
 	       check_clients_on(p, &p->clients, CLIENT_IDLE, "clients") &&
 	       check_clients_on(p, &p->waiting, CLIENT_WAITING, "waiting") &&
@@ -255,6 +262,10 @@ static bool check_pool(const struct pool *p)
 	/* pool_pause_db() notes the lease count: no lease is granted until pool_resume_db(). */
 	CHECK_POOL(p, !pool_paused(p) || p->stats.lease_count == p->leases_at_pause);
 	CHECK_POOL(p, !p->closing || p->retired);
+	char why[256];
+	const char *authq = authq_verify(p, why, sizeof(why));
+	if (authq)
+		return fail("auth_query lookups and their servers agree", "pool %s/%s: %s", p->dbname, p->user, authq);
 	return true;
 }
 

@@ -787,4 +787,49 @@ Test(config, client_tls_needs_its_files)
 		      "2: [pglease] client_tls_sslmode: invalid value \"sometimes\": expected disable, allow, prefer, require, verify-ca or verify-full\n");
 	expect_errors("[pglease]\nclient_tls_protocols = sslv3\n",
 		      "2: [pglease] client_tls_protocols: invalid value \"sslv3\": expected all, secure, legacy, default or a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3\n");
+/* ---- auth_query (pool/authq.c) */
+
+Test(config, auth_query_keys_and_their_defaults)
+{
+	struct config *c = load_ok("[pglease]\n");
+
+	cr_assert_str_eq(c->auth_user, "");
+	cr_assert_str_eq(c->auth_query, "SELECT usename, passwd, valuntil FROM pg_shadow WHERE usename=$1");
+	cr_assert_str_eq(c->auth_dbname, "");
+	cr_assert_float_eq(c->auth_query_cache_ttl, 10, 1e-9);
+	config_free(c);
+	c = load_ok("[pglease]\nauth_user = pgl\nauth_query = SELECT * FROM f($1)\nauth_dbname = app\n"
+		    "auth_query_cache_ttl = 0\n[databases]\napp = host=db\n");
+	cr_assert_str_eq(c->auth_user, "pgl");
+	cr_assert_str_eq(c->auth_query, "SELECT * FROM f($1)");
+	cr_assert_str_eq(c->auth_dbname, "app");
+	cr_assert_float_eq(c->auth_query_cache_ttl, 0, 1e-9);
+	config_free(c);
+}
+
+Test(config, a_database_may_have_its_own_auth_user)
+{
+	struct config *c = load_ok(
+		"[databases]\n"
+		"a = host=db1 auth_user=lookup dbname=x\n"
+		"b = host=db1\n"
+		"c = auth_user='' host=db1\n");
+
+	cr_assert_str_eq(c->dbs[0].conninfo, "host=db1 dbname=x", "taken out before libpq sees it");
+	cr_assert_str_eq(c->dbs[0].auth_user, "lookup");
+	cr_assert_null(c->dbs[1].auth_user, "the global auth_user");
+	cr_assert_str_eq(c->dbs[2].auth_user, "", "none for this database");
+	config_free(c);
+}
+
+Test(config, auth_dbname_must_name_a_database)
+{
+	struct config *c;
+
+	expect_errors("[pglease]\nauth_dbname = nowhere\n[databases]\napp = host=db\n",
+		      "2: [pglease] auth_dbname: no [databases] entry \"nowhere\" (and no \"*\")\n");
+	expect_errors("[pglease]\nauth_query =\n",
+		      "2: [pglease] auth_query: invalid value \"\": expected a non-empty value\n");
+	c = load_ok("[pglease]\nauth_dbname = anything\n[databases]\n* = host=db\n");
+	config_free(c);
 }

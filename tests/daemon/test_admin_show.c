@@ -32,6 +32,7 @@ static void on_list(struct list *l, struct list_node *n)
 static void pool_lists(struct pool *p)
 {
 	list_init(&p->connecting); list_init(&p->idle); list_init(&p->leased); list_init(&p->cleaning);
+	list_init(&p->authq);
 	list_init(&p->login_wait); list_init(&p->clients); list_init(&p->waiting); list_init(&p->active);
 }
 
@@ -230,7 +231,7 @@ Test(admin_show, clients_by_state)
 
 Test(admin_show, servers_by_state)
 {
-	static struct server leased, cleaning, idle;
+	static struct server leased, cleaning, idle, lent;
 	static struct client holder;
 	ev_tstamp now = ev_now(loop);
 
@@ -246,9 +247,11 @@ Test(admin_show, servers_by_state)
 	on_list(&pool.leased, &leased.node);
 	on_list(&pool.cleaning, &cleaning.node);
 	on_list(&pool.idle, &idle.node);
+	lent = (struct server){ .state = SERVER_AUTHQ, .pool = &pool, .id = 4, .generation = 2 };
+	on_list(&pool.authq, &lent.node);
 
 	struct rows *r = show(ADMIN_SHOW_SERVERS);
-	cr_assert_eq(r->n, 3);
+	cr_assert_eq(r->n, 4);
 	cr_assert_str_eq(cell(r, 0, "state"), "active");
 	cr_assert_str_eq(cell(r, 0, "remote_pid"), "101");
 	cr_assert_str_eq(cell(r, 0, "client_id"), "21");
@@ -258,8 +261,10 @@ Test(admin_show, servers_by_state)
 	cr_assert_str_eq(cell(r, 1, "state"), "cleaning");
 	cr_assert_str_eq(cell(r, 1, "cleaning_for"), "client gone");
 	cr_assert_str_eq(cell(r, 1, "client_id"), "NULL");
-	cr_assert_str_eq(cell(r, 2, "state"), "idle");
-	cr_assert_str_eq(cell(r, 2, "retired"), "1", "opened before the latest reconnect");
+	cr_assert_str_eq(cell(r, 2, "state"), "auth_query", "lent to an auth_query lookup");
+	cr_assert_str_eq(cell(r, 2, "client_id"), "NULL");
+	cr_assert_str_eq(cell(r, 3, "state"), "idle");
+	cr_assert_str_eq(cell(r, 3, "retired"), "1", "opened before the latest reconnect");
 	cr_assert_str_eq(cell(r, 0, "retired"), "0");
 }
 

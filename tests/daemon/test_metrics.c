@@ -42,6 +42,7 @@ static void setup(void)
 	cfg = &conf;
 	pool = (struct pool){ .dbname = "app", .user = "alice", .size = 7, .mode = POOL_MODE_SESSION };
 	list_init(&pool.connecting); list_init(&pool.idle); list_init(&pool.leased); list_init(&pool.cleaning);
+	list_init(&pool.authq);
 	list_init(&pool.login_wait); list_init(&pool.clients); list_init(&pool.waiting); list_init(&pool.active);
 	memset(clients, 0, sizeof(clients));
 	memset(servers, 0, sizeof(servers));

@@ -44,9 +44,13 @@ struct fake {
 	struct wbuf login, reply;       /* sent after the startup packet / after each Query */
 	uint8_t login_data[1024], reply_data[2048];
 	void (*on_query)(const char *sql, struct wbuf *out);   /* else fake.reply */
+	/* Extended protocol: at each Sync, the messages since the last one (in raw) are answered with what
+	 * this builds; raw is emptied. NULL: they are only recorded. */
+	void (*on_sync)(const uint8_t *msgs, size_t len, struct wbuf *out);
+	int syncs;
 	int queries;
 	char last_query[256];
-	uint8_t raw[256];               /* bytes after login that are not a Query */
+	uint8_t raw[1024];              /* bytes after login that are not a Query */
 	size_t raw_len;
 	/* CancelRequests, each on a connection of its own */
 	int cancel_fd;
@@ -114,6 +118,16 @@ static __attribute__((unused)) size_t fake_message(void)
 	} else if (fake.raw_len + n <= sizeof(fake.raw)) {
 		memcpy(fake.raw + fake.raw_len, fake.in, n);
 		fake.raw_len += n;
+	}
+	if (fake.in[0] == 'S' && fake.on_sync) {
+		uint8_t data[2048];
+		struct wbuf out;
+		fake.syncs++;
+		wbuf_init(&out, data, sizeof(data));
+		fake.on_sync(fake.raw, fake.raw_len, &out);
+		fake.raw_len = 0;
+		if (out.len)
+			fake_send(&out);
 	}
 	return n;
 }

@@ -109,6 +109,7 @@ static void setup(void)
 	list_init(&pool.idle);
 	list_init(&pool.leased);
 	list_init(&pool.cleaning);
+	list_init(&pool.authq);
 	cl = (struct client){ .pool = &pool, .id = 1, .prep_on = true };
 	backend_init(&b1, 1);
 	backend_init(&b2, 2);

@@ -46,6 +46,7 @@ static struct list *server_list(enum server_state state)
 	case SERVER_IDLE: return &pool.idle;
 	case SERVER_LEASED: return &pool.leased;
 	case SERVER_CLEANING: return &pool.cleaning;
+	case SERVER_AUTHQ: return &pool.authq;
 	case SERVER_CLOSED: break;
 	}
 	return (struct list *)server_closed_list();
@@ -113,6 +114,7 @@ static void setup(void)
 	list_init(&pool.idle);
 	list_init(&pool.leased);
 	list_init(&pool.cleaning);
+	list_init(&pool.authq);
 	list_init(&pool.login_wait);
 	list_init(&pool.clients);
 	list_init(&pool.waiting);
@@ -401,4 +403,19 @@ Test(verify, pool_verify_returns_when_all_holds)
 {
 	populate();
 	pool_verify();
+}
+
+/* auth_query (pool/authq.c): a lent backend belongs to a lookup, and the pool's count is of queued lookups. */
+Test(verify, auth_query_server_without_its_lookup)
+{
+	populate();
+	add_server(SERVER_AUTHQ)->phase = PHASE_QUERY;
+	expect_violation("s->authq != NULL");
+}
+
+Test(verify, auth_query_waiting_count_without_lookups)
+{
+	populate();
+	pool.authq_waiting = 1;
+	expect_violation("authq_waiting 1, queued 0");
 }
