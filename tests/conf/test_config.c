@@ -787,6 +787,8 @@ Test(config, client_tls_needs_its_files)
 		      "2: [pglease] client_tls_sslmode: invalid value \"sometimes\": expected disable, allow, prefer, require, verify-ca or verify-full\n");
 	expect_errors("[pglease]\nclient_tls_protocols = sslv3\n",
 		      "2: [pglease] client_tls_protocols: invalid value \"sslv3\": expected all, secure, legacy, default or a list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3\n");
+}
+
 /* ---- auth_query (pool/authq.c) */
 
 Test(config, auth_query_keys_and_their_defaults)
