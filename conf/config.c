@@ -48,7 +48,7 @@ _Static_assert(sizeof(enum session_state) == sizeof(int), "enum size");
 
 /* Indexed by the enum values in config.h. */
 static const char *const pool_modes[] = { "transaction", "session", NULL };
-static const char *const auth_types[] = { "trust", "peer", NULL };
+static const char *const auth_types[] = { "trust", "peer", "md5", "scram-sha-256", "hba", NULL };
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
 static const char *const session_states[] = { "pin", "ignore", NULL };
 
@@ -133,6 +133,9 @@ static const struct key_def keys[] = {
 	STR(unix_socket_dir, NONZERO, "/tmp"),
 	MODE(unix_socket_mode, "0777"),
 	ENUM(auth_type, auth_types, "peer"),
+	STR(auth_file, 0, ""),
+	STR(auth_hba_file, 0, ""),
+	SECS(auth_failure_delay, 0, "1"),
 	ENUM(pool_mode, pool_modes, "transaction"),
 	INT(default_pool_size, 1, 10000, "20"),
 	INT(min_pool_size, 0, 10000, "0"),
@@ -576,6 +579,23 @@ static void check_listen(struct parser *p, const char *spec)
 			  "invalid value \"%s\": %s", spec, why);
 }
 
+/*
+ * A password method needs secrets, hba needs its rules; the files themselves
+ * are read by the front end (daemon/auth.c), which reports their own errors.
+ * TODO(auth_query): md5/scram-sha-256 will also be satisfied by auth_user.
+ */
+static void check_auth(struct parser *p)
+{
+	const struct config *c = p->cfg;
+	int line = key_line_of(p, "auth_type");
+
+	if ((c->auth_type == AUTH_MD5 || c->auth_type == AUTH_SCRAM) && !*c->auth_file)
+		key_error(p, line, "pglease", "auth_type",
+			  "%s needs auth_file: the users' secrets", auth_types[c->auth_type]);
+	if (c->auth_type == AUTH_HBA && !*c->auth_hba_file)
+		key_error(p, line, "pglease", "auth_type", "hba needs auth_hba_file: the rules");
+}
+
 /* Cross-key checks, reported where the operator has to make the fix. */
 static void check_globals(struct parser *p)
 {
@@ -593,6 +613,7 @@ static void check_globals(struct parser *p)
 	check_user_list(p, "admin_users", c->admin_users);
 	check_user_list(p, "stats_users", c->stats_users);
 	check_listen(p, c->metrics_listen);
+	check_auth(p);
 }
 
 /* ---- [databases]: pglease's own keys inside a libpq conninfo */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "drain.h"
 #include "log.h"
@@ -153,18 +154,29 @@ int reload_apply(void)
 	struct config *next = config_load(cfg->path, &errors);
 	struct config *prev = (struct config *)cfg;
 
+	struct auth_files *files = NULL;
+
 	if (!next) {
 		log_errors(cfg->path, errors ? errors : (char[]){ "unknown error" });
 		free(errors);
 		return -1;
 	}
+	/* The config, the userlist and the hba rules are swapped together or not at all. */
+	if (!(files = auth_files_load(next, &errors))) {
+		log_errors(cfg->path, errors ? errors : (char[]){ "unknown error" });
+		free(errors);
+		config_free(next);
+		return -1;
+	}
 	if (keep_restart_settings(next) < 0 || keep_old(prev) < 0) {
 		log_error("reload of %s failed: out of memory; the running configuration is kept", cfg->path);
+		auth_files_free(files);
 		config_free(next);
 		return -1;
 	}
 	struct changes ch = count_changes(prev, next);
 	cfg = next;
+	auth_files_install(files);
 	log_set_level(next->log_level);
 	apply_to_pools();
 	pool_prewarm();

@@ -162,6 +162,7 @@ class Daemon:
         self.env = {}        # extra environment (NOTIFY_SOCKET, ...)
         self.wrapper = []    # argv before pglease's own (e.g. a shell that sets WATCHDOG_PID=$$)
         self.pass_fds = ()
+        self.ready_env = {}  # for the readiness psql (PGPASSWORD when clients need a password)
 
     # -- config and process
     def config_text(self):
@@ -228,7 +229,7 @@ class Daemon:
         while True:
             self.check_alive()
             if os.path.exists(self.socket_path):
-                r = self.psql("-c", "select 1", timeout=10, os_user=os_user)
+                r = self.psql("-c", "select 1", timeout=10, os_user=os_user, env=self.ready_env)
                 if r.returncode == 0 and r.stdout.strip() == "1":
                     return
                 last = r.stderr
