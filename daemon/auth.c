@@ -233,6 +233,8 @@ static void derive_finished(struct job *job)
 	struct derive_job *dj = (struct derive_job *)job;
 	struct derived *d = dj->entry;
 
+	/* Once per user and password until a reload, however many logins wait: the log shows a storm's cost. */
+	log_info("SCRAM keys for \"%s\" derived from its plain-text auth_file secret", d->user);
 	d->ready = dj->rc == 0;
 	d->failed = dj->rc != 0;
 	d->secret = dj->out;
