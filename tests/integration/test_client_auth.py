@@ -535,3 +535,95 @@ def test_console_login_authenticates_then_needs_admin_users(pglease):
     r = d.psql("-c", "show version", user="carol", dbname="pglease", os_user="postgres", env={"PGPASSWORD": "cpw"})
     assert r.returncode != 0
     assert "not allowed to use the pglease admin console" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- PostgreSQL's own words
+@pytest.fixture
+def pg_hba_lines(direct):
+    """Put lines at the top of the private cluster's pg_hba.conf (for users only these tests use); restored after."""
+    path = direct.execute("show hba_file").fetchone()[0]
+    with open(path) as f:
+        original = f.read()
+
+    def install(lines):
+        with open(path, "w") as f:
+            f.write(lines + original)
+        direct.execute("select pg_reload_conf()")
+        time.sleep(0.5)   # the postmaster reloads on SIGHUP, asynchronously
+
+    yield install
+    with open(path, "w") as f:
+        f.write(original)
+    direct.execute("select pg_reload_conf()")
+    time.sleep(0.3)
+
+
+def pg_socket(cluster):
+    return os.path.join(cluster.dir, ".s.PGSQL.%d" % cluster.port)
+
+
+def fatal_on(path, user, dbname, steps):
+    """Start a login at path and send each step (bytes, or a function of the last Authentication data) after
+    each Authentication request; return (S, C, M) of the ErrorResponse."""
+    w = Wire(path)
+    try:
+        w.send(pgwire.startup_packet({"user": user, "database": dbname}))
+        steps = list(steps)
+        while True:
+            mtype, body = w.read_message()
+            if mtype == b"E":
+                f = pgwire.parse_fields(body)
+                return f["S"], f["C"], f["M"]
+            assert mtype == b"R", (mtype, body)
+            data = body[4:]
+            assert steps, "asked for more than the test sends: %r" % body
+            step = steps.pop(0)
+            w.send(step(data) if callable(step) else step)
+    finally:
+        w.close()
+
+
+def test_words_match_postgresql(pglease, cluster, direct, pg_hba_lines):
+    direct.execute("set password_encryption = 'scram-sha-256'")
+    direct.execute("drop role if exists cmp_scram")
+    direct.execute("create role cmp_scram login password 'right'")
+    verifier = direct.execute("select rolpassword from pg_authid where rolname = 'cmp_scram'").fetchone()[0]
+    direct.execute("set password_encryption = 'md5'")
+    direct.execute("drop role if exists cmp_md5")
+    direct.execute("create role cmp_md5 login password 'right'")
+    md5 = direct.execute("select rolpassword from pg_authid where rolname = 'cmp_md5'").fetchone()[0]
+    rules = ("local all cmp_scram scram-sha-256\nlocal all cmp_ghost scram-sha-256\n"
+             "local all cmp_md5 md5\nlocal all cmp_reject reject\n")
+    pg_hba_lines(rules)
+    d = start(pglease, userlist(postgres=PASSWORD, cmp_scram=verifier, cmp_md5=md5, cmp_reject="x"),
+              "local all postgres scram-sha-256\n" + rules, auth_type="hba", auth_failure_delay=0)
+
+    def scram_login(password):
+        sc = ScramClient("", password)
+        return [sasl_initial("SCRAM-SHA-256", sc.first()), lambda server_first: password_msg(sc.final(server_first))]
+
+    cases = [
+        ("cmp_scram", "app", scram_login("wrong")),
+        ("cmp_ghost", "app", scram_login("wrong")),
+        ("cmp_reject", "app", []),
+        ("cmp_md5", "app", [password_msg(b"md5" + b"0" * 32 + b"\0")]),
+        ("cmp_md5", "app", [password_msg(b"\0")]),
+        ("cmp_md5", "app", [password_msg(b"abc")]),
+        ("cmp_md5", "app", [pgwire.query_msg("select 1")]),
+        ("cmp_scram", "app", [pgwire.query_msg("select 1")]),
+        ("cmp_scram", "app", [sasl_initial("SCRAM-SHA-1", b"n,,n=,r=abc")]),
+        ("cmp_scram", "app", [password_msg(b"SCRAM-SHA-256")]),
+        ("cmp_scram", "app", [password_msg(b"SCRAM-SHA-256\0\0\0")]),
+        ("cmp_scram", "app", [password_msg(b"SCRAM-SHA-256\0" + struct.pack("!i", 5) + b"n,,")]),
+        ("cmp_scram", "app", [password_msg(b"SCRAM-SHA-256\0" + struct.pack("!i", 2) + b"n,,")]),
+        ("cmp_scram", "app", [sasl_initial("SCRAM-SHA-256", b"")]),
+        ("cmp_scram", "app", [sasl_initial("SCRAM-SHA-256", b"n,,n=,r=a\0b")]),
+        ("cmp_scram", "app", [sasl_initial("SCRAM-SHA-256", b"x,,n=,r=abc")]),
+    ]
+    for user, dbname, steps in cases:
+        want = fatal_on(pg_socket(cluster), user, dbname, steps)
+        got = fatal_on(d.socket_path, user, dbname, steps)
+        assert got == want, (user, steps)
+    # the reject line's words, with the database pglease's client asked for
+    assert fatal_on(d.socket_path, "cmp_reject", "app", []) == (
+        "FATAL", "28000", 'pg_hba.conf rejects connection for host "[local]", user "cmp_reject", database "app", no encryption')
