@@ -516,6 +516,17 @@ static void on_missing_idle(struct ev_loop *l, ev_idle *w, int revents)
 
 /* ---- starting an exchange */
 
+/*
+ * Bytes the client sent before our request (with its startup packet, or
+ * while its secret was looked up) are already read: no socket event will
+ * come for them.
+ */
+static void answer_early_bytes(struct client *c)
+{
+	if (c->state == CLIENT_LOGIN && c->auth && c->in && !iobuf_is_empty(c->in))
+		auth_input(c);
+}
+
 static void start_md5(struct auth_conn *a, const char *secret)
 {
 	struct client *c = a->client;
@@ -525,6 +536,7 @@ static void start_md5(struct auth_conn *a, const char *secret)
 	a->step = MD5;
 	client_want_read(c, true);
 	send_auth_request(c, AUTH_REQ_MD5, a->md5_salt, sizeof(a->md5_salt));
+	answer_early_bytes(c);
 }
 
 /* wired to daemon/tls.c when client TLS lands */
@@ -561,6 +573,7 @@ static void start_scram(struct auth_conn *a, const struct scram_secret *secret)
 	a->step = SASL_INIT;
 	client_want_read(c, true);
 	send_auth_request(c, AUTH_REQ_SASL, mechanisms, len);
+	answer_early_bytes(c);
 }
 
 /* An exchange for a user with no secret to check: it runs and fails at its end. */

@@ -627,3 +627,25 @@ def test_words_match_postgresql(pglease, cluster, direct, pg_hba_lines):
     # the reject line's words, with the database pglease's client asked for
     assert fatal_on(d.socket_path, "cmp_reject", "app", []) == (
         "FATAL", "28000", 'pg_hba.conf rejects connection for host "[local]", user "cmp_reject", database "app", no encryption')
+
+
+@pytest.mark.parametrize("user", ["postgres", "nobody_here"])
+def test_sasl_initial_response_sent_with_the_startup_packet(pglease, user):
+    """Bytes that arrive before the request (in the startup packet's write) are answered too."""
+    d = start(pglease, userlist(postgres=PASSWORD), auth_type="scram-sha-256", auth_failure_delay=0)
+    sc = ScramClient(user, PASSWORD)
+    w = Wire(d.socket_path)
+    try:
+        w.send(pgwire.startup_packet({"user": user, "database": "app"}) + sasl_initial("SCRAM-SHA-256", sc.first()))
+        assert auth_request(w)[0] == 10
+        code, server_first = auth_request(w)
+        assert code == 11
+        w.send(password_msg(sc.final(server_first)))
+        if user == "postgres":
+            assert auth_request(w)[0] == 12
+            assert auth_request(w)[0] == 0
+        else:
+            f = read_fatal(w)
+            assert (f["C"], f["M"]) == ("28P01", BAD_PASSWORD_MSG % user)
+    finally:
+        w.close()
