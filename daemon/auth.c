@@ -398,6 +398,20 @@ static void protocol_fail(struct auth_conn *a, const char *sqlstate, const char 
 static void delay_rearm(void);
 
 /*
+ * The list stays in due order: at the tail while auth_failure_delay is the
+ * same (every time but after a reload that shortened it).
+ */
+static void delayed_insert(struct auth_conn *a)
+{
+	struct list_node *after = delayed.head.prev;
+
+	while (after != &delayed.head && list_entry(after, struct auth_conn, wait_node)->fatal_at > a->fatal_at)
+		after = after->prev;
+	list_insert(&a->wait_node, after, after->next);
+	delayed.count++;
+}
+
+/*
  * A failed password or hba check. The attacker waits auth_failure_delay
  * for the answer; pglease holds nothing but the client's socket.
  */
@@ -413,7 +427,7 @@ static void refuse(struct auth_conn *a, const char *sqlstate, const char *messag
 	a->fatal_sqlstate = sqlstate;
 	snprintf(a->fatal_message, sizeof(a->fatal_message), "%s", message);
 	a->fatal_at = ev_now(loop) + cfg->auth_failure_delay;
-	list_push_tail(&delayed, &a->wait_node);
+	delayed_insert(a);
 	client_want_read(c, true);   /* to see it leave meanwhile; what it sends is dropped */
 	delay_rearm();
 }
@@ -426,7 +440,7 @@ static void refuse_password(struct auth_conn *a, const char *why)
 	refuse(a, SQLSTATE_PASSWORD, msg, why);
 }
 
-/* ---- the failure delay: one timer for the list, which is in due order */
+/* ---- the failure delay: one timer for the list, which is in due order (delayed_insert) */
 
 static void delay_rearm(void)
 {

@@ -332,3 +332,31 @@ Test(auth, another_message_type_is_a_protocol_violation)
 	wire_read(peer, &w);
 	assert_fatal(&w, "08P01", "expected password response, got message type 81");
 }
+
+/* A reload that shortens the delay: a later failure may be due first, and is answered first. */
+Test(auth, shorter_delay_after_a_reload_is_kept)
+{
+	start_md5("0.6");
+	int slow_peer, fast_peer;
+	struct client *slow = pair_accept(&slow_peer), *fast = pair_accept(&fast_peer);
+	static struct wire sw, fw;
+	uint8_t salt[4];
+	char ini[512];
+
+	md5_challenged(slow_peer, alice_app, &sw, salt);
+	send_md5(slow_peer, "alice", "wrong", salt);
+	wire_read(slow_peer, &sw);
+	snprintf(ini, sizeof(ini), "[pglease]\nauth_type = md5\nauth_file = %s/users.txt\nauth_failure_delay = 0.1\n"
+		 PAIR_INI_DATABASES, dir);
+	pair_start(ini);   /* the running config changes; the files stay */
+	md5_challenged(fast_peer, alice_app, &fw, salt);
+	send_md5(fast_peer, "alice", "wrong", salt);
+	for (int i = 0; i < 40 && fast->state == CLIENT_LOGIN; i++) {
+		sleep_ms(10);
+		pair_spin();
+	}
+	cr_assert_eq(fast->state, CLIENT_CLOSED, "the shorter delay waited for the longer one");
+	cr_assert_eq(slow->state, CLIENT_LOGIN, "the longer delay was cut short");
+	wire_read(fast_peer, &fw);
+	assert_fatal(&fw, "28P01", "password authentication failed for user \"alice\"");
+}

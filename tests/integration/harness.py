@@ -163,6 +163,7 @@ class Daemon:
         self.wrapper = []    # argv before pglease's own (e.g. a shell that sets WATCHDOG_PID=$$)
         self.pass_fds = ()
         self.ready_env = {}  # for the readiness psql (PGPASSWORD when clients need a password)
+        self.ready_os_user = None  # ... run as this OS user (peer authentication)
 
     # -- config and process
     def config_text(self):
@@ -225,7 +226,7 @@ class Daemon:
     def wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
         last = ""
-        os_user = "postgres" if self.settings.get("auth_type") == "peer" else None
+        os_user = "postgres" if self.settings.get("auth_type") == "peer" else self.ready_os_user
         while True:
             self.check_alive()
             if os.path.exists(self.socket_path):
