@@ -658,3 +658,28 @@ def test_sasl_initial_response_sent_with_the_startup_packet(pglease, user):
             assert (f["C"], f["M"]) == ("28P01", BAD_PASSWORD_MSG % user)
     finally:
         w.close()
+
+
+def scram_salt(d, user):
+    w = wire_login(d, user=user)
+    try:
+        assert auth_request(w)[0] == 10
+        w.send(sasl_initial("SCRAM-SHA-256", ScramClient(user, "x").first()))
+        code, server_first = auth_request(w)
+        assert code == 11
+        return dict(kv.split("=", 1) for kv in server_first.decode().split(","))["s"]
+    finally:
+        w.close()
+
+
+def test_salt_does_not_tell_a_listed_user_from_a_missing_one(pglease):
+    """A plain-text secret's salt is made like the mock's: removing the user from auth_file changes nothing visible."""
+    d = start(pglease, userlist(postgres=PASSWORD, other="o"), auth_type="scram-sha-256")
+    listed = scram_salt(d, "other")
+    write(d, "users.txt", userlist(postgres=PASSWORD, other="changed"))
+    d.reload()
+    assert scram_salt(d, "other") == listed, "a reload changed a listed user's salt"
+    write(d, "users.txt", userlist(postgres=PASSWORD))
+    d.reload()
+    assert scram_salt(d, "other") == listed, "a missing user's salt differs from the one it had when listed"
+    assert scram_salt(d, "postgres") != listed
