@@ -59,7 +59,7 @@
 #define AUTH_REQ_SASL 10
 #define AUTH_REQ_SASL_CONT 11
 #define AUTH_REQ_SASL_FIN 12
-#define DERIVED_SALT_LEN 16     /* PostgreSQL's SCRAM_DEFAULT_SALT_LEN */
+#define DERIVED_SALT_LEN 16     /* PostgreSQL's SCRAM_DEFAULT_SALT_LEN, and scram_secret_mock()'s */
 #define DERIVED_CACHE_MAX 1024  /* users whose derived SCRAM keys are kept */
 #define SQLSTATE_PROTOCOL "08P01"
 #define SQLSTATE_PASSWORD "28P01"
@@ -164,6 +164,26 @@ struct derive_job {
 
 static struct list derived_cache = { { &derived_cache.head, &derived_cache.head }, 0 };
 
+/*
+ * A per-process random key. A user's SCRAM salt, whether it is missing
+ * (the mock secret) or has a plain-text secret (derived keys), is made
+ * from it and the user name: the same on every try and across reloads, so
+ * the salt never tells a missing user from a listed one, and no one can
+ * predict it.
+ */
+static uint8_t mock_key[SCRAM_KEY_LEN];
+
+static int user_salt(const char *user, uint8_t salt[DERIVED_SALT_LEN])
+{
+	struct scram_secret mock;
+
+	if (scram_secret_mock(user, mock_key, &mock) < 0 || mock.salt_len != DERIVED_SALT_LEN)
+		return -1;
+	memcpy(salt, mock.salt, DERIVED_SALT_LEN);
+	OPENSSL_cleanse(&mock, sizeof(mock));
+	return 0;
+}
+
 static void derived_free(struct derived *d)
 {
 	assert(list_empty(&d->waiters));
@@ -261,7 +281,7 @@ static struct derived *derived_get(const char *user, const char *password)
 	d = calloc(1, sizeof(*d));
 	struct derive_job *dj = calloc(1, sizeof(*dj));
 	if (!d || !dj || !(d->user = strdup(user)) || !(d->password = strdup(password)) ||
-	    !(dj->password = strdup(password)) || RAND_bytes(dj->salt, sizeof(dj->salt)) != 1) {
+	    !(dj->password = strdup(password)) || user_salt(user, dj->salt) < 0) {
 		if (dj)
 			free(dj->password);
 		free(dj);
@@ -294,7 +314,7 @@ struct auth_conn {
 	struct list_node wait_node;     /* on missing_users, a derived entry's waiters, or delayed */
 	struct derived *deriving;       /* WAIT_SECRET on a derivation */
 	bool doomed;                    /* fails at the end whatever the client proves */
-	const char *doom_why;           /* ... and why, for the log */
+	char doom_why[160];             /* ... and why, for the log (a copy: a lookup's answer is transient) */
 	char *md5_secret;               /* MD5: a copy of the plain or md5 secret (wiped) */
 	uint8_t md5_salt[4];
 	struct scram_secret secret;     /* SCRAM: copied before the exchange, so a reload cannot touch it */
@@ -304,8 +324,6 @@ struct auth_conn {
 	char fatal_message[256];
 };
 
-/* A per-process random key: a missing user gets the same salt every time, and no one can predict it. */
-static uint8_t mock_key[SCRAM_KEY_LEN];
 static struct list missing_users = { { &missing_users.head, &missing_users.head }, 0 };
 static ev_idle missing_idle;
 static struct list delayed = { { &delayed.head, &delayed.head }, 0 };
@@ -419,7 +437,11 @@ static void refuse(struct auth_conn *a, const char *sqlstate, const char *messag
 {
 	struct client *c = a->client;
 
-	log_info("client %u: %s%s%s", c->id, message, why ? ": " : "", why ? why : "");
+	char line[48] = "";
+
+	if (a->hba_line)
+		snprintf(line, sizeof(line), " (auth_hba_file line %d)", a->hba_line);
+	log_info("client %u: %s%s%s%s", c->id, message, why ? ": " : "", why ? why : "", line);
 	if (cfg->auth_failure_delay <= 0)
 		return client_fatal(c, sqlstate, message, NULL);
 	unhang(a);
@@ -491,7 +513,11 @@ static void lookup_missing_user(struct auth_conn *a)
 	ev_idle_start(loop, &missing_idle);
 }
 
-/* The lookup's answer: found (with its secret text), or not (error: why, for the log). */
+/*
+ * The lookup's answer: found (with its secret text), or not (error: why,
+ * for the log). TODO(auth_query): an expired account (valuntil) is "not
+ * found" with its reason, as PostgreSQL fails it like a wrong password.
+ */
 static void missing_user_answered(struct auth_conn *a, bool found, const char *secret, const char *error)
 {
 	struct user_secret us = { .user = a->startup.user };
@@ -502,7 +528,7 @@ static void missing_user_answered(struct auth_conn *a, bool found, const char *s
 		return;   /* closed meanwhile: only waiting to be freed */
 	if (!found) {
 		a->doomed = true;
-		a->doom_why = error ? error : "no such user in auth_file";
+		snprintf(a->doom_why, sizeof(a->doom_why), "%s", error ? error : "no such user in auth_file");
 		return secret_known(a, NULL);
 	}
 	/* A secret from PostgreSQL is told apart as auth_file's are. */
@@ -647,7 +673,7 @@ static void secret_known(struct auth_conn *a, const struct user_secret *us)
 {
 	if (us && us->secret[0] == '\0') {
 		a->doomed = true;
-		a->doom_why = "the user has no password assigned (an empty secret in auth_file)";
+		snprintf(a->doom_why, sizeof(a->doom_why), "the user has no password assigned (an empty secret in auth_file)");
 	}
 	if (a->doomed)
 		return start_mock(a);
@@ -660,7 +686,7 @@ static void secret_known(struct auth_conn *a, const struct user_secret *us)
 		return scram_from_plain(a, us->secret);
 	case SECRET_MD5:
 		a->doomed = true;
-		a->doom_why = "the user has no valid SCRAM secret (auth_file holds an md5 secret)";
+		snprintf(a->doom_why, sizeof(a->doom_why), "the user has no valid SCRAM secret (auth_file holds an md5 secret)");
 		return start_mock(a);
 	}
 }
