@@ -1,5 +1,6 @@
 /*
- * login.c — a new client's startup: its packets, its authentication, a
+ * login.c — a new client's startup: its packets, its authentication (the
+ * method and the password exchanges are auth.c's; peer is here), a
  * CancelRequest, and handing it to its pool.
  *
  * The object model (pool/client.c) calls login_readable() for a client in

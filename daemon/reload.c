@@ -153,7 +153,6 @@ int reload_apply(void)
 	char *errors = NULL;
 	struct config *next = config_load(cfg->path, &errors);
 	struct config *prev = (struct config *)cfg;
-
 	struct auth_files *files = NULL;
 
 	if (!next) {

@@ -530,8 +530,20 @@ def test_client_leaving_mid_sasl_leaks_nothing(pglease):
         w.close()
     w = wire_login(d, user="ghost")   # gone while its secret is still being looked up
     w.close()
-    wait_for(lambda: not login_clients(d), 5, what="the abandoned logins to be freed")
-    assert psql(d, PASSWORD).returncode == 0
+    # gone while the new password's keys are derived (the reload dropped the old ones)
+    write(d, "users.txt", userlist(postgres="new pw"))
+    d.reload()
+    for _ in range(5):
+        w = wire_login(d)
+        w.close()
+    wait_for(lambda: not login_clients_with(d, "new pw"), 5, what="the abandoned logins to be freed")
+    assert psql(d, "new pw").returncode == 0
+
+
+def login_clients_with(d, password):
+    r = psql(d, password, dbname="pglease", sql="show clients")
+    assert r.returncode == 0, r.stderr
+    return [line for line in r.stdout.splitlines() if "|login|" in line]
 
 
 def test_console_login_authenticates_then_needs_admin_users(pglease):
