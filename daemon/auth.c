@@ -97,6 +97,19 @@ static void add_errors(char **all, const char *more)
 	*all = joined;
 }
 
+/* TODO(auth_query): with auth_user set, users can have secrets without an auth_file. */
+static void warn_no_secrets(const struct auth_files *f, const char *hba_path)
+{
+	for (int i = 0; f->hba && !f->users && i < f->hba->count; i++) {
+		const struct hba_rule *r = &f->hba->rules[i];
+		if (r->method == HBA_MD5 || r->method == HBA_SCRAM) {
+			log_warning("%s:%d: %s without auth_file: every login this line decides will fail",
+				    hba_path, r->line, hba_method_name(r->method));
+			return;
+		}
+	}
+}
+
 struct auth_files *auth_files_load(const struct config *c, char **errors)
 {
 	struct auth_files *f = calloc(1, sizeof(*f));
@@ -116,6 +129,7 @@ struct auth_files *auth_files_load(const struct config *c, char **errors)
 	free(err);
 	if (all)
 		goto fail;
+	warn_no_secrets(f, hba_path);
 	free(users_path);
 	free(hba_path);
 	*errors = NULL;
