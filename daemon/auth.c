@@ -951,12 +951,28 @@ static void start_hba(struct client *c, struct startup *st)
 	}
 }
 
+/*
+ * peer reads the client's uid off a Unix socket; on TCP there is none to
+ * read (Linux answers with the overflow uid, "nobody"), so it refuses.
+ */
+static void start_peer(struct client *c, struct startup *st)
+{
+	struct sockaddr_storage ss;
+	char msg[200];
+
+	if (!peer_address(c, &ss))
+		return login_peer(c, st);
+	log_info("client %u: auth_type peer is for Unix socket clients only", c->id);
+	snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", st->user);
+	client_fatal(c, SQLSTATE_AUTHZ, msg, NULL);
+}
+
 void auth_start(struct client *c, struct startup *st)
 {
 	assert(c->state == CLIENT_LOGIN && !c->auth);
 	switch (cfg->auth_type) {
 	case AUTH_TRUST: return login_finish(c, st);
-	case AUTH_PEER: return login_peer(c, st);
+	case AUTH_PEER: return start_peer(c, st);
 	case AUTH_MD5: return start_password(c, st, HBA_MD5, 0);
 	case AUTH_SCRAM: return start_password(c, st, HBA_SCRAM, 0);
 	case AUTH_HBA: return start_hba(c, st);

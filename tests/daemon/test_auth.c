@@ -360,3 +360,98 @@ Test(auth, shorter_delay_after_a_reload_is_kept)
 	wire_read(fast_peer, &fw);
 	assert_fatal(&fw, "28P01", "password authentication failed for user \"alice\"");
 }
+
+/* ---- TCP clients: hba host lines, the address in the words, no peer */
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+
+/* A client accepted on a loopback TCP connection; *peer is the other end. */
+static struct client *tcp_accept(int *peer)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(lfd, 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 1), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+	*peer = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(*peer, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	close(lfd);
+	fcntl(*peer, F_SETFL, O_NONBLOCK);
+	client_accept(fd);
+	return list_entry(list_last(&login_clients), struct client, node);
+}
+
+static void start_hba(const char *rules)
+{
+	char ini[512], *errors = NULL;
+
+	write_file("hba.conf", rules);
+	snprintf(ini, sizeof(ini), "[pglease]\nauth_type = hba\nauth_hba_file = %s/hba.conf\nauth_failure_delay = 0\n"
+		 PAIR_INI_DATABASES, dir);
+	pair_start(ini);
+	client_set_frontend(&front_end);
+	cr_assert_eq(auth_init(), 0);
+	struct auth_files *f = auth_files_load(cfg, &errors);
+	cr_assert_not_null(f, "%s", errors ? errors : "");
+	auth_files_install(f);
+}
+
+static void fatal_for(int peer, const char *const *who, const char *sqlstate, const char *message)
+{
+	static struct wire w;
+	struct bytes b = { .len = 0 };
+
+	memset(&w, 0, sizeof(w));
+	put_startup(&b, PROTO_V3, who);
+	peer_send(peer, b.data, b.len);
+	for (int i = 0; i < 50 && !w.eof; i++) {
+		wire_read(peer, &w);
+		if (!w.eof)
+			sleep_ms(5);
+	}
+	assert_fatal(&w, sqlstate, message);
+}
+
+Test(auth, tcp_client_matches_host_lines_not_local_ones)
+{
+	start_hba("local all all trust\nhost all alice 127.0.0.1/32 reject\n");
+	int peer1, peer2;
+
+	tcp_accept(&peer1);
+	fatal_for(peer1, alice_app, "28000",
+		  "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"alice\", database \"app\", no encryption");
+	tcp_accept(&peer2);
+	fatal_for(peer2, ghost_app, "28000",
+		  "no pg_hba.conf entry for host \"127.0.0.1\", user \"ghost\", database \"app\", no encryption");
+}
+
+Test(auth, unix_client_matches_local_lines_not_host_ones)
+{
+	start_hba("host all all 0.0.0.0/0 trust\nlocal all alice reject\n");
+	int peer1, peer2;
+
+	pair_accept(&peer1);
+	fatal_for(peer1, alice_app, "28000",
+		  "pg_hba.conf rejects connection for host \"[local]\", user \"alice\", database \"app\", no encryption");
+	pair_accept(&peer2);
+	fatal_for(peer2, ghost_app, "28000",
+		  "no pg_hba.conf entry for host \"[local]\", user \"ghost\", database \"app\", no encryption");
+}
+
+Test(auth, peer_is_refused_on_tcp)
+{
+	pair_start("[pglease]\nauth_type = peer\n" PAIR_INI_DATABASES);
+	client_set_frontend(&front_end);
+	cr_assert_eq(auth_init(), 0);
+	int peer;
+
+	tcp_accept(&peer);
+	fatal_for(peer, alice_app, "28000", "peer authentication failed for user \"alice\"");
+}
