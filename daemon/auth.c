@@ -953,7 +953,7 @@ static void start_hba(struct client *c, struct startup *st)
 
 /*
  * peer reads the client's uid off a Unix socket; on TCP there is none to
- * read (Linux answers with the overflow uid, "nobody"), so it refuses.
+ * read (Linux answers uid -1, which must never be looked up), so it refuses.
  */
 static void start_peer(struct client *c, struct startup *st)
 {
