@@ -51,7 +51,7 @@ _Static_assert(sizeof(enum tls_mode) == sizeof(int), "enum size");
 
 /* Indexed by the enum values in config.h. */
 static const char *const pool_modes[] = { "transaction", "session", NULL };
-static const char *const auth_types[] = { "trust", "peer", NULL };
+static const char *const auth_types[] = { "trust", "peer", "md5", "scram-sha-256", "hba", NULL };
 static const char *const log_levels[] = { "error", "warning", "info", "debug", NULL };
 static const char *const session_states[] = { "pin", "ignore", NULL };
 static const char *const tls_modes[] = { "disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL };
@@ -137,6 +137,9 @@ static const struct key_def keys[] = {
 	STR(unix_socket_dir, NONZERO, "/tmp"),
 	MODE(unix_socket_mode, "0777"),
 	ENUM(auth_type, auth_types, "peer"),
+	STR(auth_file, 0, ""),
+	STR(auth_hba_file, 0, ""),
+	SECS(auth_failure_delay, 0, "1"),
 	ENUM(pool_mode, pool_modes, "transaction"),
 	INT(default_pool_size, 1, 10000, "20"),
 	INT(min_pool_size, 0, 10000, "0"),
@@ -641,6 +644,23 @@ static void check_client_tls(struct parser *p, const struct config *c)
 			  "%s needs client_tls_ca_file to verify client certificates", tls_modes[c->client_tls_sslmode]);
 }
 
+/*
+ * A password method needs secrets, hba needs its rules; the files themselves
+ * are read by the front end (daemon/auth.c), which reports their own errors.
+ * md5/scram-sha-256 are satisfied by auth_user too (users looked up with auth_query).
+ */
+static void check_auth(struct parser *p)
+{
+	const struct config *c = p->cfg;
+	int line = key_line_of(p, "auth_type");
+
+	if ((c->auth_type == AUTH_MD5 || c->auth_type == AUTH_SCRAM) && !*c->auth_file && !*c->auth_user)
+		key_error(p, line, "pglease", "auth_type",
+			  "%s needs auth_file or auth_user: the users' secrets", auth_types[c->auth_type]);
+	if (c->auth_type == AUTH_HBA && !*c->auth_hba_file)
+		key_error(p, line, "pglease", "auth_type", "hba needs auth_hba_file: the rules");
+}
+
 /* Cross-key checks, reported where the operator has to make the fix. */
 static void check_globals(struct parser *p)
 {
@@ -663,6 +683,7 @@ static void check_globals(struct parser *p)
 	if (*c->auth_dbname && !config_find_db(c, c->auth_dbname))
 		key_error(p, key_line_of(p, "auth_dbname"), "pglease", "auth_dbname",
 			  "no [databases] entry \"%s\" (and no \"*\")", c->auth_dbname);
+	check_auth(p);
 }
 
 /* ---- [databases]: pglease's own keys inside a libpq conninfo */

@@ -22,10 +22,11 @@
 #include "log.h"
 
 enum pool_mode { POOL_MODE_TRANSACTION = 0, POOL_MODE_SESSION = 1 };
-enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1 };
 /* PgBouncer's default query, with valuntil so that account expiry is honoured (README, "auth_query"). */
 #define AUTHQ_DEFAULT_QUERY "SELECT usename, passwd, valuntil FROM pg_shadow WHERE usename=$1"
 
+/* PgBouncer's names and meanings: how a client proves who it is (daemon/auth.c). */
+enum auth_type { AUTH_TRUST = 0, AUTH_PEER = 1, AUTH_MD5 = 2, AUTH_SCRAM = 3, AUTH_HBA = 4 };
 enum session_state { SESSION_STATE_PIN = 0, SESSION_STATE_IGNORE = 1 };
 /* client_tls_sslmode, weakest first: every mode from REQUIRE on refuses plain TCP. */
 enum tls_mode { TLS_DISABLE = 0, TLS_ALLOW, TLS_PREFER, TLS_REQUIRE, TLS_VERIFY_CA, TLS_VERIFY_FULL };
@@ -46,6 +47,9 @@ struct config {
 	char *unix_socket_dir;       /* "/tmp" */
 	int unix_socket_mode;        /* 0777 */
 	enum auth_type auth_type;    /* peer */
+	char *auth_file;             /* "": none; userlist "user" "secret" lines (relative: to the config's folder) */
+	char *auth_hba_file;         /* "": none; pg_hba.conf rules for auth_type hba */
+	double auth_failure_delay;   /* 1: seconds a failed password or hba check holds the client before its FATAL */
 	enum pool_mode pool_mode;    /* transaction */
 	int default_pool_size;       /* 20 */
 	int min_pool_size;           /* 0 */

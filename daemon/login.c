@@ -1,5 +1,6 @@
 /*
- * login.c — a new client's startup: its packets, its authentication, a
+ * login.c — a new client's startup: its packets, its authentication (the
+ * method and the password exchanges are auth.c's; peer is here), a
  * CancelRequest, and handing it to its pool.
  *
  * The object model (pool/client.c) calls login_readable() for a client in
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "client.h"
 #include "daemon.h"
 #include "log.h"
@@ -49,8 +51,6 @@ static void peer_lookup(struct job *job)
 	}
 }
 
-static void login_finish(struct client *c, struct startup *st);
-
 static void peer_checked(struct job *job)
 {
 	struct peer_job *pj = (struct peer_job *)job;
@@ -69,7 +69,7 @@ static void peer_checked(struct job *job)
 }
 
 /* Takes over *st. */
-static void peer_check(struct client *c, struct startup *st)
+void login_peer(struct client *c, struct startup *st)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -105,30 +105,27 @@ static void send_negotiate(struct client *c, const struct startup *st)
 
 static void login(struct client *c, struct startup *st)
 {
-	char msg[256];
-
 	if (client_count > cfg->max_client_conn)
 		return client_fatal(c, "53300", "no more connections allowed (max_client_conn)", NULL);
+	/* TLS required but not used: refused before any password is asked for, as by a hostssl-only pg_hba.conf. */
+	if (!tls_login_allowed(c, st->user, st->database))
+		return;
+	auth_start(c, st);
+}
+
+/*
+ * Authenticated: join the pool, and be welcomed once it knows its backend.
+ * As in PostgreSQL, an unauthenticated client learns nothing about which
+ * databases exist: the check comes after authentication.
+ */
+void login_finish(struct client *c, struct startup *st)
+{
+	char msg[256];
+
 	if (!admin_is_console(st->database) && !config_find_db(cfg, st->database)) {
 		snprintf(msg, sizeof(msg), "database \"%s\" does not exist", st->database);
 		return client_fatal(c, "3D000", msg, NULL);
 	}
-	if (!tls_login_allowed(c, st->user, st->database))
-		return;
-	/* Peer credentials exist only on the Unix socket (on TCP the kernel reports an unrelated uid). */
-	if (cfg->auth_type == AUTH_PEER && c->tcp) {
-		log_info("client %u: auth_type peer is for Unix-socket clients only", c->id);
-		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", st->user);
-		return client_fatal(c, "28000", msg, NULL);
-	}
-	if (cfg->auth_type == AUTH_PEER)
-		return peer_check(c, st);
-	login_finish(c, st);
-}
-
-/* Authenticated: join the pool, and be welcomed once it knows its backend. */
-static void login_finish(struct client *c, struct startup *st)
-{
 	if (st->minor > 0 || st->pq_option_count)
 		send_negotiate(c, st);
 	if (admin_is_console(st->database))
@@ -235,6 +232,8 @@ void login_readable(struct client *c)
 		client_close(c, "client closed the connection during login");
 		return;
 	}
+	if (auth_pending(c))
+		return auth_input(c);
 	/* Bytes sent before authentication finished wait for the session. */
 	while (!c->jobs_pending && c->state == CLIENT_LOGIN && c->in && !iobuf_is_empty(c->in) && login_packet(c))
 		;

@@ -20,6 +20,7 @@
 
 #include "worker.h"
 #include "admin.h"
+#include "auth.h"
 #include "client.h"
 #include "daemon.h"
 #include "drain.h"
@@ -56,14 +57,26 @@ static void usage(FILE *out)
 		PGLEASE_VERSION);
 }
 
-static struct config *load_or_report(const char *path)
+static void report(char *errors)
+{
+	fputs(errors ? errors : "unknown error\n", stderr);
+	free(errors);
+}
+
+/* The config and the files it names (auth_file, auth_hba_file): all valid, or NULL. */
+static struct config *load_or_report(const char *path, struct auth_files **files)
 {
 	char *errors = NULL;
 	struct config *c = config_load(path, &errors);
 
 	if (!c) {
-		fputs(errors ? errors : "unknown error\n", stderr);
-		free(errors);
+		report(errors);
+		return NULL;
+	}
+	if (!(*files = auth_files_load(c, &errors))) {
+		report(errors);
+		config_free(c);
+		return NULL;
 	}
 	return c;
 }
@@ -220,6 +233,13 @@ static void start_watchers(void)
 	start_verifier();
 }
 
+/* A freed client: what the console and authentication kept for it. */
+static void release_client(struct client *c)
+{
+	admin_free(c);
+	auth_release(c);
+}
+
 /* The front end's side of the layers below: they call up only through these. */
 static void install_hooks(void)
 {
@@ -227,7 +247,7 @@ static void install_hooks(void)
 		.login_readable = login_readable,
 		.admin_readable = admin_on_readable,
 		.admin_writable = admin_on_writable,
-		.released = admin_free,
+		.released = release_client,
 	};
 	static const struct admin_actions actions = {
 		.reload = daemon_reload,
@@ -240,16 +260,22 @@ static void install_hooks(void)
 
 static int run(const char *path)
 {
-	struct config *c = load_or_report(path);
+	struct auth_files *files = NULL;
+	struct config *c = load_or_report(path, &files);
 
 	if (!c)
 		return 1;
 	cfg = c;
+	auth_files_install(files);
 	log_set_level(c->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	loop = ev_default_loop(EVFLAG_AUTO);
 	install_hooks();
 	int rc = 1;
+	if (auth_init() < 0) {
+		log_error("cannot start: RAND_bytes failed");
+		goto out;
+	}
 	if (tls_init() < 0 || listener_start() < 0 || worker_start(loop) < 0 || metrics_start() < 0)
 		goto out;
 	start_watchers();
@@ -265,6 +291,7 @@ out:
 	worker_stop();
 	client_reap();
 	server_reap();
+	auth_shutdown();
 	pool_free_all();
 	reload_free_all();   /* cfg, and any config a reload replaced */
 	tls_free();
@@ -282,13 +309,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc == 3 && strcmp(argv[1], "--check") == 0) {
-		struct config *c = load_or_report(argv[2]);
+		struct auth_files *files = NULL;
+		struct config *c = load_or_report(argv[2], &files);
 		/* The client TLS files too: a certificate that does not load would stop the start. */
 		cfg = c;
 		bool valid = c && tls_init() == 0;
 		tls_free();
 		if (valid)
 			printf("%s: configuration is valid\n", argv[2]);
+		auth_files_free(files);
 		config_free(c);
 		cfg = NULL;
 		return valid ? 0 : 1;

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "authq.h"
+#include "auth.h"
 #include "daemon.h"
 #include "drain.h"
 #include "log.h"
@@ -162,19 +163,29 @@ int reload_apply(void)
 	char *errors = NULL;
 	struct config *next = config_load(cfg->path, &errors);
 	struct config *prev = (struct config *)cfg;
+	struct auth_files *files = NULL;
 
 	if (!next) {
 		log_errors(cfg->path, errors ? errors : (char[]){ "unknown error" });
 		free(errors);
 		return -1;
 	}
+	/* The config, the userlist and the hba rules are swapped together or not at all. */
+	if (!(files = auth_files_load(next, &errors))) {
+		log_errors(cfg->path, errors ? errors : (char[]){ "unknown error" });
+		free(errors);
+		config_free(next);
+		return -1;
+	}
 	if (keep_restart_settings(next) < 0 || keep_old(prev) < 0) {
 		log_error("reload of %s failed: out of memory; the running configuration is kept", cfg->path);
+		auth_files_free(files);
 		config_free(next);
 		return -1;
 	}
 	struct changes ch = count_changes(prev, next);
 	cfg = next;
+	auth_files_install(files);
 	log_set_level(next->log_level);
 	tls_reload();
 	/* auth_query's answers may depend on what changed (auth_user, auth_query, auth_dbname, conninfo). */

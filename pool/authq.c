@@ -392,6 +392,11 @@ static struct authq_request *from_cache(struct pool *p, const char *user, authq_
 	return req;
 }
 
+bool authq_enabled(const char *dbname)
+{
+	return config_find_db(cfg, dbname) && *auth_user_for(dbname);
+}
+
 struct authq_request *authq_lookup(const char *dbname, const char *user, authq_done done, void *arg)
 {
 	const char *auth_user = auth_user_for(dbname);

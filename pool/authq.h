@@ -49,6 +49,8 @@ typedef void (*authq_done)(void *arg, const struct authq_answer *answer);
  * later from the loop (never from inside this call), unless cancelled. NULL: cannot start (say why in the log). */
 MUST_CHECK struct authq_request *authq_lookup(const char *dbname, const char *user, authq_done done, void *arg);
 void authq_cancel(struct authq_request *req);   /* the requester went away: done is never called */
+/* Whether users of database dbname are looked up at all: it is a [databases] entry with an auth_user. */
+bool authq_enabled(const char *dbname);
 /* A request is freed right after its done returns: it may not be cancelled then or later. */
 
 bool authq_take_server(struct server *s);

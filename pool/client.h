@@ -45,6 +45,7 @@
 struct pool;
 struct server;
 struct admin_conn;
+struct auth_conn;
 struct prep_client;
 struct ssl_st;
 
@@ -92,6 +93,7 @@ struct client {
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */
 	char *violation;           /* a bad message was seen: FATAL once owed replies are relayed */
 	struct admin_conn *admin;  /* CLIENT_ADMIN: the console's state for it (admin.c owns it) */
+	struct auth_conn *auth;    /* CLIENT_LOGIN: its password exchange or failure delay (daemon/auth.c owns it) */
 	struct pin *pin;           /* session.c: its statement watcher, while a message is split between reads */
 	bool pinned;               /* it made session state: keeps its lease while that is left */
 	bool pin_lasts;            /* ... state no probe can see: until it leaves */

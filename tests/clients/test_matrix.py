@@ -11,8 +11,7 @@ checked) + SCRAM-SHA-256 (a password):
               plumbing; after each run PostgreSQL's log must show every connection of the
               run authorized over TLS by scram-sha-256;
   tls         through a pglease in transaction mode that listens on 127.0.0.1 with
-              client_tls_sslmode=require and auth_type=scram-sha-256 (skipped while
-              pglease does not know those keys: pglease_lacks_client_tls()).
+              client_tls_sslmode=require and auth_type=scram-sha-256.
 test_refused checks their premises: a wrong password and a certificate from an unknown CA are refused.
 
 Test ids are CLIENT-CASE-MODE, e.g. test_matrix[node-pg-cursor-batches-transaction].
@@ -384,33 +383,9 @@ def check_tls_scram(tls_cluster, log_offset, output):
     return conns
 
 
-# ---- REMOVE AT MERGE: the skip of the tls mode while pglease lacks the client-side keys (issue 10).
-# Once the branches with listen_addr, client_tls_* and auth_type = scram-sha-256 are merged,
-# delete this function and its one call in pglease_tls(): the tls mode must then run.
-_client_tls_missing = {}
 
 
-def pglease_lacks_client_tls(pglease_bin, settings):
-    """Why this pglease cannot run the tls mode (its --check rejects the settings), or None."""
-    if pglease_bin not in _client_tls_missing:
-        d = harness.make_tmpdir("pglease-clients-check.")
-        try:
-            ini = os.path.join(d, "check.ini")
-            with open(ini, "w") as f:
-                f.write("[pglease]\nunix_socket_dir = %s\nlisten_port = %d\n" % (d, harness.free_port(d)))
-                f.writelines("%s = %s\n" % kv for kv in settings.items())
-                f.write("[databases]\napp = host=%s\n" % d)
-            r = subprocess.run([pglease_bin, "--check", ini], capture_output=True, text=True, timeout=30)
-            missing = r.returncode != 0 and ("unknown key" in r.stderr or "auth_type" in r.stderr)
-            _client_tls_missing[pglease_bin] = \
-                "pglease has no TCP/TLS/SCRAM client side yet: " + r.stderr.strip() if missing else None
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-    return _client_tls_missing[pglease_bin]
-# ---- end REMOVE AT MERGE
-
-
-def pglease_tls(pglease, pglease_bin, cluster, tls_cluster, password, ca):
+def pglease_tls(pglease, cluster, tls_cluster, password, ca):
     """A pglease in transaction mode in front of the Unix-socket cluster that takes clients on
     127.0.0.1:listen_port over TLS (tls_cluster's server certificate) with SCRAM-SHA-256 against
     an auth_file holding the postgres user's verifier (of PASSWORD). Returns (daemon, target), the
@@ -423,9 +398,6 @@ def pglease_tls(pglease, pglease_bin, cluster, tls_cluster, password, ca):
                client_tls_cert_file=os.path.join(tls_cluster.certs, "server.crt"),
                client_tls_key_file=os.path.join(tls_cluster.certs, "server.key"),
                auth_type="scram-sha-256", auth_file=auth_file)
-    reason = pglease_lacks_client_tls(pglease_bin, tls)
-    if reason:
-        pytest.skip(reason)
     d = pglease(start=False, pool_mode="transaction", **dict(PGLEASE_SETTINGS["tls"], **tls))
     d.client_env = {"PGPASSWORD": PASSWORD}  # for the harness's own Unix-socket readiness check
     d.start()
@@ -447,8 +419,7 @@ def run_case(case, mode, request, cluster, pglease, scratch, password=PASSWORD, 
                 print("\n%s: %d connections, e.g. %r" % (case, len(conns), conns[0]))
         return normalize(got, target)
     if mode == "tls":
-        _, target = pglease_tls(pglease, request.getfixturevalue("pglease_bin"), cluster,
-                                request.getfixturevalue("tls_cluster"), password, ca)
+        _, target = pglease_tls(pglease, cluster, request.getfixturevalue("tls_cluster"), password, ca)
     else:
         d = pglease(pool_mode=mode, **PGLEASE_SETTINGS[mode])
         target = Target(d.dir, d.port)

@@ -483,8 +483,8 @@ Test(config, bad_enum_with_suggestion)
 
 Test(config, bad_enum_without_suggestion)
 {
-	expect_errors("[pglease]\nauth_type = md5\n",
-		      "2: [pglease] auth_type: invalid value \"md5\": expected trust or peer\n");
+	expect_errors("[pglease]\nauth_type = password\n",
+		      "2: [pglease] auth_type: invalid value \"password\": expected trust, peer, md5, scram-sha-256 or hba\n");
 }
 
 Test(config, bad_duration)
@@ -834,4 +834,47 @@ Test(config, auth_dbname_must_name_a_database)
 		      "2: [pglease] auth_query: invalid value \"\": expected a non-empty value\n");
 	c = load_ok("[pglease]\nauth_dbname = anything\n[databases]\n* = host=db\n");
 	config_free(c);
+}
+
+/* ---- client authentication: the files a method needs */
+
+Test(config, auth_keys_default)
+{
+	struct config *c = load_ok("[pglease]\n");
+
+	cr_assert_str_eq(c->auth_file, "");
+	cr_assert_str_eq(c->auth_hba_file, "");
+	cr_assert_float_eq(c->auth_failure_delay, 1.0, 1e-9);
+	config_free(c);
+}
+
+Test(config, auth_password_methods_and_hba)
+{
+	struct config *c = load_ok("[pglease]\nauth_type = scram-sha-256\nauth_file = users.txt\n"
+				   "auth_failure_delay = 0.25\n");
+
+	cr_assert_eq(c->auth_type, AUTH_SCRAM);
+	cr_assert_str_eq(c->auth_file, "users.txt");
+	cr_assert_float_eq(c->auth_failure_delay, 0.25, 1e-9);
+	config_free(c);
+	c = load_ok("[pglease]\nauth_type = hba\nauth_hba_file = /etc/pglease/hba.conf\n");
+	cr_assert_eq(c->auth_type, AUTH_HBA);
+	config_free(c);
+	c = load_ok("[pglease]\nauth_type = md5\nauth_file = u\n");
+	cr_assert_eq(c->auth_type, AUTH_MD5);
+	config_free(c);
+}
+
+Test(config, auth_password_method_needs_auth_file)
+{
+	expect_errors("[pglease]\n\nauth_type = md5\n",
+		      "3: [pglease] auth_type: md5 needs auth_file or auth_user: the users' secrets\n");
+	expect_errors("[pglease]\nauth_type = scram-sha-256\n",
+		      "2: [pglease] auth_type: scram-sha-256 needs auth_file or auth_user: the users' secrets\n");
+}
+
+Test(config, auth_hba_needs_auth_hba_file)
+{
+	expect_errors("[pglease]\nauth_type = hba\nauth_file = users.txt\n",
+		      "2: [pglease] auth_type: hba needs auth_hba_file: the rules\n");
 }

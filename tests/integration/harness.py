@@ -281,6 +281,8 @@ class Daemon:
         self.wrapper = []    # argv before pglease's own (e.g. a shell that sets WATCHDOG_PID=$$)
         self.pass_fds = ()
         self.client_env = {}  # extra environment of the clients the harness runs itself (PGPASSWORD, ...)
+        self.ready_env = {}  # for the readiness psql (PGPASSWORD when clients need a password)
+        self.ready_os_user = None  # ... run as this OS user (peer authentication)
 
     # -- config and process
     def config_text(self):
@@ -343,11 +345,11 @@ class Daemon:
     def wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
         last = ""
-        os_user = "postgres" if self.settings.get("auth_type") == "peer" else None
+        os_user = "postgres" if self.settings.get("auth_type") == "peer" else self.ready_os_user
         while True:
             self.check_alive()
             if os.path.exists(self.socket_path):
-                r = self.psql("-c", "select 1", timeout=10, os_user=os_user)
+                r = self.psql("-c", "select 1", timeout=10, os_user=os_user, env=self.ready_env)
                 if r.returncode == 0 and r.stdout.strip() == "1":
                     return
                 last = r.stderr

@@ -8,8 +8,7 @@ Two halves:
   secrets, VALID UNTIL in the past, the future and 'infinity' in a database whose DateStyle
   and TimeZone are far from UTC, NULL passwords, the cache, a SECURITY DEFINER function,
   PostgreSQL stopped and started, 30 concurrent lookups on a pool of 2 with the loop free.
-- The login path (a user absent from auth_file logs in with SCRAM/md5), which needs
-  daemon/auth.c wired to authq_lookup(): skipped until then.
+- The login path (a user absent from auth_file logs in with SCRAM/md5 through daemon/auth.c).
 """
 import json
 import os
@@ -385,9 +384,8 @@ def test_postgresql_stopped_fails_clearly_and_lookups_work_once_it_is_back(roles
     d.close()
 
 
-# ---------------------------------------------------------------- the login path (needs daemon/auth.c)
+# ---------------------------------------------------------------- the login path (daemon/auth.c)
 
-LOGIN = pytest.mark.skip(reason="needs daemon/auth.c wiring")
 
 
 ADMIN, ADMIN_PW = "pgl_admin", "admin-pw"
@@ -417,28 +415,24 @@ def refused(d, user, password):
     return str(e.value)
 
 
-@LOGIN
 def test_login_a_scram_role_absent_from_auth_file_logs_in(pglease, roles):
     d = login_daemon(pglease, roles)
     with login(d, "aq_scram", "scram-pw") as conn:
         assert conn.execute("select current_user").fetchone()[0] == "aq_scram"
 
 
-@LOGIN
 def test_login_an_expired_role_is_refused_as_a_wrong_password(pglease, roles):
     d = login_daemon(pglease, roles)
     msg = refused(d, "aq_past", "pw")
     assert 'password authentication failed for user "aq_past"' in msg
 
 
-@LOGIN
 def test_login_a_missing_role_and_a_role_without_password_get_the_same_message(pglease, roles):
     d = login_daemon(pglease, roles)
     assert 'password authentication failed for user "aq_nobody_at_all"' in refused(d, "aq_nobody_at_all", "x")
     assert 'password authentication failed for user "aq_nopw"' in refused(d, "aq_nopw", "x")
 
 
-@LOGIN
 def test_login_a_password_change_applies_after_the_ttl(pglease, roles):
     with roles.connect("postgres") as conn:
         conn.execute("alter role aq_cache password 'one'")
@@ -452,7 +446,6 @@ def test_login_a_password_change_applies_after_the_ttl(pglease, roles):
     assert "password authentication failed" in refused(d, "aq_cache", "one")
 
 
-@LOGIN
 @pytest.mark.timeout(120)
 def test_login_postgresql_stopped_is_a_clear_error_and_logins_come_back(pglease, roles):
     d = login_daemon(pglease, roles, auth_query_cache_ttl="0")
@@ -474,7 +467,6 @@ def _can_login(d, user, password):
         return False
 
 
-@LOGIN
 @pytest.mark.timeout(120)
 def test_login_thirty_new_users_on_a_pool_of_two_while_the_console_answers(pglease, roles):
     d = login_daemon(pglease, roles, default_pool_size="2")
