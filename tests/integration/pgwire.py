@@ -3,6 +3,10 @@
 Only what the tests need: build startup/SSL/GSSENC/cancel packets and a few
 frontend messages, read backend messages, parse ErrorResponse and friends.
 """
+import base64
+import hashlib
+import hmac
+import os
 import socket
 import struct
 import time
@@ -282,3 +286,30 @@ def read_fatal(w, timeout=10.0):
         seen.append((mtype, body))
         if mtype == b"E":
             return parse_fields(body)
+
+
+class ScramClient:
+    """The client side of SCRAM-SHA-256 without channel binding."""
+
+    def __init__(self, user, password):
+        self.password = password
+        self.nonce = base64.b64encode(os.urandom(18)).decode()
+        self.first_bare = "n=,r=" + self.nonce
+
+    def first(self):
+        return ("n,," + self.first_bare).encode()
+
+    def final(self, server_first):
+        attrs = dict(kv.split("=", 1) for kv in server_first.decode().split(","))
+        assert attrs["r"].startswith(self.nonce)
+        salt, iters = base64.b64decode(attrs["s"]), int(attrs["i"])
+        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), salt, iters)
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        stored = hashlib.sha256(client_key).digest()
+        without_proof = "c=biws,r=" + attrs["r"]
+        auth_msg = ",".join([self.first_bare, server_first.decode(), without_proof]).encode()
+        sig = hmac.new(stored, auth_msg, "sha256").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, sig))
+        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+        self.server_sig = hmac.new(server_key, auth_msg, "sha256").digest()
+        return (without_proof + ",p=" + base64.b64encode(proof).decode()).encode()

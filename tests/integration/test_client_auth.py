@@ -21,7 +21,7 @@ import pytest
 
 import pgwire
 from harness import wait_for
-from pgwire import Wire, read_fatal
+from pgwire import ScramClient, Wire, read_fatal
 
 PASSWORD = "s3cret pw"
 BAD_PASSWORD_MSG = 'password authentication failed for user "%s"'
@@ -125,33 +125,6 @@ def sasl_initial(mech, data):
     payload = mech.encode() + b"\0"
     payload += struct.pack("!i", -1) if data is None else struct.pack("!i", len(data)) + data
     return password_msg(payload)
-
-
-class ScramClient:
-    """The client side of SCRAM-SHA-256 without channel binding."""
-
-    def __init__(self, user, password):
-        self.password = password
-        self.nonce = base64.b64encode(os.urandom(18)).decode()
-        self.first_bare = "n=,r=" + self.nonce
-
-    def first(self):
-        return ("n,," + self.first_bare).encode()
-
-    def final(self, server_first):
-        attrs = dict(kv.split("=", 1) for kv in server_first.decode().split(","))
-        assert attrs["r"].startswith(self.nonce)
-        salt, iters = base64.b64decode(attrs["s"]), int(attrs["i"])
-        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), salt, iters)
-        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-        stored = hashlib.sha256(client_key).digest()
-        without_proof = "c=biws,r=" + attrs["r"]
-        auth_msg = ",".join([self.first_bare, server_first.decode(), without_proof]).encode()
-        sig = hmac.new(stored, auth_msg, "sha256").digest()
-        proof = bytes(a ^ b for a, b in zip(client_key, sig))
-        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-        self.server_sig = hmac.new(server_key, auth_msg, "sha256").digest()
-        return (without_proof + ",p=" + base64.b64encode(proof).decode()).encode()
 
 
 def wire_login(d, user="postgres", dbname="app"):
