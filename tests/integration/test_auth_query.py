@@ -453,6 +453,7 @@ def test_login_postgresql_stopped_is_a_clear_error_and_logins_come_back(pglease,
     try:
         msg = refused(d, "aq_scram", "scram-pw")
         assert "password authentication failed" not in msg, "an outage is not a wrong password: " + msg
+        assert "could not look up the user: authentication is unavailable" in msg, msg
     finally:
         subprocess.run([harness.PGCLUSTER, "start", roles.dir, str(roles.port)], env=harness.clean_env(),
                        check=True, timeout=180)
