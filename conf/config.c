@@ -532,10 +532,57 @@ static const struct key_def *find_key(const char *name)
 	return NULL;
 }
 
+/*
+ * PgBouncer's settings that pglease has no key for, and what takes their
+ * place: an operator who moved a [pgbouncer] section over by renaming it is
+ * told that rather than only "unknown key" (README, "Moving from PgBouncer").
+ */
+#define LOGS_TO_STDERR "pglease logs to stderr (the journal under systemd); log_level sets how much"
+#define BACKEND_TLS "backend TLS is set in each [databases] conninfo, as for any libpq program: sslmode, sslrootcert, sslcert, sslkey, sslcrl"
+static const struct { const char *key, *instead; } pgbouncer_keys[] = {
+	{ "logfile", LOGS_TO_STDERR },
+	{ "syslog", LOGS_TO_STDERR },
+	{ "syslog_ident", LOGS_TO_STDERR },
+	{ "syslog_facility", LOGS_TO_STDERR },
+	{ "verbose", LOGS_TO_STDERR },
+	{ "pidfile", "pglease writes no pid file: systemd (Type=notify) or your supervisor tracks the process" },
+	{ "user", "start pglease as the user it should run as (the installed unit's User=pglease)" },
+	{ "unix_socket_group", "give the socket its group with SocketGroup= in pglease.socket, or open it with unix_socket_mode" },
+	{ "server_tls_sslmode", BACKEND_TLS },
+	{ "server_tls_ca_file", BACKEND_TLS },
+	{ "server_tls_key_file", BACKEND_TLS },
+	{ "server_tls_cert_file", BACKEND_TLS },
+	{ "server_tls_protocols", BACKEND_TLS },
+	{ "server_tls_ciphers", BACKEND_TLS },
+	{ "auth_ident_file", "pglease has no ident maps: with peer, the client's OS user must be its database user" },
+	{ "client_tls_dheparams", "OpenSSL's defaults choose the key exchange" },
+	{ "client_tls_ecdhcurve", "OpenSSL's defaults choose the key exchange" },
+};
+
+int config_pgbouncer_key_count(void)
+{
+	return (int)(sizeof(pgbouncer_keys) / sizeof(pgbouncer_keys[0]));
+}
+
+/* What replaces PgBouncer's setting key, or NULL when key is not one of those. */
+const char *config_pgbouncer_instead(const char *key)
+{
+	for (size_t i = 0; i < sizeof(pgbouncer_keys) / sizeof(pgbouncer_keys[0]); i++)
+		if (strcmp(pgbouncer_keys[i].key, key) == 0)
+			return pgbouncer_keys[i].instead;
+	return NULL;
+}
+
 static void unknown_key(struct parser *p, const char *name)
 {
 	struct guess g = { name, NULL, 0 };
 	char hint[MAX_GUESS_LEN + 32];
+	const char *instead = config_pgbouncer_instead(name);
+
+	if (instead) {
+		key_error(p, p->lineno, "pglease", name, "a PgBouncer setting pglease does not have: %s", instead);
+		return;
+	}
 
 	for (int i = 0; i < N_KEYS; i++)
 		consider(&g, keys[i].name);
@@ -893,6 +940,11 @@ static bool known_section(struct parser *p, const char *section)
 
 	if (strcmp(section, "pglease") == 0 || strcmp(section, "databases") == 0)
 		return true;
+	if (strcmp(section, "pgbouncer") == 0) {
+		key_error(p, p->section_line, section, "", "unknown section; rename [pgbouncer] to [pglease]: "
+			  "its keys have PgBouncer's names and meanings");
+		return false;
+	}
 	key_error(p, p->section_line, section, "", "unknown section%s",
 		  guess ? did_you_mean(hint, sizeof(hint), guess)
 			: "; expected [pglease] or [databases]");

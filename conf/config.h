@@ -113,6 +113,9 @@ struct listen_addr {
 	char path[108];
 };
 /* false with *why set when spec is not "ADDR:PORT", "[ADDR6]:PORT" or "/absolute/path". */
+/* For a PgBouncer setting pglease has no key for: what takes its place; NULL for any other key. */
+const char *config_pgbouncer_instead(const char *key);
+int config_pgbouncer_key_count(void);
 bool config_parse_listen(const char *spec, struct listen_addr *out, const char **why);
 
 /*

@@ -917,11 +917,12 @@ void auth_input(struct client *c)
 /* The peer's address for hba host lines; false for a Unix socket. */
 static bool peer_address(const struct client *c, struct sockaddr_storage *ss)
 {
-	const struct sockaddr_storage *peer = client_peer(c);
+	const struct sockaddr *peer = client_peer(c);
 
 	if (!peer)
 		return false;
-	*ss = *peer;
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	return true;
 }
 

@@ -154,19 +154,19 @@ static int add_listener(int fd, bool tcp)
 }
 
 /* "1.2.3.4" / "::1" and the port of a socket address; "?" for another family. */
-static void addr_name(const struct sockaddr_storage *a, char *host, size_t cap, int *port)
+static void addr_name(const struct sockaddr *a, char *host, size_t cap, int *port)
 {
 	const void *bin = NULL;
 	int p = 0;
 
-	if (a->ss_family == AF_INET) {
+	if (a->sa_family == AF_INET) {
 		bin = &((const struct sockaddr_in *)a)->sin_addr;
 		p = ntohs(((const struct sockaddr_in *)a)->sin_port);
-	} else if (a->ss_family == AF_INET6) {
+	} else if (a->sa_family == AF_INET6) {
 		bin = &((const struct sockaddr_in6 *)a)->sin6_addr;
 		p = ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
 	}
-	if (!bin || !inet_ntop(a->ss_family, bin, host, (socklen_t)cap))
+	if (!bin || !inet_ntop(a->sa_family, bin, host, (socklen_t)cap))
 		snprintf(host, cap, "?");
 	if (port)
 		*port = p;
@@ -174,7 +174,7 @@ static void addr_name(const struct sockaddr_storage *a, char *host, size_t cap, 
 
 void listener_peer_name(const struct client *c, char *host, size_t cap, int *port)
 {
-	const struct sockaddr_storage *peer = client_peer(c);
+	const struct sockaddr *peer = client_peer(c);
 
 	if (peer) {
 		addr_name(peer, host, cap, port);
@@ -318,7 +318,7 @@ static int adopt_passed_tcp(void)
 		char host[INET6_ADDRSTRLEN] = "?";
 		int port = 0;
 		if (getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-			addr_name(&a, host, sizeof(host), &port);
+			addr_name((struct sockaddr *)&a, host, sizeof(host), &port);
 		log_info("socket activation: accepting TCP on %s port %d (fd %d)", host, port, fd);
 		found++;
 	}

@@ -150,6 +150,19 @@ static void reply_no_encryption(struct client *c, enum startup_kind kind)
 }
 
 /*
+ * Inside TLS, PostgreSQL reads another SSLRequest or GSSENCRequest as a
+ * startup packet of protocol 1234.5679 / 1234.5680, which it does not speak.
+ */
+static void refuse_second_negotiation(struct client *c, enum startup_kind kind)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "unsupported frontend protocol 1234.%d: server supports 3.0 to 3.0",
+		 kind == STARTUP_SSL ? 5679 : 5680);
+	client_fatal(c, "0A000", msg, NULL);
+}
+
+/*
  * 'S', then the handshake on the loop (login_readable drives it). As for
  * 'N', bytes that came with the request were sent unencrypted: refused.
  */
@@ -202,13 +215,16 @@ static bool login_packet(struct client *c)
 			client_fatal(c, st.sqlstate, st.message, NULL);
 		break;
 	case STARTUP_SSL:
-		if (tls_offered(c)) {
+	case STARTUP_GSSENC:
+		if (client_on_tls(c)) {
+			refuse_second_negotiation(c, st.kind);
+			break;
+		}
+		if (st.kind == STARTUP_SSL && tls_offered(c)) {
 			reply_tls(c);
 			startup_free(&st);
 			return false;   /* whatever follows is read through TLS */
 		}
-		/* fall through */
-	case STARTUP_GSSENC:
 		reply_no_encryption(c, st.kind);
 		startup_free(&st);
 		return c->state == CLIENT_LOGIN;

@@ -19,7 +19,6 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "client.h"
@@ -31,6 +30,7 @@
 #include "rewrite.h"
 #include "server.h"
 #include "session.h"
+#include "tls_io.h"
 
 struct list login_clients = { { &login_clients.head, &login_clients.head }, 0 };
 struct list admin_clients = { { &admin_clients.head, &admin_clients.head }, 0 };
@@ -202,25 +202,15 @@ struct iobuf *client_out_buffer(struct client *c)
 /* SSL_write: bytes taken, or -1 with errno EAGAIN (try again) or another errno (gone). */
 static ssize_t tls_send(struct client *c, const void *data, size_t len)
 {
-	ERR_clear_error();
-	int n = SSL_write(c->tls, data, len > INT_MAX ? INT_MAX : (int)len);
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(c->tls, n)) {
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_WANT_READ:
+	enum tls_wait wait;
+	ssize_t n = tls_io_send(c->tls, data, len, &wait);
+
+	if (wait == TLS_WAIT_READ) {
 		/* Retried from on_readable. */
 		c->tls_write_wants_read = true;
 		client_want_read(c, true);
-		errno = EAGAIN;
-		return -1;
-	default:
-		ERR_clear_error();
-		errno = EPIPE;
-		return -1;
 	}
+	return n;
 }
 
 static ssize_t send_bytes(struct client *c, const void *data, size_t len)
@@ -301,28 +291,15 @@ void client_fatal(struct client *c, const char *sqlstate, const char *message, c
 /* SSL_read, with recv()'s meaning: >0 bytes, 0 closed, -1 with errno (EAGAIN: nothing yet). */
 static ssize_t tls_recv(struct client *c, void *buf, size_t len)
 {
-	ERR_clear_error();
-	int n = SSL_read(c->tls, buf, len > INT_MAX ? INT_MAX : (int)len);
-	if (n > 0)
-		return n;
-	int err = SSL_get_error(c->tls, n);
-	switch (err) {
-	case SSL_ERROR_WANT_READ:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_WANT_WRITE:
+	enum tls_wait wait;
+	ssize_t n = tls_io_recv(c->tls, buf, len, &wait);
+
+	if (wait == TLS_WAIT_WRITE) {
 		/* Retried from on_writable. */
 		c->tls_read_wants_write = true;
 		client_want_write(c, true);
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		ERR_clear_error();
-		errno = EIO;   /* an unexpected EOF or a TLS error: the client is gone */
-		return -1;
 	}
+	return n;
 }
 
 static ssize_t recv_bytes(struct client *c, void *buf, size_t len)

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "authq.h"
@@ -30,6 +29,7 @@
 #include "proto.h"
 #include "rewrite.h"
 #include "server.h"
+#include "tls_io.h"
 
 static struct list closed_servers = { { &closed_servers.head, &closed_servers.head }, 0 };
 static int next_server_id = 1;
@@ -468,53 +468,30 @@ void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on
 	server_want_read(s, true);
 }
 
+/* SSL_write as server_send_raw(): bytes taken, 0 (try again) or -1 (gone). */
 static ssize_t tls_send(struct server *s, const void *data, size_t len)
 {
-	ERR_clear_error();
-	int n = SSL_write(s->tls, data, len > INT_MAX ? INT_MAX : (int)len);
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(s->tls, n)) {
-	case SSL_ERROR_WANT_WRITE:
+	enum tls_wait wait;
+	ssize_t n = tls_io_send(s->tls, data, len, &wait);
+
+	if (wait == TLS_WAIT_READ)
+		s->tls_write_wants_read = true;   /* retried from on_io when the socket turns readable */
+	if (n < 0 && errno == EAGAIN)
 		return 0;
-	case SSL_ERROR_WANT_READ:
-		/* Retried from on_io when the socket turns readable. */
-		s->tls_write_wants_read = true;
-		return 0;
-	default:
-		ERR_clear_error();
-		return -1;
-	}
+	return n;
 }
 
 static ssize_t tls_recv(struct server *s, void *buf, size_t len)
 {
-	ERR_clear_error();
-	int n = SSL_read(s->tls, buf, len > INT_MAX ? INT_MAX : (int)len);
-	if (n > 0)
-		return n;
-	int err = SSL_get_error(s->tls, n);
-	switch (err) {
-	case SSL_ERROR_WANT_READ:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_WANT_WRITE:
+	enum tls_wait wait;
+	ssize_t n = tls_io_recv(s->tls, buf, len, &wait);
+
+	if (wait == TLS_WAIT_WRITE) {
 		/* Retried from on_io when the socket turns writable. */
 		s->tls_read_wants_write = true;
 		server_want_write(s, true);
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		ERR_clear_error();
-		/* An unexpected EOF is a close; anything else a read error. */
-		if (err == SSL_ERROR_SYSCALL && errno == 0)
-			return 0;
-		if (errno == 0 || errno == EAGAIN || errno == EINTR)
-			errno = EIO;
-		return -1;
 	}
+	return n;
 }
 
 ssize_t server_recv_raw(struct server *s, void *buf, size_t len)

@@ -878,3 +878,18 @@ Test(config, auth_hba_needs_auth_hba_file)
 	expect_errors("[pglease]\nauth_type = hba\nauth_file = users.txt\n",
 		      "2: [pglease] auth_type: hba needs auth_hba_file: the rules\n");
 }
+
+/* ---- a [pgbouncer] section moved over */
+
+Test(config, pgbouncer_settings_we_do_not_have_say_what_replaces_them)
+{
+	expect_errors("[pglease]\nlogfile = /var/log/pgbouncer.log\nserver_tls_sslmode = require\n",
+		      "2: [pglease] logfile: a PgBouncer setting pglease does not have: pglease logs to stderr "
+		      "(the journal under systemd); log_level sets how much\n"
+		      "3: [pglease] server_tls_sslmode: a PgBouncer setting pglease does not have: backend TLS is set "
+		      "in each [databases] conninfo, as for any libpq program: sslmode, sslrootcert, sslcert, sslkey, "
+		      "sslcrl\n");
+	expect_errors("[pgbouncer]\nlisten_port = 6432\n",
+		      "1: [pgbouncer]: unknown section; rename [pgbouncer] to [pglease]: its keys have PgBouncer's "
+		      "names and meanings\n");
+}

@@ -17,7 +17,7 @@
 
 struct doc_key {
 	char name[64];
-	char value[128];    /* README: the default column; sample: the value set */
+	char value[512];    /* README: the default column (or the "in pglease" one); sample: the value set */
 	bool matched;
 };
 
@@ -211,4 +211,43 @@ Test(config_docs, sample_config_sets_every_key_to_its_default)
 	d.path = path;
 	read_sample(&d);
 	check_doc(&d, same_value, "is set to");
+}
+
+/*
+ * README's "Moving from PgBouncer" table lists exactly the PgBouncer settings
+ * config.c answers with what replaces them, and none of them is a key of ours.
+ */
+Test(config_docs, readme_pgbouncer_table_matches_config)
+{
+	static struct doc d;
+	char path[4096], line[1024], value[256];
+	const char *def;
+	bool in_table = false;
+
+	repo_path(path, sizeof(path), "README.md");
+	d.path = path;
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "| PgBouncer key | in pglease |", 30) == 0) {
+			in_table = true;
+			continue;
+		}
+		if (in_table && strncmp(line, "|---", 4) == 0)
+			continue;
+		if (in_table && !readme_row(&d, line))
+			in_table = false;
+	}
+	fclose(f);
+	cr_assert_eq(d.count, config_pgbouncer_key_count(), "%s: %d PgBouncer keys listed, config.c answers %d",
+		     path, d.count, config_pgbouncer_key_count());
+	for (int i = 0; i < d.count; i++)
+		cr_expect_not_null(config_pgbouncer_instead(d.keys[i].name), "%s: \"%s\" is not answered by config.c",
+				   path, d.keys[i].name);
+	struct config *c = config_load("/dev/null", NULL);
+	cr_assert_not_null(c);
+	for (int i = 0; i < config_key_count(); i++)
+		cr_expect_null(config_pgbouncer_instead(config_key_show(c, i, &def, value, sizeof(value))),
+			       "a key of ours is listed as one pglease does not have");
+	config_free(c);
 }

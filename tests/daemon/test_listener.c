@@ -223,7 +223,7 @@ Test(listener, tcp_clients_on_every_address_with_their_peer_nodelay_and_keepaliv
 	int families = 0;
 	list_for_each_safe(pos, tmp, &login_clients) {
 		struct client *c = list_entry(pos, struct client, node);
-		const struct sockaddr_storage *peer = client_peer(c);
+		const struct sockaddr *peer = client_peer(c);
 		char host[64];
 		int port;
 		cr_assert(c->tcp);
@@ -231,7 +231,7 @@ Test(listener, tcp_clients_on_every_address_with_their_peer_nodelay_and_keepaliv
 		listener_peer_name(c, host, sizeof(host), &port);
 		cr_assert(strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0, "peer %s", host);
 		cr_assert_gt(port, 0);
-		families |= peer->ss_family == AF_INET ? 1 : peer->ss_family == AF_INET6 ? 2 : 4;
+		families |= peer->sa_family == AF_INET ? 1 : peer->sa_family == AF_INET6 ? 2 : 4;
 		cr_assert_eq(opt(c->fd, IPPROTO_TCP, TCP_NODELAY), 1, "TCP_NODELAY on accepted sockets");
 		cr_assert_eq(opt(c->fd, SOL_SOCKET, SO_KEEPALIVE), 1);
 		cr_assert_eq(opt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE), 42);

@@ -510,3 +510,21 @@ def test_garbage_instead_of_a_client_hello_fails_the_handshake_only(pglease, cer
     wait_for(lambda: "could not accept SSL connection" in d.log_text(), what="the failed handshake in the log")
     with tcp_connect(d, certs) as conn:
         assert conn.execute("select 'still serving'").fetchone()[0] == "still serving"
+
+
+@pytest.mark.parametrize("request_packet, minor", [(pgwire.ssl_request, 5679), (pgwire.gssenc_request, 5680)])
+def test_a_second_negotiation_inside_tls_is_refused_as_postgresql_does(pglease, certs, request_packet, minor):
+    """PostgreSQL takes an SSLRequest or GSSENCRequest that comes once TLS is up for a startup
+    packet of protocol 1234.5679 (1234.5680) and refuses it; pglease answered 'N' inside TLS."""
+    d = tls_daemon(pglease, certs)
+    w = tls_wire(d, certs)
+    try:
+        w.send(request_packet())
+        f = read_fatal(w)
+        assert (f.get("S"), f.get("C"), f.get("M")) == \
+            ("FATAL", "0A000", "unsupported frontend protocol 1234.%d: server supports 3.0 to 3.0" % minor), f
+        assert w.wait_closed(5)
+    finally:
+        w.close()
+    with tcp_connect(d, certs) as c:   # others are unaffected
+        assert c.execute("select 1").fetchone() == (1,)
