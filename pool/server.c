@@ -186,6 +186,14 @@ static void on_notice(void *arg, const PGresult *res)
 	const char *sqlstate = field(res, PG_DIAG_SQLSTATE), *message = field(res, PG_DIAG_MESSAGE_PRIMARY);
 	const char *detail = field(res, PG_DIAG_MESSAGE_DETAIL), *hint = field(res, PG_DIAG_MESSAGE_HINT);
 
+	/* Idle, any error is the backend's last word (a restart's FATAL 57P01): idle_poll() closes it. */
+	if (s->phase == PHASE_IDLE && !s->idle_error[0] && severity && strcmp(severity, "NOTICE") &&
+	    strcmp(severity, "WARNING") && strcmp(severity, "INFO") && strcmp(severity, "LOG") &&
+	    strcmp(severity, "DEBUG")) {
+		snprintf(s->idle_error, sizeof(s->idle_error), "%s %s: %s", severity, sqlstate ? sqlstate : "?",
+			 message ? message : "");
+		return;
+	}
 	if (!s->notices.on || !sqlstate || !message)
 		return;
 	size_t cap = 64 + strlen(message) + (detail ? strlen(detail) : 0) + (hint ? strlen(hint) : 0) + 2 * 16;
@@ -424,7 +432,26 @@ int server_query_param(struct server *s, const char *sql, const char *param, ser
 
 /* ---- idle ---- */
 
-/* Anything but a clean stream of notices on an idle backend means it is unusable. */
+/*
+ * With target_session_attrs read-write (or primary) a backend is of no use
+ * once its server reports itself read-only: PostgreSQL 14+ reports
+ * in_hot_standby and default_transaction_read_only (GUC_REPORT), and libpq
+ * takes such reports while idle. A promoted standby's reports go the other
+ * way and concern no backend of such a pool (none is ever opened there).
+ */
+static const char *read_only_report(const struct server *s)
+{
+	const char *hot = PQparameterStatus(s->conn, "in_hot_standby");
+	const char *ro = PQparameterStatus(s->conn, "default_transaction_read_only");
+
+	if (s->pool->wants_primary && hot && strcmp(hot, "on") == 0)
+		return "in_hot_standby=on";
+	if (s->pool->wants_writable && ro && strcmp(ro, "on") == 0)
+		return "default_transaction_read_only=on";
+	return NULL;
+}
+
+/* Anything but a clean stream of notices and setting reports on an idle backend means it is unusable. */
 static void idle_poll(struct server *s)
 {
 	if (!PQconsumeInput(s->conn)) {
@@ -440,8 +467,50 @@ static void idle_poll(struct server *s)
 		server_close(s, "unexpected NOTIFY while idle");
 		return;
 	}
-	if (PQstatus(s->conn) != CONNECTION_OK)
+	if (PQstatus(s->conn) != CONNECTION_OK) {
 		server_close(s, "connection went bad while idle");
+		return;
+	}
+	if (s->idle_error[0]) {
+		server_close(s, "the backend ended while idle: %s", s->idle_error);
+		return;
+	}
+	const char *read_only = read_only_report(s);
+	if (read_only)
+		pool_server_read_only(s, read_only);
+}
+
+/*
+ * The idle watcher closes a backend as soon as its socket turns readable,
+ * but that event may still be queued behind the client event that leases it
+ * (the backend died after the loop's poll returned). So before a lease
+ * sends anything, one MSG_PEEK: nothing to read is the only good answer
+ * without libpq; EOF or an error is a dead backend; bytes on a backend libpq
+ * holds (phase IDLE) are handed to libpq as the watcher would, and any other
+ * phase has nothing to say at a clean boundary.
+ */
+bool server_still_there(struct server *s)
+{
+	char byte;
+
+	if (s->idle_error[0]) {
+		server_close(s, "the backend ended while idle: %s", s->idle_error);
+		return false;
+	}
+	ssize_t n = s->tls && SSL_pending(s->tls) > 0 ? 1 : recv(s->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return true;
+	if (n <= 0) {
+		server_close(s, "found closed when leased");
+		return false;
+	}
+	if (s->phase != PHASE_IDLE) {
+		server_close(s, "sent something unasked at a clean boundary");
+		return false;
+	}
+	idle_poll(s);
+	return s->state != SERVER_CLOSED;
 }
 
 void server_watch_idle(struct server *s)
