@@ -114,9 +114,6 @@ static int build_connect_params(struct pool *p)
 		/* A parameter left out (a host) would send the connection elsewhere. */
 		complete = add_param(p, &n, o->keyword, o->val) == 0;
 	}
-	const char *attrs = option_value(opts, "target_session_attrs");
-	p->wants_writable = attrs && strcmp(attrs, "read-write") == 0;
-	p->wants_primary = p->wants_writable || (attrs && strcmp(attrs, "primary") == 0);
 	int reserved = complete ? reserve_hostaddr(p, opts, &n) : -1;
 	PQconninfoFree(opts);
 	if (reserved < 0)
@@ -324,11 +321,26 @@ static bool failure_is_outage(const char *sqlstate)
  * query_wait_timeout), or when the operator asked for fail-fast. Otherwise
  * clients wait for the pool to reconnect, bounded by query_wait_timeout.
  */
+/* This pool, or another of the same database entry (another user), has reached the server. */
+static bool reached_before(const struct pool *p)
+{
+	struct list_node *pos, *tmp;
+
+	if (p->ever_connected)
+		return true;
+	list_for_each_safe(pos, tmp, &all_pools) {
+		const struct pool *q = list_entry(pos, struct pool, node);
+		if (q->ever_connected && strcmp(q->db->conninfo, p->db->conninfo) == 0)
+			return true;
+	}
+	return false;
+}
+
 bool pool_refuses_clients(const struct pool *p)
 {
 	if (!p->last_error || pool_server_count(p) > 0 || retry_due(p))
 		return false;
-	return cfg->server_down_fail_fast || !p->ever_connected || !failure_is_outage(p->last_sqlstate);
+	return cfg->server_down_fail_fast || !failure_is_outage(p->last_sqlstate) || !reached_before(p);
 }
 
 /* Remember why connecting failed; the next attempt waits retry_delay(). */
@@ -629,23 +641,6 @@ void pool_prewarm(void)
 	}
 }
 
-/*
- * With target_session_attrs read-write or primary every backend is on the one
- * server libpq chose; once one of them reports that server read-only (a
- * reload set default_transaction_read_only, or a restart as a standby), they
- * all are: the pool's generation retires the idle ones now and the leased
- * ones as their leases end, and new backends are opened where libpq now
- * finds a primary.
- */
-void pool_server_read_only(struct server *s, const char *why)
-{
-	struct pool *p = s->pool;
-
-	server_close(s, "its server is read-only now (%s)", why);
-	if (s->generation == p->generation)
-		pool_reconnect(p, "a backend's server became read-only");
-}
-
 /* Connecting backends use the old settings too: they are retired when they come free. */
 void pool_reconnect(struct pool *p, const char *reason)
 {
@@ -727,8 +722,6 @@ static int replace_connect_params(struct pool *p, const struct db_config *db)
 	free_connect_params(p);
 	p->keywords = fresh.keywords;
 	p->values = fresh.values;
-	p->wants_primary = fresh.wants_primary;
-	p->wants_writable = fresh.wants_writable;
 	p->dns_hosts = fresh.dns_hosts;
 	p->hostaddr = NULL;
 	p->hostaddr_slot = fresh.hostaddr_slot;

@@ -7,7 +7,6 @@
  *   pool_server_connected() / pool_server_failed() / pool_server_gone()
  *   pool_want_servers()    open backends when clients wait or min_pool_size says so
  *   pool_refuses_clients() refuse clients now rather than let them wait out an outage
- *   pool_server_read_only() a backend's server turned read-only: retire them all
  *   pool_maintain()        periodic: timeouts, idle and lifetime limits
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
@@ -73,8 +72,6 @@ struct pool {
 	int connect_failures;         /* failed connect rounds in a row: the pause before the next grows with it */
 	ev_tstamp failed_at;          /* the latest failure */
 	bool ever_connected;          /* it reached its server once: a failure now is an outage, not a typo */
-	bool wants_primary;           /* target_session_attrs read-write or primary: a read-only server is left */
-	bool wants_writable;          /* ... read-write: default_transaction_read_only on counts as read-only too */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
 	uint64_t leases_at_pause;     /* stats.lease_count when it was paused: unchanged while paused (verify.c) */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
@@ -101,8 +98,6 @@ void pool_server_gone(struct pool *p);
 void pool_want_servers(struct pool *p);
 /* Clients are refused at once (the pool cannot connect and waiting would not help, or is not wanted). */
 bool pool_refuses_clients(const struct pool *p);
-/* One of its backends found its server read-only: every backend of the pool is retired. */
-void pool_server_read_only(struct server *s, const char *why);
 void pool_maintain(ev_tstamp now);
 void pool_snapshot(const struct pool *p, char *buf, int cap);
 void pool_close_servers(struct pool *p, const char *reason);

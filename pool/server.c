@@ -432,26 +432,7 @@ int server_query_param(struct server *s, const char *sql, const char *param, ser
 
 /* ---- idle ---- */
 
-/*
- * With target_session_attrs read-write (or primary) a backend is of no use
- * once its server reports itself read-only: PostgreSQL 14+ reports
- * in_hot_standby and default_transaction_read_only (GUC_REPORT), and libpq
- * takes such reports while idle. A promoted standby's reports go the other
- * way and concern no backend of such a pool (none is ever opened there).
- */
-static const char *read_only_report(const struct server *s)
-{
-	const char *hot = PQparameterStatus(s->conn, "in_hot_standby");
-	const char *ro = PQparameterStatus(s->conn, "default_transaction_read_only");
-
-	if (s->pool->wants_primary && hot && strcmp(hot, "on") == 0)
-		return "in_hot_standby=on";
-	if (s->pool->wants_writable && ro && strcmp(ro, "on") == 0)
-		return "default_transaction_read_only=on";
-	return NULL;
-}
-
-/* Anything but a clean stream of notices and setting reports on an idle backend means it is unusable. */
+/* Anything but a clean stream of notices on an idle backend means it is unusable. */
 static void idle_poll(struct server *s)
 {
 	if (!PQconsumeInput(s->conn)) {
@@ -471,13 +452,8 @@ static void idle_poll(struct server *s)
 		server_close(s, "connection went bad while idle");
 		return;
 	}
-	if (s->idle_error[0]) {
+	if (s->idle_error[0])
 		server_close(s, "the backend ended while idle: %s", s->idle_error);
-		return;
-	}
-	const char *read_only = read_only_report(s);
-	if (read_only)
-		pool_server_read_only(s, read_only);
 }
 
 /*

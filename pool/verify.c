@@ -155,12 +155,9 @@ static bool check_idle_server(const struct server *s, const struct pool *p, cons
 	CHECK_SERVER(ctx, s, s->stream.txstatus == 'I' && stream_idle(&s->stream));
 	CHECK_SERVER(ctx, s, s->generation == p->generation);
 	CHECK_SERVER(ctx, s, s->conn != NULL);
-	/* Known dead is closed at once (idle_poll): no idle backend has ended, lost its link, or (for a
-	 * pool that wants a primary) reported its server read-only. */
+	/* Known dead is closed at once (idle_poll): no idle backend has ended or lost its link. */
 	CHECK_SERVER(ctx, s, s->idle_error[0] == '\0');
 	CHECK_SERVER(ctx, s, PQstatus(s->conn) == CONNECTION_OK);
-	CHECK_SERVER(ctx, s, !p->wants_primary || !PQparameterStatus(s->conn, "in_hot_standby") ||
-				     strcmp(PQparameterStatus(s->conn, "in_hot_standby"), "on") != 0);
 	return true;
 }
 
