@@ -276,7 +276,7 @@ void pool_server_connected(struct server *s)
 /* First pause after a failure; it doubles with each failed round up to server_login_retry. */
 #define RETRY_FIRST 0.25
 /* While clients wait for the pool, it retries at least this often: they are served soon after PostgreSQL is back. */
-#define RETRY_WHILE_WAITED 1.0
+#define RETRY_WHILE_WAITED 0.5
 
 static bool clients_wait(const struct pool *p)
 {
