@@ -147,6 +147,9 @@ def test_restart_is_invisible_to_idle_clients(pglease, pg):
 @pytest.mark.timeout(120)
 def test_a_query_during_an_outage_waits_for_postgresql(pglease, pg):
     d = pglease(databases={"app": pg.conninfo("app", pool_size=POOL)}, query_wait_timeout=30)
+    with pg.connect("app") as direct:
+        direct.execute("create role other login")
+        direct.execute("grant all on items, items_id_seq to other")
     idle = pooled(d, 8)
     try:
         backend_pids(idle)
@@ -159,17 +162,24 @@ def test_a_query_during_an_outage_waits_for_postgresql(pglease, pg):
         login = Timed(lambda: psycopg.connect(d.dsn(options="-c work_mem=7MB"), autocommit=True),
                       "select current_setting('work_mem')")
         login.start()
+        # A user whose pool does not exist yet: no backend's settings to answer its login from.
+        new_user = Timed(lambda: psycopg.connect(d.dsn(user="other"), autocommit=True), "select current_user")
+        new_user.start()
         time.sleep(2.0)
-        assert waiting.is_alive() and login.is_alive(), "they wait, rather than fail, while PostgreSQL is down"
+        assert waiting.is_alive() and login.is_alive() and new_user.is_alive(), \
+            "they wait, rather than fail, while PostgreSQL is down"
         start(pg)
         up = time.monotonic() - t0
         waiting.join(30)
         login.join(30)
-        print("\noutage: write waited %.2f s, login waited %.2f s (PostgreSQL back after %.2f s)"
-              % (waiting.seconds, login.seconds, up))
+        new_user.join(30)
+        print("\noutage: write waited %.2f s, login waited %.2f s, new user's login %.2f s "
+              "(PostgreSQL back after %.2f s)" % (waiting.seconds, login.seconds, new_user.seconds, up))
         assert waiting.error is None, waiting.error
         assert login.error is None, login.error
+        assert new_user.error is None, new_user.error
         assert login.result == ("7MB",)
+        assert new_user.result == ("other",)
         assert waiting.seconds >= 2.0
         assert waiting.seconds < up + 1.5, "served within the 0.5 s retry pause (plus the 0.2 s tick) once PostgreSQL is back"
         results = run_all(idle, "select 1")
@@ -246,3 +256,44 @@ def test_promote_based_switchover_is_followed(pglease, pg, standby):
     finally:
         for c in conns:
             c.close()
+
+
+@pytest.mark.timeout(90)
+def test_an_outage_longer_than_query_wait_timeout_ends_with_the_connect_error(pglease, pg):
+    d = pglease(databases={"app": pg.conninfo("app", pool_size=POOL)}, query_wait_timeout=2)
+    conn = d.connect()
+    try:
+        conn.execute("select 1")
+        stop(pg)
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.OperationalError) as e:
+            conn.execute("select 1")
+        took = time.monotonic() - t0
+        assert 1.8 < took < 4, took
+        assert "query_wait_timeout: the server could not be reached within 2 s" in str(e.value), str(e.value)
+        assert pg.dir in str(e.value), "the connect error itself is given"
+    finally:
+        conn.close()
+        start(pg)
+
+
+@pytest.mark.timeout(90)
+def test_a_restart_inside_a_transaction_is_a_clear_error(pglease, pg):
+    d = pglease(databases={"app": pg.conninfo("app", pool_size=POOL)})
+    inside = d.connect()
+    idle = d.connect()
+    try:
+        idle.execute("select 1")
+        inside.execute("begin")
+        inside.execute("insert into items (val) values ('in flight')")
+        pg_ctl(pg, "-m", "fast", "restart")
+        with pytest.raises(psycopg.OperationalError) as e:
+            inside.execute("commit")
+        assert "terminating connection due to administrator command" in str(e.value) or \
+            "server connection lost" in str(e.value), str(e.value)
+        assert idle.execute("select 1").fetchone() == (1,), "the idle client next to it sees nothing"
+        with pg.connect("app") as direct:
+            assert direct.execute("select count(*) from items where val = 'in flight'").fetchone() == (0,)
+    finally:
+        inside.close()
+        idle.close()
