@@ -313,14 +313,6 @@ static bool failure_is_outage(const char *sqlstate)
 	       strcmp(sqlstate, "57P03") == 0 || strcmp(sqlstate, "53300") == 0;
 }
 
-/*
- * Refused at once only while the pool has no backend, its latest connect
- * failed and it is pausing before the next: when the failure is not an
- * outage (a wrong password, a missing database), when the pool never reached
- * its server (a misconfigured entry should not hold clients for
- * query_wait_timeout), or when the operator asked for fail-fast. Otherwise
- * clients wait for the pool to reconnect, bounded by query_wait_timeout.
- */
 /* This pool, or another of the same database entry (another user), has reached the server. */
 static bool reached_before(const struct pool *p)
 {
@@ -336,6 +328,14 @@ static bool reached_before(const struct pool *p)
 	return false;
 }
 
+/*
+ * Refused at once only while the pool has no backend, its latest connect
+ * failed and it is pausing before the next: when the failure is not an
+ * outage (a wrong password, a missing database), when the pool never reached
+ * its server (a misconfigured entry should not hold clients for
+ * query_wait_timeout), or when the operator asked for fail-fast. Otherwise
+ * clients wait for the pool to reconnect, bounded by query_wait_timeout.
+ */
 bool pool_refuses_clients(const struct pool *p)
 {
 	if (!p->last_error || pool_server_count(p) > 0 || retry_due(p))

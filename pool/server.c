@@ -178,6 +178,12 @@ static const char *field(const PGresult *res, int code)
 	return PQresultErrorField(res, code);
 }
 
+static bool is_error(const char *severity)
+{
+	return severity && (strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+			    strcmp(severity, "PANIC") == 0);
+}
+
 /* Notices are dropped, unless the running query's owner asked to keep them: then as a client would get them. */
 static void on_notice(void *arg, const PGresult *res)
 {
@@ -186,10 +192,8 @@ static void on_notice(void *arg, const PGresult *res)
 	const char *sqlstate = field(res, PG_DIAG_SQLSTATE), *message = field(res, PG_DIAG_MESSAGE_PRIMARY);
 	const char *detail = field(res, PG_DIAG_MESSAGE_DETAIL), *hint = field(res, PG_DIAG_MESSAGE_HINT);
 
-	/* Idle, any error is the backend's last word (a restart's FATAL 57P01): idle_poll() closes it. */
-	if (s->phase == PHASE_IDLE && !s->idle_error[0] && severity && strcmp(severity, "NOTICE") &&
-	    strcmp(severity, "WARNING") && strcmp(severity, "INFO") && strcmp(severity, "LOG") &&
-	    strcmp(severity, "DEBUG")) {
+	/* Idle, an error is the backend's last word (a restart's FATAL 57P01): idle_poll() closes it. */
+	if (s->phase == PHASE_IDLE && !s->idle_error[0] && is_error(severity)) {
 		snprintf(s->idle_error, sizeof(s->idle_error), "%s %s: %s", severity, sqlstate ? sqlstate : "?",
 			 message ? message : "");
 		return;
