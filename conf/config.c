@@ -146,6 +146,8 @@ static const struct key_def keys[] = {
 	INT(max_client_conn, 1, 1000000, "100"),
 	SECS(query_wait_timeout, 0, "120"),
 	SECS(server_connect_timeout, NONZERO, "15"),
+	SECS(server_login_retry, 0, "15"),
+	INT(server_down_fail_fast, 0, 1, "0"),
 	SECS(client_login_timeout, 0, "60"),
 	SECS(server_check_delay, 0, "30"),
 	SECS(server_idle_timeout, 0, "600"),

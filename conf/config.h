@@ -57,6 +57,8 @@ struct config {
 	/* Durations in seconds; 0 disables where the reference says so. */
 	double query_wait_timeout;   /* 120 */
 	double server_connect_timeout; /* 15 */
+	double server_login_retry;   /* 15: longest pause between connect attempts after failures (pool.c backs off up to it) */
+	int server_down_fail_fast;   /* 0: clients wait out an outage; 1: refused at once while the pool cannot connect */
 	double client_login_timeout; /* 60 */
 	double server_check_delay;   /* 30 */
 	double server_idle_timeout;  /* 600 */

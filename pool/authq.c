@@ -309,8 +309,13 @@ void authq_maintain(ev_tstamp now)
 		if (now - q->queued_at < cfg->query_wait_timeout)
 			continue;
 		unqueue(q);
-		fail(q, "no server connection of pool %s/%s became free within %g s (query_wait_timeout)",
-		     q->pool->dbname, q->pool->user, cfg->query_wait_timeout);
+		/* During an outage the lookup waited for PostgreSQL, as logins do: say why it is not back. */
+		if (q->pool->last_error && pool_server_count(q->pool) == 0)
+			fail(q, "cannot connect to run auth_query within %g s (query_wait_timeout): %s",
+			     cfg->query_wait_timeout, q->pool->last_error);
+		else
+			fail(q, "no server connection of pool %s/%s became free within %g s (query_wait_timeout)",
+			     q->pool->dbname, q->pool->user, cfg->query_wait_timeout);
 	}
 }
 

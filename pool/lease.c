@@ -183,6 +183,9 @@ void lease_grant(struct client *c, struct server *s)
 	stream_reset(&s->stream);
 	memset(&s->reset, 0, sizeof(s->reset));
 	s->stream.counts = &s->pool->stats.stream;
+	/* A backend that died since it was freed is never used: the client, which sent it nothing, queues again. */
+	if (!server_still_there(s))
+		return;
 	if (!c->welcomed)
 		return vet(c, s);
 	lease_setup(c, s);

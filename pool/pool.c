@@ -259,22 +259,101 @@ void pool_server_connected(struct server *s)
 	if (!p->have_base && capture_base(p, s->conn) < 0)
 		fail_clients(&p->login_wait, "53200", "out of memory keeping the server's settings");
 	p->stats.servers_opened++;
+	if (p->last_error)
+		log_info("pool %s/%s: connected again after %d failed round(s)", p->dbname, p->user, p->connect_failures);
 	free(p->last_error);
 	p->last_error = NULL;
+	p->connect_failures = 0;
+	p->ever_connected = true;
 	/* Idle first, so the first welcomed client that speaks takes this backend. */
 	pool_server_free(s);
 	list_for_each_safe(pos, tmp, &p->login_wait)
 		client_welcome(list_entry(pos, struct client, node));
 }
 
-/* Remember why connecting failed; no new attempt for a second. */
+/* ---- connect failures: the pause before retrying, and who waits meanwhile ---- */
+
+/* First pause after a failure; it doubles with each failed round up to server_login_retry. */
+#define RETRY_FIRST 0.25
+/* While clients wait for the pool, it retries at least this often: they are served soon after PostgreSQL is back. */
+#define RETRY_WHILE_WAITED 0.5
+
+static bool clients_wait(const struct pool *p)
+{
+	return p->waiting.count || p->login_wait.count || p->authq_waiting;
+}
+
+/* Seconds from the latest failure to the next attempt. */
+static double retry_delay(const struct pool *p)
+{
+	if (!p->connect_failures)
+		return 0;
+	int doublings = p->connect_failures - 1 < 16 ? p->connect_failures - 1 : 16;
+	double delay = RETRY_FIRST * (double)(1u << doublings);
+	double cap = cfg->server_login_retry;
+
+	if (clients_wait(p) && cap > RETRY_WHILE_WAITED)
+		cap = RETRY_WHILE_WAITED;
+	return delay < cap ? delay : cap;
+}
+
+static bool retry_due(const struct pool *p)
+{
+	ev_tstamp now = ev_now(loop);
+
+	/* Never in the loop iteration that failed: a connect that fails at once would recurse through
+	 * pool_server_gone() (and with server_login_retry 0 the next tick retries). */
+	return now >= p->retry_after && (!p->last_error || (now > p->failed_at && now >= p->failed_at + retry_delay(p)));
+}
+
+/* A failure PostgreSQL gets over by itself: unreachable, starting, stopping, in recovery, full, no primary yet. */
+static bool failure_is_outage(const char *sqlstate)
+{
+	return strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 || strcmp(sqlstate, "57P02") == 0 ||
+	       strcmp(sqlstate, "57P03") == 0 || strcmp(sqlstate, "53300") == 0;
+}
+
+/* This pool, or another of the same database entry (another user), has reached the server. */
+static bool reached_before(const struct pool *p)
+{
+	struct list_node *pos, *tmp;
+
+	if (p->ever_connected)
+		return true;
+	list_for_each_safe(pos, tmp, &all_pools) {
+		const struct pool *q = list_entry(pos, struct pool, node);
+		if (q->ever_connected && strcmp(q->db->conninfo, p->db->conninfo) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Refused at once only while the pool has no backend, its latest connect
+ * failed and it is pausing before the next: when the failure is not an
+ * outage (a wrong password, a missing database), when the pool never reached
+ * its server (a misconfigured entry should not hold clients for
+ * query_wait_timeout), or when the operator asked for fail-fast. Otherwise
+ * clients wait for the pool to reconnect, bounded by query_wait_timeout.
+ */
+bool pool_refuses_clients(const struct pool *p)
+{
+	if (!p->last_error || pool_server_count(p) > 0 || retry_due(p))
+		return false;
+	return cfg->server_down_fail_fast || !failure_is_outage(p->last_sqlstate) || !reached_before(p);
+}
+
+/* Remember why connecting failed; the next attempt waits retry_delay(). */
 static void note_connect_failure(struct pool *p, const char *sqlstate, const char *error)
 {
 	log_warning("pool %s/%s: backend connection failed: %s", p->dbname, p->user, error);
 	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate);
+	/* The other connects of a round that already failed do not lengthen the pause again. */
+	if (!p->last_error || ev_now(loop) >= p->failed_at + retry_delay(p))
+		p->connect_failures++;
 	free(p->last_error);
 	p->last_error = strdup(error);
-	p->retry_after = ev_now(loop) + 1.0;
+	p->failed_at = ev_now(loop);
 	p->resolved_at = 0;
 }
 
@@ -288,7 +367,7 @@ void pool_server_failed(struct server *s, const char *sqlstate, const char *erro
 
 void pool_server_gone(struct pool *p)
 {
-	if (pool_server_count(p) == 0 && p->last_error && ev_now(loop) < p->retry_after) {
+	if (pool_refuses_clients(p)) {
 		fail_clients(&p->login_wait, p->last_sqlstate, p->last_error);
 		fail_clients(&p->waiting, p->last_sqlstate, p->last_error);
 		authq_pool_failed(p, p->last_error);
@@ -356,7 +435,7 @@ void pool_want_servers(struct pool *p)
 	int want = (pool_paused(p) ? 0 : p->waiting.count + p->authq_waiting) +
 		   (!p->have_base && p->login_wait.count ? 1 : 0);
 
-	if (ev_now(loop) < p->retry_after || p->closing)
+	if (!retry_due(p) || p->closing)
 		return;
 	want -= p->connecting.count;
 	if (pool_min_size(p) - total > want)
@@ -377,24 +456,44 @@ void pool_snapshot(const struct pool *p, char *buf, int cap)
 		 p->idle.count, p->waiting.count);
 }
 
-static void expire_waiters(struct pool *p, ev_tstamp now)
+/* A client waited query_wait_timeout: for a backend to come free, or for PostgreSQL to come back. */
+static void wait_expired(struct pool *p, struct client *c)
+{
+	char snapshot[256], message[900];
+
+	if (p->last_error && pool_server_count(p) == 0) {
+		snprintf(message, sizeof(message),
+			 "query_wait_timeout: the server could not be reached within %g s: %s",
+			 cfg->query_wait_timeout, p->last_error);
+		return client_fatal(c, p->last_sqlstate, message, NULL);
+	}
+	pool_snapshot(p, snapshot, sizeof(snapshot));
+	snprintf(message, sizeof(message), "query_wait_timeout: no server connection became free within %g s (%s)",
+		 cfg->query_wait_timeout, snapshot);
+	client_fatal(c, "53300", message, NULL);
+}
+
+/* Both lists are in arrival order: the walk stops at the first client still within the limit. */
+static void expire_list(struct pool *p, struct list *l, ev_tstamp now)
 {
 	struct list_node *first;
-	char snapshot[256], message[400];
 
-	if (cfg->query_wait_timeout <= 0)
-		return;
-	while ((first = list_first(&p->waiting))) {
+	while ((first = list_first(l))) {
 		struct client *c = list_entry(first, struct client, node);
-		assert(c->state == CLIENT_WAITING && !c->lease);
+		assert((c->state == CLIENT_WAITING || c->state == CLIENT_LOGIN_WAIT) && !c->lease);
 		if (now - c->state_since < cfg->query_wait_timeout)
 			return;
-		pool_snapshot(p, snapshot, sizeof(snapshot));
-		snprintf(message, sizeof(message),
-			 "query_wait_timeout: no server connection became free within %g s (%s)",
-			 cfg->query_wait_timeout, snapshot);
-		client_fatal(c, "53300", message, NULL);
+		wait_expired(p, c);
 	}
+}
+
+static void expire_waiters(struct pool *p, ev_tstamp now)
+{
+	if (cfg->query_wait_timeout <= 0)
+		return;
+	expire_list(p, &p->waiting, now);
+	/* A login waits for the pool's first backend the same way (during an outage). */
+	expire_list(p, &p->login_wait, now);
 }
 
 /* The avg_* columns of SHOW STATS compare the two latest snapshots. */
@@ -644,6 +743,8 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	p->db = db;
 	p->size = pool_effective_size(db, cfg);
 	p->retry_after = 0;
+	/* New settings may fix what failed: the next connect is not held back by the old failures. */
+	p->connect_failures = 0;
 	if (conninfo_changed)
 		pool_reconnect(p, "conninfo changed by a reload");
 	close_excess_idle(p);

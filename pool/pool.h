@@ -6,6 +6,7 @@
  *   pool_server_free()     a backend is clean: hand it to a waiter or idle it
  *   pool_server_connected() / pool_server_failed() / pool_server_gone()
  *   pool_want_servers()    open backends when clients wait or min_pool_size says so
+ *   pool_refuses_clients() refuse clients now rather than let them wait out an outage
  *   pool_maintain()        periodic: timeouts, idle and lifetime limits
  *   pool_snapshot()        "size N, active N, idle N, waiting N" for messages
  *   pool_prewarm()         create pools whose user is fixed, and fill min_pool_size
@@ -66,8 +67,11 @@ struct pool {
 	ev_tstamp unused_since;       /* no clients and no backends since; 0 while in use */
 	bool prewarmed;               /* its conninfo names the user: kept for min_pool_size */
 	char last_sqlstate[6];
-	ev_tstamp retry_after;        /* no new connect before this, after a failure */
-	char *last_error;             /* latest connect failure, for waiting clients */
+	ev_tstamp retry_after;        /* no new connect before this (shutdown) */
+	char *last_error;             /* latest connect failure, for waiting clients; NULL once one succeeds */
+	int connect_failures;         /* failed connect rounds in a row: the pause before the next grows with it */
+	ev_tstamp failed_at;          /* the latest failure */
+	bool ever_connected;          /* it reached its server once: a failure now is an outage, not a typo */
 	unsigned generation;          /* bumped by pool_reconnect(); older backends are retired */
 	uint64_t leases_at_pause;     /* stats.lease_count when it was paused: unchanged while paused (verify.c) */
 	struct pool_stats stats;      /* counters for SHOW STATS and /metrics */
@@ -92,6 +96,8 @@ void pool_server_connected(struct server *s);
 void pool_server_failed(struct server *s, const char *sqlstate, const char *error);
 void pool_server_gone(struct pool *p);
 void pool_want_servers(struct pool *p);
+/* Clients are refused at once (the pool cannot connect and waiting would not help, or is not wanted). */
+bool pool_refuses_clients(const struct pool *p);
 void pool_maintain(ev_tstamp now);
 void pool_snapshot(const struct pool *p, char *buf, int cap);
 void pool_close_servers(struct pool *p, const char *reason);

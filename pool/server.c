@@ -178,6 +178,12 @@ static const char *field(const PGresult *res, int code)
 	return PQresultErrorField(res, code);
 }
 
+static bool is_error(const char *severity)
+{
+	return severity && (strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+			    strcmp(severity, "PANIC") == 0);
+}
+
 /* Notices are dropped, unless the running query's owner asked to keep them: then as a client would get them. */
 static void on_notice(void *arg, const PGresult *res)
 {
@@ -186,6 +192,12 @@ static void on_notice(void *arg, const PGresult *res)
 	const char *sqlstate = field(res, PG_DIAG_SQLSTATE), *message = field(res, PG_DIAG_MESSAGE_PRIMARY);
 	const char *detail = field(res, PG_DIAG_MESSAGE_DETAIL), *hint = field(res, PG_DIAG_MESSAGE_HINT);
 
+	/* Idle, an error is the backend's last word (a restart's FATAL 57P01): idle_poll() closes it. */
+	if (s->phase == PHASE_IDLE && !s->idle_error[0] && is_error(severity)) {
+		snprintf(s->idle_error, sizeof(s->idle_error), "%s %s: %s", severity, sqlstate ? sqlstate : "?",
+			 message ? message : "");
+		return;
+	}
 	if (!s->notices.on || !sqlstate || !message)
 		return;
 	size_t cap = 64 + strlen(message) + (detail ? strlen(detail) : 0) + (hint ? strlen(hint) : 0) + 2 * 16;
@@ -440,8 +452,45 @@ static void idle_poll(struct server *s)
 		server_close(s, "unexpected NOTIFY while idle");
 		return;
 	}
-	if (PQstatus(s->conn) != CONNECTION_OK)
+	if (PQstatus(s->conn) != CONNECTION_OK) {
 		server_close(s, "connection went bad while idle");
+		return;
+	}
+	if (s->idle_error[0])
+		server_close(s, "the backend ended while idle: %s", s->idle_error);
+}
+
+/*
+ * The idle watcher closes a backend as soon as its socket turns readable,
+ * but that event may still be queued behind the client event that leases it
+ * (the backend died after the loop's poll returned). So before a lease
+ * sends anything, one MSG_PEEK: nothing to read is the only good answer
+ * without libpq; EOF or an error is a dead backend; bytes on a backend libpq
+ * holds (phase IDLE) are handed to libpq as the watcher would, and any other
+ * phase has nothing to say at a clean boundary.
+ */
+bool server_still_there(struct server *s)
+{
+	char byte;
+
+	if (s->idle_error[0]) {
+		server_close(s, "the backend ended while idle: %s", s->idle_error);
+		return false;
+	}
+	ssize_t n = s->tls && SSL_pending(s->tls) > 0 ? 1 : recv(s->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return true;
+	if (n <= 0) {
+		server_close(s, "found closed when leased");
+		return false;
+	}
+	if (s->phase != PHASE_IDLE) {
+		server_close(s, "sent something unasked at a clean boundary");
+		return false;
+	}
+	idle_poll(s);
+	return s->state != SERVER_CLOSED;
 }
 
 void server_watch_idle(struct server *s)

@@ -6,6 +6,7 @@
  *   server_query_param() run SQL with one text parameter, binary results (auth_query)
  *   server_go_raw()      hand the socket to the relay or the drain
  *   server_watch_idle()  sit idle: any byte from the backend is news
+ *   server_still_there() about to be leased: one peek says whether it closed or spoke meanwhile
  *   server_send_raw()    write protocol bytes past libpq
  *   server_recv_raw()    read protocol bytes past libpq
  *   server_close()       the one way a backend goes away, with a reason
@@ -94,6 +95,9 @@ struct server {
 	unsigned generation;         /* the pool's generation when it was opened */
 	ev_tstamp idle_since;        /* last freed by a lease: health checks and idle timeout count from here */
 	int cancels_pending;         /* cancel requests not yet delivered */
+	/* PHASE_IDLE: an error libpq read while idle (the backend announced its end: FATAL 57P01 on a
+	 * restart); "" while none. Acted on as soon as libpq returns (idle_poll): never leased. */
+	char idle_error[96];
 	/* PHASE_QUERY */
 	server_query_cb query_done;
 	char query_sqlstate[6];
@@ -120,6 +124,8 @@ void server_keep_notices(struct server *s);
 uint8_t *server_take_notices(struct server *s, uint32_t *len);
 void server_go_raw(struct server *s, server_raw_cb on_readable, server_raw_cb on_writable);
 void server_watch_idle(struct server *s);
+/* False when the backend turned out closed or dying (it is closed then, with its lease if any). */
+MUST_CHECK bool server_still_there(struct server *s);
 /* Bytes written (maybe short), or -1 when the backend is gone. */
 MUST_CHECK ssize_t server_send_raw(struct server *s, const void *data, size_t len);
 /* As recv(): bytes read, 0 when the backend closed, -1 with errno (EAGAIN: nothing yet). */

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "authq.h"
@@ -154,6 +155,9 @@ static bool check_idle_server(const struct server *s, const struct pool *p, cons
 	CHECK_SERVER(ctx, s, s->stream.txstatus == 'I' && stream_idle(&s->stream));
 	CHECK_SERVER(ctx, s, s->generation == p->generation);
 	CHECK_SERVER(ctx, s, s->conn != NULL);
+	/* Known dead is closed at once (idle_poll): no idle backend has ended or lost its link. */
+	CHECK_SERVER(ctx, s, s->idle_error[0] == '\0');
+	CHECK_SERVER(ctx, s, PQstatus(s->conn) == CONNECTION_OK);
 	return true;
 }
 

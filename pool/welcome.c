@@ -77,7 +77,7 @@ void client_join(struct client *c, const struct db_config *db, const char *dbnam
 		return client_fatal(c, "53200", "out of memory keeping the startup settings", NULL);
 	if (p->have_base)
 		return client_welcome(c);
-	if (p->last_error && ev_now(loop) < p->retry_after && pool_server_count(p) == 0)
+	if (pool_refuses_clients(p))
 		return client_fatal(c, p->last_sqlstate, p->last_error, NULL);
 	client_set_state(c, CLIENT_LOGIN_WAIT);
 	pool_want_servers(p);

@@ -363,14 +363,20 @@ def test_thirty_lookups_on_a_pool_of_two_all_answer_and_the_loop_stays_free(role
 
 
 @pytest.mark.timeout(120)
-def test_postgresql_stopped_fails_clearly_and_lookups_work_once_it_is_back(roles, driver):
-    d = driver(auth_query_cache_ttl=0)
+@pytest.mark.parametrize("fail_fast", [0, 1])
+def test_postgresql_stopped_fails_clearly_and_lookups_work_once_it_is_back(roles, driver, fail_fast):
+    # A lookup during an outage waits for PostgreSQL as a login does (up to query_wait_timeout, then the
+    # connect error), or fails at once with server_down_fail_fast.
+    d = driver(auth_query_cache_ttl=0, server_down_fail_fast=fail_fast, query_wait_timeout=2)
     assert d.one("aq_scram")["status"] == "found"
     subprocess.run([harness.PGCLUSTER, "stop", roles.dir], env=harness.clean_env(), check=True, timeout=120)
     try:
+        t0 = time.monotonic()
         a = d.one("aq_scram")
+        took = time.monotonic() - t0
         assert a["status"] == "failed", a
         assert "auth_query" in a["error"] and ("connect" in a["error"] or "lost" in a["error"]), a["error"]
+        assert took < 1.5 if fail_fast else 1.8 < took < 4, took
     finally:
         subprocess.run([harness.PGCLUSTER, "start", roles.dir, str(roles.port)], env=harness.clean_env(),
                        check=True, timeout=180)

@@ -247,7 +247,9 @@ def test_idle_tls_backend_that_speaks_is_closed_and_replaced(pglease, tls_cluste
     before = wait_pool_size(tls_direct, POOL)
     victim = sorted(before)[0]
     tls_direct.execute("select pg_terminate_backend(%s)", (victim,))
-    wait_for(lambda: "closed by the backend while idle" in d.log_text(), 10,
+    # Its FATAL 57P01 (the backend ended while idle), or the EOF behind it.
+    wait_for(lambda: "the backend ended while idle: FATAL 57P01" in d.log_text() or
+             "closed by the backend while idle" in d.log_text(), 10,
              what="the idle watch to notice the terminated backend")
     after = wait_pool_size(tls_direct, POOL)
     assert victim not in after

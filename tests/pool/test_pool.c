@@ -376,10 +376,73 @@ Test(pool, a_failed_connect_is_remembered_and_not_retried_at_once)
 	size_t len = strlen(p->last_error);
 	cr_assert_eq(strncmp(p->last_error, want, strlen(want)), 0, "libpq's message: %s", p->last_error);
 	cr_assert(len && p->last_error[len - 1] != '\n' && p->last_error[len - 1] != ' ', "trailing newline trimmed");
-	cr_assert_gt(p->retry_after, ev_now(loop));
+	cr_assert_eq(p->connect_failures, 1);
+	cr_assert_eq(p->failed_at, ev_now(loop));
 	pool_want_servers(p);
 	cr_assert_eq(p->stats.servers_failed, 1, "no second attempt within the retry delay");
 	cr_assert_eq(p->stats.servers_closed, 0, "a backend that never connected is not counted closed");
+}
+
+/* The clock is moved by moving the failure back: ev_now() stands still inside a test. */
+static void failed_ago(struct pool *p, double seconds)
+{
+	p->failed_at = ev_now(loop) - seconds;
+}
+
+Test(pool, the_pause_after_failures_doubles_up_to_server_login_retry)
+{
+	struct db_config d = db("app", "host=/nonexistent/pglease-test port=5999");
+	struct pool *p = pool_find_or_create(&d, "app", "u");
+
+	conf.min_pool_size = 1;
+	conf.server_login_retry = 2;
+	ev_now_update(loop);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 1);
+	failed_ago(p, 0.2);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 1, "the first pause is 0.25 s");
+	failed_ago(p, 0.3);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 2, "retried after 0.25 s");
+	cr_assert_eq(p->connect_failures, 2);
+	failed_ago(p, 0.4);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 2, "the second pause is 0.5 s");
+	failed_ago(p, 0.6);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 3);
+	p->connect_failures = 10;
+	failed_ago(p, 1.9);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 3, "capped at server_login_retry, not below it");
+	failed_ago(p, 2.1);
+	pool_want_servers(p);
+	cr_assert_eq(p->stats.servers_failed, 4, "capped at server_login_retry");
+}
+
+Test(pool, clients_are_refused_at_once_only_when_waiting_would_not_help)
+{
+	struct db_config d = db("app", "host=/nonexistent/pglease-test port=5999");
+	struct pool *p = pool_find_or_create(&d, "app", "u");
+
+	conf.min_pool_size = 1;
+	conf.server_login_retry = 15;
+	ev_now_update(loop);
+	cr_assert_not(pool_refuses_clients(p), "nothing failed yet");
+	pool_want_servers(p);
+	cr_assert(pool_refuses_clients(p), "a pool that never reached its server: a misconfiguration");
+	p->ever_connected = true;
+	cr_assert_not(pool_refuses_clients(p), "an outage (08001) of a pool that worked: clients wait");
+	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "57P03");
+	cr_assert_not(pool_refuses_clients(p), "starting up or shutting down: clients wait");
+	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "28P01");
+	cr_assert(pool_refuses_clients(p), "a wrong password does not pass by itself");
+	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "08001");
+	conf.server_down_fail_fast = 1;
+	cr_assert(pool_refuses_clients(p), "server_down_fail_fast");
+	failed_ago(p, 0.3);
+	cr_assert_not(pool_refuses_clients(p), "past the pause the next client waits for the next attempt");
 }
 Test(pool, effective_settings_fall_back_to_the_globals)
 {
