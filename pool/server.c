@@ -24,6 +24,7 @@
 #include "client.h"
 #include "env.h"
 #include "lease.h"
+#include "caps.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -570,6 +571,7 @@ static struct server *server_new(struct pool *pool)
 		return NULL;
 	s->pool = pool;
 	s->generation = s->pool->generation;
+	s->cap_epoch = caps_epoch();
 	s->id = next_server_id++;
 	s->fd = -1;
 	s->state = SERVER_CONNECTING;
@@ -644,8 +646,10 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	/* libpq owns the TLS session and frees it with the connection. */
 	s->tls = NULL;
 	tls_forget_waits(s);
-	if (s->conn)
+	if (s->conn) {
 		PQfinish(s->conn);
+		caps_server_closed(pool);
+	}
 	s->conn = NULL;
 	s->fd = -1;
 	pool_server_gone(pool);

@@ -16,6 +16,7 @@
 
 #include "authq.h"
 #include "client.h"
+#include "caps.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"
@@ -291,6 +292,12 @@ const char *pool_verify_find(void)
 	for_each_node(pos, &all_pools)
 		if (!check_pool(list_entry(pos, struct pool, node)))
 			return violation;
+	char why[256];
+	const char *cap = caps_verify(why, sizeof(why));
+	if (cap) {
+		fail("no database or user has more backends than its cap", "%s", cap);
+		return violation;
+	}
 	if (!check_front_list(&login_clients, CLIENT_LOGIN, "login_clients") ||
 	    !check_front_list(&admin_clients, CLIENT_ADMIN, "admin_clients") || !check_closed_servers())
 		return violation;

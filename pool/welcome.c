@@ -14,6 +14,7 @@
 #include "client.h"
 #include "env.h"
 #include "lease.h"
+#include "caps.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
@@ -63,6 +64,12 @@ static int login_reply(struct client *c, const struct vet_answer *answer)
 void client_join(struct client *c, const struct db_config *db, const char *dbname, const char *user,
 		 struct param_set *params, const struct param_set *sequence)
 {
+	char refusal[160];
+	const char *over = db ? caps_client_refusal(db, dbname, user, refusal, sizeof(refusal)) : NULL;
+
+	/* After authentication, as PostgreSQL checks its connection limits: AuthenticationOk, then FATAL. */
+	if (over)
+		return client_login_refused(c, &(struct vet_answer){ 0 }, "53300", over, NULL, NULL);
 	struct pool *p = db ? pool_find_or_create(db, dbname, user) : NULL;
 
 	if (!p)
