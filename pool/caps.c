@@ -49,11 +49,15 @@ enum pool_mode pool_mode_for(const struct db_config *db, const char *user, const
 
 int caps_db_cap(const struct pool *p)
 {
+	if (!cfg || !p->db)
+		return 0;
 	return p->db->max_db_connections >= 0 ? p->db->max_db_connections : cfg->max_db_connections;
 }
 
 int caps_user_cap(const struct pool *p)
 {
+	if (!cfg)
+		return 0;
 	const struct user_config *u = config_find_user(cfg, p->user);
 
 	return u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
