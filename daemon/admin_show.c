@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "admin_show.h"
+#include "caps.h"
 #include "client.h"
 #include "daemon.h"
 #include "lease.h"
@@ -30,6 +31,9 @@ static const struct col pools_cols[] = {
 	{ "cl_leased", OID_INT8 }, { "cl_idle", OID_INT8 }, { "cl_login_wait", OID_INT8 },
 	{ "sv_cleaning", OID_INT8 }, { "pool_size", OID_INT8 }, { "paused", OID_INT8 },
 	{ "oldest_lease", OID_FLOAT8 }, { "cl_pinned", OID_INT8 },
+	/* the limits across pools (pool/caps.c): 0 is no cap */
+	{ "reserve_pool", OID_INT8 }, { "sv_reserve", OID_INT8 }, { "max_db_connections", OID_INT8 },
+	{ "db_connections", OID_INT8 }, { "max_user_connections", OID_INT8 }, { "user_connections", OID_INT8 },
 };
 
 static const struct col clients_cols[] = {
@@ -75,6 +79,9 @@ static const struct col databases_cols[] = {
 	{ "force_user", OID_TEXT }, { "pool_size", OID_INT8 }, { "min_pool_size", OID_INT8 },
 	{ "pool_mode", OID_TEXT }, { "current_connections", OID_INT8 }, { "paused", OID_INT8 },
 	{ "disabled", OID_INT8 },
+	/* PgBouncer's limit columns, after pglease's existing ones */
+	{ "reserve_pool", OID_INT8 }, { "max_connections", OID_INT8 }, { "max_client_connections", OID_INT8 },
+	{ "current_client_connections", OID_INT8 },
 };
 
 static const struct col config_cols[] = {
@@ -99,6 +106,19 @@ const struct table *admin_show_table(enum admin_verb verb)
 	case ADMIN_SHOW_VERSION: return &t_version;
 	default: return NULL;
 	}
+}
+
+/* SHOW POOLS' limit columns: the reserve and its use, each cap and its use across the pools it spans. */
+static void limit_cells(struct reply *r, const struct pool *p)
+{
+	int over = pool_server_count(p) - p->size;
+
+	reply_cell_int(r, caps_reserve_size(p));
+	reply_cell_int(r, over > 0 ? over : 0);
+	reply_cell_int(r, caps_db_cap(p));
+	reply_cell_int(r, caps_db_servers(p->dbname));
+	reply_cell_int(r, caps_user_cap(p));
+	reply_cell_int(r, caps_user_servers(p->user));
 }
 
 static int show_pools(struct reply *r)
@@ -129,6 +149,7 @@ static int show_pools(struct reply *r)
 		reply_cell_int(r, s.paused);
 		reply_cell_float(r, s.oldest_lease);
 		reply_cell_int(r, s.cl_pinned);
+		limit_cells(r, list_entry(pos, struct pool, node));
 		reply_end(r, m);
 		rows++;
 	}
@@ -364,6 +385,11 @@ static int show_databases(struct reply *r)
 		reply_cell_int(r, servers);
 		reply_cell_int(r, paused);
 		reply_cell_int(r, 0);
+		reply_cell_int(r, db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size);
+		reply_cell_int(r, db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections);
+		reply_cell_int(r, db->max_db_client_connections >= 0 ? db->max_db_client_connections
+								    : cfg->max_db_client_connections);
+		reply_cell_int(r, caps_db_clients(db->name));
 		reply_end(r, m);
 		PQconninfoFree(o);
 	}

@@ -276,6 +276,10 @@ unsigned caps_epoch(void)
 
 int caps_reserve_size(const struct pool *p)
 {
+	if (!cfg)
+		return 0;
+	if (!p->db)
+		return cfg->reserve_pool_size;
 	return p->db->reserve_pool_size >= 0 ? p->db->reserve_pool_size : cfg->reserve_pool_size;
 }
 
