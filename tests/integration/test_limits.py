@@ -1,0 +1,263 @@
+"""Limits across pools (README "Limits"): max_db_connections / max_user_connections checked against what
+PostgreSQL itself sees (pg_stat_activity sampled while many more clients than backends run), client caps
+(FATAL 53300 as PostgreSQL words its own limits), the reserve, the [users] section, and a reload."""
+import threading
+import time
+
+import psycopg
+import pytest
+
+import pgwire
+from harness import wait_for
+from pgwire import Wire
+
+USERS = ("alice", "bob")
+
+
+@pytest.fixture(scope="module")
+def roles(cluster):
+    """Two login roles and a second database, made once; pglease reaches them over trust."""
+    with cluster.connect("postgres") as conn:
+        for u in USERS:
+            if not conn.execute("select 1 from pg_roles where rolname = %s", (u,)).fetchone():
+                conn.execute("create role %s login" % u)
+        if not conn.execute("select 1 from pg_database where datname = 'app2'").fetchone():
+            conn.execute("create database app2")
+    return USERS
+
+
+class Sampler:
+    """Counts pglease's backends (users alice and bob) in pg_stat_activity every few ms, by database and user."""
+
+    def __init__(self, cluster):
+        self.conn = cluster.connect("postgres")
+        self.max_by_db = {}
+        self.max_by_user = {}
+        self.seen_users = set()
+        self.samples = 0
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def count(self):
+        rows = self.conn.execute(
+            "select datname, usename, count(*) from pg_stat_activity "
+            "where usename = any(%s) and backend_type = 'client backend' group by 1, 2", (list(USERS),)).fetchall()
+        by_db, by_user = {}, {}
+        for db, user, n in rows:
+            by_db[db] = by_db.get(db, 0) + n
+            by_user[user] = by_user.get(user, 0) + n
+        return by_db, by_user
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            by_db, by_user = self.count()
+            for k, v in by_db.items():
+                self.max_by_db[k] = max(self.max_by_db.get(k, 0), v)
+            for k, v in by_user.items():
+                self.max_by_user[k] = max(self.max_by_user.get(k, 0), v)
+                self.seen_users.add(k)
+            self.samples += 1
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.thread.join(10)
+        self.conn.close()
+
+
+def run_clients(d, specs, transactions=6, sleep=0.05):
+    """specs: [(dbname, user)] one client each; every client runs `transactions` short transactions."""
+    errors = []
+
+    def client(dbname, user):
+        try:
+            with d.connect(dbname, user=user) as c:
+                for _ in range(transactions):
+                    with c.transaction():
+                        c.execute("select pg_sleep(%s)", (sleep,))
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append("%s/%s: %s" % (dbname, user, e))
+
+    threads = [threading.Thread(target=client, args=s) for s in specs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+
+
+def backends(cluster, **where):
+    cond = " and ".join("%s = %%s" % k for k in where) or "true"
+    with cluster.connect("postgres") as conn:
+        return conn.execute("select count(*) from pg_stat_activity where backend_type = 'client backend' and "
+                            "usename = any(%s) and " + cond, [list(USERS)] + list(where.values())).fetchone()[0]
+
+
+def test_max_db_connections_across_two_pools(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_connections=3)}, default_pool_size=3)
+    with Sampler(cluster) as s:
+        # alice's pool fills the cap, then sits idle.
+        run_clients(d, [("app", "alice")] * 6, transactions=3)
+        wait_for(lambda: backends(cluster, usename="alice") == 3, what="alice's 3 idle backends")
+        # bob's clients must be served: alice's idle backends are closed to make room.
+        run_clients(d, [("app", "bob")] * 8)
+        assert backends(cluster, usename="bob") >= 1
+        assert backends(cluster, usename="alice") < 3, "no idle backend of alice's pool was closed for bob"
+        # Both pools busy at once, many more clients than backends: both are served.
+        run_clients(d, [("app", "alice")] * 6 + [("app", "bob")] * 6)
+    assert s.samples > 50, s.samples
+    assert s.max_by_db.get("app") == 3, s.max_by_db
+    assert s.seen_users == set(USERS)
+    assert "closed to make room for pool app/bob" in d.log_text()
+
+
+def test_max_user_connections_across_two_databases(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app"), "app2": cluster.conninfo("app2")},
+                default_pool_size=3, max_user_connections=2)
+    with Sampler(cluster) as s:
+        run_clients(d, [("app", "alice")] * 5 + [("app2", "alice")] * 5 + [("app", "bob")] * 3)
+    assert s.max_by_user.get("alice") == 2, s.max_by_user
+    # bob is not alice: his own pool may use its whole size.
+    assert s.max_by_user.get("bob", 0) <= 3
+    assert backends(cluster, usename="alice") <= 2
+
+
+def fatal_of(d, dbname, user):
+    """The login's ErrorResponse fields, read off the wire (libpq keeps no SQLSTATE for a failed connect)."""
+    w = Wire(d.socket_path)
+    try:
+        w.send(pgwire.startup_packet({"user": user, "database": dbname}))
+        msgs = w.read_until((b"E", b"Z"), timeout=10)
+        assert msgs[0][0] == b"R", msgs     # AuthenticationOk first, as from PostgreSQL
+        assert msgs[-1][0] == b"E", msgs
+        assert w.wait_closed(5)
+        return pgwire.parse_fields(msgs[-1][1])
+    finally:
+        w.close()
+
+
+def test_client_caps_refuse_the_next_login_with_53300(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_client_connections=2),
+                           "app2": cluster.conninfo("app2")},
+                default_pool_size=2, start=False)
+    d.users = {"bob": "max_user_client_connections=1"}
+    d.start()
+    a1 = d.connect("app", user="alice")
+    a2 = d.connect("app", user="alice")
+    try:
+        e = fatal_of(d, "app", "alice")
+        assert (e["S"], e["C"], e["M"]) == ("FATAL", "53300", 'too many connections for database "app"'), e
+        b1 = d.connect("app2", user="bob")
+        try:
+            e = fatal_of(d, "app2", "bob")
+            assert (e["S"], e["C"], e["M"]) == ("FATAL", "53300", 'too many connections for role "bob"'), e
+            with pytest.raises(psycopg.OperationalError, match='too many connections for role "bob"'):
+                d.connect("app2", user="bob").close()
+            # The others are unaffected.
+            assert a1.execute("select 1").fetchone()[0] == 1
+            assert b1.execute("select 2").fetchone()[0] == 2
+            with d.connect("app2", user="alice") as other:
+                assert other.execute("select 3").fetchone()[0] == 3
+        finally:
+            b1.close()
+        # A freed place is taken again.
+        a2.close()
+        wait_for(lambda: _can_login(d, "app", "alice"), what="a login after a client left")
+        assert a1.execute("select 4").fetchone()[0] == 4
+    finally:
+        a1.close()
+        a2.close()
+
+
+def _can_login(d, dbname, user):
+    try:
+        with d.connect(dbname, user=user) as c:
+            return c.execute("select 1").fetchone()[0] == 1
+    except psycopg.OperationalError:
+        return False
+
+
+def test_reserve_opens_after_the_timeout_and_is_given_back(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app", pool_size=1)}, reserve_pool_size=2,
+                reserve_pool_timeout=0.5, query_wait_timeout=30)
+    hold = threading.Event()
+    errors = []
+
+    def holder():
+        try:
+            with d.connect("app", user="alice") as c:
+                with c.transaction():
+                    c.execute("select 1")
+                    hold.wait(20)
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=holder) for _ in range(6)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    with Sampler(cluster) as s:
+        wait_for(lambda: backends(cluster, usename="alice") == 3, timeout=10, what="the reserve's 2 extra backends")
+        opened_after = time.monotonic() - t0
+        time.sleep(0.5)
+        hold.set()
+        for t in threads:
+            t.join(30)
+        # Each extra backend is closed as soon as it comes free with no client waiting.
+        wait_for(lambda: backends(cluster, usename="alice") == 1, timeout=10, what="the reserve given back")
+    assert not errors, errors
+    assert s.max_by_user.get("alice") == 3, s.max_by_user
+    assert opened_after >= 0.4, opened_after
+    assert "reserve backend" in d.log_text()
+
+
+def test_users_section_pool_mode_session_over_a_transaction_database(pglease, cluster, roles):
+    # session_state=ignore: in transaction mode a temp table would not keep its backend.
+    d = pglease(databases={"app": cluster.conninfo("app", pool_size=2)}, session_state="ignore",
+                admin_users="postgres", start=False)
+    d.users = {"bob": "pool_mode=session pool_size=1"}
+    d.start()
+    with d.connect("app", user="bob") as b, d.connect("app", user="alice") as a1, \
+            d.connect("app", user="alice") as a2:
+        b.execute("create temp table t (x int)")
+        # another client of a transaction-mode pool takes the backend meanwhile...
+        pid_a = a1.execute("select pg_backend_pid()").fetchone()[0]
+        a2.execute("select pg_backend_pid()")
+        # ... but bob's session keeps his, and his temp table.
+        b.execute("insert into t values (1)")
+        assert b.execute("select count(*) from t").fetchone()[0] == 1
+        with psycopg.connect(d.dsn("pglease"), autocommit=True) as adm:
+            cur = adm.execute("SHOW POOLS")
+            cols = [c.name for c in cur.description]
+            rows = {r[1]: dict(zip(cols, r)) for r in cur.fetchall() if r[0] == "app"}
+        assert rows["bob"]["pool_mode"] == "session" and rows["bob"]["pool_size"] == 1, rows["bob"]
+        assert rows["alice"]["pool_mode"] == "transaction" and rows["alice"]["pool_size"] == 2, rows["alice"]
+        assert pid_a
+
+
+def test_reload_changes_a_cap(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_connections=1)}, default_pool_size=4,
+                admin_users="postgres")
+    with Sampler(cluster) as s:
+        run_clients(d, [("app", "alice")] * 6, transactions=3)
+    assert s.max_by_db.get("app") == 1, s.max_by_db
+    d.databases = {"app": cluster.conninfo("app", max_db_connections=3)}
+    d.write_config()
+    d.reload()
+    with Sampler(cluster) as s:
+        run_clients(d, [("app", "alice")] * 6, transactions=5, sleep=0.1)
+    assert s.max_by_db.get("app") == 3, s.max_by_db
+    with psycopg.connect(d.dsn("pglease"), autocommit=True) as adm:
+        cur = adm.execute("SHOW DATABASES")
+        cols = [c.name for c in cur.description]
+        row = [dict(zip(cols, r)) for r in cur.fetchall() if r[0] == "app"][0]
+    assert row["max_connections"] == 3, row
+    # Lowered again: idle backends above the new cap close at once.
+    d.databases = {"app": cluster.conninfo("app", max_db_connections=2)}
+    d.write_config()
+    d.reload()
+    wait_for(lambda: backends(cluster, datname="app") <= 2, what="idle backends above the lowered cap closed")
