@@ -111,13 +111,14 @@ const struct table *admin_show_table(enum admin_verb verb)
 /* SHOW POOLS' limit columns: the reserve and its use, each cap and its use across the pools it spans. */
 static void limit_cells(struct reply *r, const struct pool *p)
 {
-	int over = pool_server_count(p) - p->size;
+	struct stats_sample s;
 
-	reply_cell_int(r, caps_reserve_size(p));
-	reply_cell_int(r, over > 0 ? over : 0);
-	reply_cell_int(r, caps_db_cap(p));
+	metrics_sample(p, &s);
+	reply_cell_int(r, s.reserve_pool);
+	reply_cell_int(r, s.sv_reserve);
+	reply_cell_int(r, s.max_db_connections);
 	reply_cell_int(r, caps_db_servers(p->dbname));
-	reply_cell_int(r, caps_user_cap(p));
+	reply_cell_int(r, s.max_user_connections);
 	reply_cell_int(r, caps_user_servers(p->user));
 }
 
