@@ -372,7 +372,8 @@ void pool_want_servers(struct pool *p)
 	int demand = pool_demand(p), want = demand;
 	int size = p->size + caps_reserve(p);
 
-	if (demand == 0)
+	/* Room kept for a pool that will not use it would block its siblings. */
+	if (demand == 0 || p->closing)
 		p->promised = 0;
 	if (ev_now(loop) < p->retry_after || p->closing)
 		return;
