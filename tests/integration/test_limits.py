@@ -271,3 +271,71 @@ def test_reload_changes_a_cap(pglease, cluster, roles):
     d.write_config()
     d.reload()
     wait_for(lambda: backends(cluster, datname="app") <= 2, what="idle backends above the lowered cap closed")
+
+
+def test_reload_applies_a_users_entry(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app")}, default_pool_size=5, admin_users="postgres")
+    with d.connect("app", user="alice") as c:
+        c.execute("select 1")
+
+    def alice_row():
+        with psycopg.connect(d.dsn("pglease"), autocommit=True) as adm:
+            cur = adm.execute("SHOW POOLS")
+            cols = [col.name for col in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall() if r[:2] == ("app", "alice")][0]
+
+    assert alice_row()["pool_size"] == 5
+    d.users = {"alice": "pool_size=2 max_user_connections=1"}
+    d.write_config()
+    d.reload()
+    row = alice_row()
+    assert (row["pool_size"], row["max_user_connections"]) == (2, 1), row
+    with Sampler(cluster) as s:
+        run_clients(d, [("app", "alice")] * 4, transactions=3)
+    assert s.max_by_user.get("alice") == 1, s.max_by_user
+
+
+def test_cap_holds_while_backends_are_killed(pglease, cluster, roles):
+    """The hard case: two busy pools at a shared cap while PostgreSQL terminates their backends."""
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_connections=3)}, default_pool_size=3)
+    stop = threading.Event()
+    kills = []
+
+    def killer():
+        with cluster.connect("postgres") as conn:
+            while not stop.is_set():
+                r = conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = any(%s) "
+                                 "and datname = 'app' order by random() limit 1", (list(USERS),)).fetchall()
+                kills.extend(r)
+                time.sleep(0.15)
+
+    failures = []
+
+    def client(user):
+        for _ in range(15):
+            try:
+                with d.connect("app", user=user) as c:
+                    for _ in range(3):
+                        with c.transaction():
+                            c.execute("select pg_sleep(0.02)")
+            except psycopg.OperationalError as e:
+                failures.append(str(e))  # a backend killed under a lease: FATAL 08006 to that client only
+
+    with Sampler(cluster) as s:
+        k = threading.Thread(target=killer)
+        k.start()
+        threads = [threading.Thread(target=client, args=(u,)) for u in USERS for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        stop.set()
+        k.join(10)
+    assert len(kills) > 10, kills
+    assert s.max_by_db.get("app", 0) <= 3, s.max_by_db
+    assert s.seen_users == set(USERS)
+    assert all("terminat" in f or "server closed the connection" in f or "08006" in f or "lost" in f
+               for f in failures), failures[:5]
+    # Served again afterwards, within the cap.
+    run_clients(d, [("app", "alice")] * 4 + [("app", "bob")] * 4, transactions=2)
+    assert backends(cluster, datname="app") <= 3
