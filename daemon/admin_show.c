@@ -88,11 +88,18 @@ static const struct col config_cols[] = {
 	{ "key", OID_TEXT }, { "value", OID_TEXT }, { "default", OID_TEXT }, { "changeable", OID_TEXT },
 };
 
+/* PgBouncer's SHOW USERS, with the caps: a [users] entry's own settings (NULL when not set), the caps in force and their use. */
+static const struct col users_cols[] = {
+	{ "name", OID_TEXT }, { "pool_size", OID_INT8 }, { "pool_mode", OID_TEXT },
+	{ "max_user_connections", OID_INT8 }, { "current_connections", OID_INT8 },
+	{ "max_user_client_connections", OID_INT8 }, { "current_client_connections", OID_INT8 },
+};
+
 static const struct col version_cols[] = { { "version", OID_TEXT } };
 
 static const struct table t_pools = TABLE(pools_cols), t_clients = TABLE(clients_cols),
 	t_servers = TABLE(servers_cols), t_stats = TABLE(stats_cols), t_databases = TABLE(databases_cols),
-	t_config = TABLE(config_cols), t_version = TABLE(version_cols);
+	t_config = TABLE(config_cols), t_users = TABLE(users_cols), t_version = TABLE(version_cols);
 
 const struct table *admin_show_table(enum admin_verb verb)
 {
@@ -103,6 +110,7 @@ const struct table *admin_show_table(enum admin_verb verb)
 	case ADMIN_SHOW_STATS: return &t_stats;
 	case ADMIN_SHOW_DATABASES: return &t_databases;
 	case ADMIN_SHOW_CONFIG: return &t_config;
+	case ADMIN_SHOW_USERS: return &t_users;
 	case ADMIN_SHOW_VERSION: return &t_version;
 	default: return NULL;
 	}
@@ -414,6 +422,62 @@ static int show_config(struct reply *r)
 	return config_key_count();
 }
 
+static void user_row(struct reply *r, const char *name)
+{
+	const struct user_config *u = config_find_user(cfg, name);
+	int cap = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
+	int client_cap = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+								  : cfg->max_user_client_connections;
+	size_t m = reply_row_begin(r, &t_users);
+
+	reply_cell(r, name);
+	if (u && u->pool_size > 0)
+		reply_cell_int(r, u->pool_size);
+	else
+		reply_cell(r, NULL);
+	reply_cell(r, u && u->pool_mode >= 0 ? pool_mode_name((enum pool_mode)u->pool_mode) : NULL);
+	reply_cell_int(r, cap);
+	reply_cell_int(r, caps_user_servers(name));
+	reply_cell_int(r, client_cap);
+	reply_cell_int(r, caps_user_clients(name));
+	reply_end(r, m);
+}
+
+/* Is p the first pool of its user, and the user has no [users] entry (listed with the entries)? */
+static bool first_unlisted(const struct pool *p)
+{
+	struct list_node *pos, *tmp;
+
+	if (config_find_user(cfg, p->user))
+		return false;
+	list_for_each_safe(pos, tmp, &all_pools) {
+		const struct pool *q = list_entry(pos, struct pool, node);
+		if (q == p)
+			return true;
+		if (strcmp(q->user, p->user) == 0)
+			return false;
+	}
+	return false;
+}
+
+/* Every [users] entry, then every other user with a pool. */
+static int show_users(struct reply *r)
+{
+	struct list_node *pos, *tmp;
+	int rows = cfg->user_count;
+
+	for (int i = 0; i < cfg->user_count; i++)
+		user_row(r, cfg->users[i].name);
+	list_for_each_safe(pos, tmp, &all_pools) {
+		const struct pool *p = list_entry(pos, struct pool, node);
+		if (first_unlisted(p)) {
+			user_row(r, p->user);
+			rows++;
+		}
+	}
+	return rows;
+}
+
 static int show_version(struct reply *r)
 {
 	size_t m = reply_row_begin(r, &t_version);
@@ -431,6 +495,7 @@ int admin_show(struct reply *r, enum admin_verb verb)
 	case ADMIN_SHOW_STATS: return show_stats(r);
 	case ADMIN_SHOW_DATABASES: return show_databases(r);
 	case ADMIN_SHOW_CONFIG: return show_config(r);
+	case ADMIN_SHOW_USERS: return show_users(r);
 	case ADMIN_SHOW_VERSION: return show_version(r);
 	default: return 0;
 	}

@@ -293,6 +293,14 @@ def test_reload_applies_a_users_entry(pglease, cluster, roles):
     with Sampler(cluster) as s:
         run_clients(d, [("app", "alice")] * 4, transactions=3)
     assert s.max_by_user.get("alice") == 1, s.max_by_user
+    with psycopg.connect(d.dsn("pglease"), autocommit=True) as adm:
+        cur = adm.execute("SHOW USERS")
+        cols = [col.name for col in cur.description]
+        users = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+    assert users["alice"]["pool_size"] == 2 and users["alice"]["pool_mode"] is None, users
+    assert (users["alice"]["max_user_connections"], users["alice"]["current_connections"]) == (1, 1), users
+    # postgres (the harness's readiness check) has a pool but no entry: listed after the entries
+    assert users["postgres"]["pool_size"] is None and users["postgres"]["max_user_connections"] == 0, users
 
 
 def test_cap_holds_while_backends_are_killed(pglease, cluster, roles):
