@@ -21,11 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "authq.h"
 #include "auth.h"
+#include "authq.h"
+#include "caps.h"
 #include "daemon.h"
 #include "drain.h"
-#include "caps.h"
 #include "log.h"
 #include "pool.h"
 #include "reload.h"

@@ -11,10 +11,10 @@
 #include <string.h>
 
 #include "authq.h"
+#include "caps.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
-#include "caps.h"
 #include "log.h"
 #include "pause.h"
 #include "pool.h"

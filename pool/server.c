@@ -21,10 +21,10 @@
 #include <openssl/ssl.h>
 
 #include "authq.h"
+#include "caps.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
-#include "caps.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 
 #include "authq.h"
-#include "client.h"
 #include "caps.h"
+#include "client.h"
 #include "log.h"
 #include "pool.h"
 #include "server.h"

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caps.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
-#include "caps.h"
 #include "log.h"
 #include "pool.h"
 #include "proto.h"
