@@ -347,3 +347,32 @@ def test_cap_holds_while_backends_are_killed(pglease, cluster, roles):
     # Served again afterwards, within the cap.
     run_clients(d, [("app", "alice")] * 4 + [("app", "bob")] * 4, transactions=2)
     assert backends(cluster, datname="app") <= 3
+
+
+def test_concurrent_logins_past_a_client_cap_exactly_the_cap_gets_in(pglease, cluster, roles):
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_client_connections=5)}, default_pool_size=2)
+    release = threading.Event()
+    ready = threading.Barrier(21)
+    outcomes = []
+
+    def login():
+        ready.wait(10)
+        try:
+            with d.connect("app", user="alice") as c:
+                outcomes.append("in")
+                c.execute("select 1")
+                release.wait(20)
+        except psycopg.OperationalError as e:
+            outcomes.append(str(e))
+
+    threads = [threading.Thread(target=login) for _ in range(20)]
+    for t in threads:
+        t.start()
+    ready.wait(10)
+    wait_for(lambda: len(outcomes) == 20, timeout=20, what="every login answered")
+    release.set()
+    for t in threads:
+        t.join(30)
+    refused = [o for o in outcomes if o != "in"]
+    assert outcomes.count("in") == 5, outcomes
+    assert all('too many connections for database "app"' in o for o in refused), refused[:3]
