@@ -16,9 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "caps.h"
 #include "client.h"
 #include "env.h"
-#include "caps.h"
 #include "pool.h"
 #include "server.h"
 
@@ -160,10 +160,30 @@ static bool capped(const struct pool *p)
 	return caps_db_cap(p) || caps_user_cap(p);
 }
 
+/* The room a closed backend left is taken as soon as PostgreSQL has seen it go, not at the next maintenance tick. */
+static void settled(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct list_node *pos, *tmp;
+
+	(void)l, (void)w, (void)revents;
+	list_for_each_safe(pos, tmp, &all_pools) {
+		struct pool *q = list_entry(pos, struct pool, node);
+		if (pool_demand(q) && capped(q))
+			pool_want_servers(q);
+	}
+}
+
 void caps_server_closed(const struct pool *p)
 {
-	if (capped(p))
-		settle_until = ev_now(loop) + CAPS_SETTLE;
+	static ev_timer settle_timer;
+
+	if (!capped(p))
+		return;
+	settle_until = ev_now(loop) + CAPS_SETTLE;
+	if (!ev_is_active(&settle_timer)) {
+		ev_timer_init(&settle_timer, settled, CAPS_SETTLE + 0.001, 0);
+		ev_timer_start(loop, &settle_timer);
+	}
 }
 
 bool caps_settling(const struct pool *p)
@@ -209,6 +229,36 @@ bool caps_make_room(struct pool *p)
 	return false;
 }
 
+/* When the longest-waiting client of q started to wait (now when none waits). */
+static ev_tstamp oldest_wait(const struct pool *q)
+{
+	const struct list *lists[] = { &q->waiting, &q->login_wait };
+	ev_tstamp since = ev_now(loop);
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(*lists); i++) {
+		const struct list_node *first = list_first(lists[i]);
+		const struct client *c = first ? list_entry(first, struct client, node) : NULL;
+		if (c && c->state_since < since)
+			since = c->state_since;
+	}
+	return since;
+}
+
+/*
+ * Should p's freed backend go to q rather than to p's own next client? When p
+ * has none waiting; when q has two backends fewer (the counts meet, never
+ * swap back and forth); or when q has none at all and its clients have waited
+ * CAPS_TURN longer than p's: with a cap of 1, busy pools take turns.
+ */
+static bool owed(const struct pool *p, const struct pool *q, int mine)
+{
+	int theirs = pool_server_count(q) + q->promised;
+
+	if (pool_demand(p) == 0 || theirs < mine - 1)
+		return true;
+	return theirs == 0 && oldest_wait(q) + CAPS_TURN < oldest_wait(p);
+}
+
 /* A pool blocked by a cap it shares with p, with clients waiting, owed a backend of p's. */
 static struct pool *starving_sibling(const struct pool *p)
 {
@@ -220,10 +270,7 @@ static struct pool *starving_sibling(const struct pool *p)
 		if (q == p || q->closing || pool_demand(q) <= q->promised || caps_room(q) > 0 ||
 		    pool_server_count(q) + q->promised >= q->size + caps_reserve(q))
 			continue;
-		if (!in_groups(p, q, full_groups(q)))
-			continue;
-		/* p keeps it for its own waiters unless q has clearly fewer: the counts meet, never swap back and forth. */
-		if (pool_demand(p) == 0 || pool_server_count(q) + q->promised < mine - 1)
+		if (in_groups(p, q, full_groups(q)) && owed(p, q, mine))
 			return q;
 	}
 	return NULL;

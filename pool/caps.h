@@ -33,6 +33,8 @@ struct server;
 
 /* Seconds a capped pool waits after a live backend closed before it opens one (PostgreSQL's backend must exit first). */
 #define CAPS_SETTLE 0.1
+/* A pool with no backend at all gets a busy sibling's next free one once its clients have waited this much longer. */
+#define CAPS_TURN 0.5
 
 int pool_size_for(const struct db_config *db, const char *user, const struct config *c);
 enum pool_mode pool_mode_for(const struct db_config *db, const char *user, const struct config *c);

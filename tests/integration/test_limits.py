@@ -376,3 +376,18 @@ def test_concurrent_logins_past_a_client_cap_exactly_the_cap_gets_in(pglease, cl
     refused = [o for o in outcomes if o != "in"]
     assert outcomes.count("in") == 5, outcomes
     assert all('too many connections for database "app"' in o for o in refused), refused[:3]
+
+
+def test_a_cap_of_one_is_shared_by_two_busy_pools(pglease, cluster, roles):
+    """Neither pool can give the other a backend and keep one: they take turns, the longer wait first. Each pool's
+    load alone outlasts query_wait_timeout, so the pool that waits first would time out without turns."""
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_connections=1)}, default_pool_size=2,
+                query_wait_timeout=4)
+    t0 = time.monotonic()
+    with Sampler(cluster) as s:
+        run_clients(d, [("app", "alice")] * 3 + [("app", "bob")] * 3, transactions=60, sleep=0.03)
+    took = time.monotonic() - t0
+    assert s.max_by_db.get("app") == 1, s.max_by_db
+    assert s.seen_users == set(USERS)
+    assert took > 6, "each pool alone needs 60 * 3 * 0.03 s: %.1f s" % took
+    assert d.log_text().count("closed to make room for pool") >= 4, "the pools did not take turns"
