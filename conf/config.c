@@ -968,8 +968,8 @@ static void user_key(struct parser *p, struct user_config *u, const struct conn_
 			value_error(p, "users", u->name, pr->key, &user_keys[i], pr->value);
 		return;
 	}
-	key_error(p, p->lineno, "users", u->name, "unknown setting \"%s\"%s; a user takes pool_mode, pool_size, "
-		  "max_user_connections and max_user_client_connections", pr->key,
+	key_error(p, p->lineno, "users", u->name, "unknown setting \"%s\" (a user takes pool_mode, pool_size, "
+		  "max_user_connections and max_user_client_connections)%s", pr->key,
 		  did_you_mean(hint, sizeof(hint), guessed(&g)));
 }
 

@@ -954,8 +954,8 @@ Test(config, users_errors_name_file_line_and_key)
 		      "alice = pool_size=2\n"
 		      "dave = pool_size\n",
 		      "2: [users] alice: invalid pool_mode \"sesion\": expected transaction or session; did you mean \"session\"?\n"
-		      "3: [users] bob: unknown setting \"pool_sise\"; did you mean \"pool_size\"?; a user takes pool_mode, "
-		      "pool_size, max_user_connections and max_user_client_connections\n"
+		      "3: [users] bob: unknown setting \"pool_sise\" (a user takes pool_mode, pool_size, "
+		      "max_user_connections and max_user_client_connections); did you mean \"pool_size\"?\n"
 		      "4: [users] carol: invalid pool_size \"0\": expected an integer from 1 to 10000\n"
 		      "4: [users] carol: invalid max_user_connections \"x\": expected an integer from 0 to 1000000\n"
 		      "5: [users] alice: duplicate user \"alice\" (first defined at line 2)\n"
