@@ -148,6 +148,9 @@ static void apply_to_pools(void)
 		if (!p->retired)
 			apply_to_pool(p);
 	}
+	/* Retired pools too: idle backends above a lowered cap close, whichever pool holds them. */
+	list_for_each_safe(pos, tmp, &all_pools)
+		caps_trim_idle(list_entry(pos, struct pool, node));
 }
 
 static int keep_old(struct config *prev)

@@ -47,11 +47,17 @@ enum pool_mode pool_mode_for(const struct db_config *db, const char *user, const
 	return pool_effective_mode(db, c);
 }
 
+/*
+ * The running config's entry: a live pool's p->db is re-pointed by every reload, a retired one's is not (it
+ * keeps its old settings), but every pool of a database must count under the same cap.
+ */
 int caps_db_cap(const struct pool *p)
 {
-	if (!cfg || !p->db)
+	const struct db_config *db = p->retired && cfg ? config_find_db(cfg, p->dbname) : p->db;
+
+	if (!cfg || !db)
 		return 0;
-	return p->db->max_db_connections >= 0 ? p->db->max_db_connections : cfg->max_db_connections;
+	return db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections;
 }
 
 int caps_user_cap(const struct pool *p)

@@ -391,3 +391,23 @@ def test_a_cap_of_one_is_shared_by_two_busy_pools(pglease, cluster, roles):
     assert s.seen_users == set(USERS)
     assert took > 6, "each pool alone needs 60 * 3 * 0.03 s: %.1f s" % took
     assert d.log_text().count("closed to make room for pool") >= 4, "the pools did not take turns"
+
+
+def test_a_lowered_cap_closes_idle_backends_of_a_retired_pool_too(pglease, cluster, roles):
+    """A reload that changes pool_mode retires the pool (its clients stay); a later lower cap still applies to it."""
+    d = pglease(databases={"app": cluster.conninfo("app", max_db_connections=3)}, default_pool_size=3)
+    run_clients(d, [("app", "alice")] * 6, transactions=3)
+    wait_for(lambda: backends(cluster, usename="alice") == 3, what="3 idle backends")
+    with d.connect("app", user="alice") as stays:
+        d.databases = {"app": cluster.conninfo("app", max_db_connections=3, pool_mode="session")}
+        d.write_config()
+        d.reload()
+        assert "pool_mode changed to session" in d.log_text()
+        assert backends(cluster, usename="alice") == 3, "the retired pool keeps its backends while a client stays"
+        d.databases = {"app": cluster.conninfo("app", max_db_connections=1, pool_mode="session")}
+        d.write_config()
+        d.reload()
+        wait_for(lambda: backends(cluster, usename="alice") <= 1, what="idle backends above the lowered cap closed")
+        assert stays.execute("select 1").fetchone()[0] == 1
+    with d.connect("app", user="bob") as c:
+        assert c.execute("select 2").fetchone()[0] == 2
