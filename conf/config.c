@@ -178,6 +178,12 @@ static const struct key_def keys[] = {
 	STR(auth_query, NONZERO, AUTHQ_DEFAULT_QUERY),
 	STR(auth_dbname, 0, ""),
 	SECS(auth_query_cache_ttl, 0, "10"),
+	INT(max_db_connections, 0, 1000000, "0"),
+	INT(max_user_connections, 0, 1000000, "0"),
+	INT(max_db_client_connections, 0, 1000000, "0"),
+	INT(max_user_client_connections, 0, 1000000, "0"),
+	INT(reserve_pool_size, 0, 10000, "0"),
+	SECS(reserve_pool_timeout, 0, "5"),
 };
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 
@@ -742,6 +748,11 @@ static const struct key_def db_keys[] = {
 	{ "pool_size", K_INT, DF(pool_size), 1, 10000, 0, NULL, NULL },
 	{ "pool_mode", K_ENUM, DF(pool_mode), 0, 0, 0, NULL, pool_modes },
 	{ "auth_user", K_STRING, DF(auth_user), 0, 0, 0, NULL, NULL },
+	{ "max_db_connections", K_INT, DF(max_db_connections), 0, 1000000, 0, NULL, NULL },
+	{ "max_db_client_connections", K_INT, DF(max_db_client_connections), 0, 1000000, 0, NULL, NULL },
+	/* PgBouncer's [databases] name, and the [pglease] key's name for the same thing */
+	{ "reserve_pool", K_INT, DF(reserve_pool_size), 0, 10000, 0, NULL, NULL },
+	{ "reserve_pool_size", K_INT, DF(reserve_pool_size), 0, 10000, 0, NULL, NULL },
 };
 
 /* One "key = value" of a key/value conninfo. */
@@ -923,7 +934,8 @@ static void add_database(struct parser *p, const char *name, const char *value)
 		c->dbs = xrealloc(c->dbs, p->db_cap * sizeof(*c->dbs));
 	}
 	db = &c->dbs[c->db_count++];
-	*db = (struct db_config){ .name = xstrdup(name), .pool_size = -1, .pool_mode = -1, .line = p->lineno };
+	*db = (struct db_config){ .name = xstrdup(name), .pool_size = -1, .pool_mode = -1, .max_db_connections = -1,
+				  .max_db_client_connections = -1, .reserve_pool_size = -1, .line = p->lineno };
 	if (is_uri(value))
 		db->conninfo = xstrdup(value);
 	else
@@ -933,14 +945,69 @@ static void add_database(struct parser *p, const char *name, const char *value)
 
 /* ---- driving inih */
 
-static const char *const sections[] = { "pglease", "databases", NULL };
+/* ---- [users]: PgBouncer's per-user settings, "name = key=value key=value" */
+
+#define UF(field) offsetof(struct user_config, field)
+static const struct key_def user_keys[] = {
+	{ "pool_mode", K_ENUM, UF(pool_mode), 0, 0, 0, NULL, pool_modes },
+	{ "pool_size", K_INT, UF(pool_size), 1, 10000, 0, NULL, NULL },
+	{ "max_user_connections", K_INT, UF(max_user_connections), 0, 1000000, 0, NULL, NULL },
+	{ "max_user_client_connections", K_INT, UF(max_user_client_connections), 0, 1000000, 0, NULL, NULL },
+};
+#define N_USER_KEYS ((int)(sizeof(user_keys) / sizeof(user_keys[0])))
+
+static void user_key(struct parser *p, struct user_config *u, const struct conn_param *pr)
+{
+	struct guess g = { pr->key, NULL, 0 };
+	char hint[MAX_GUESS_LEN + 32];
+
+	for (int i = 0; i < N_USER_KEYS; i++) {
+		if (strcmp(pr->key, user_keys[i].name) != 0) {
+			consider(&g, user_keys[i].name);
+			continue;
+		}
+		if (!parse_value(&user_keys[i], pr->value, u))
+			value_error(p, "users", u->name, pr->key, &user_keys[i], pr->value);
+		return;
+	}
+	key_error(p, p->lineno, "users", u->name, "unknown setting \"%s\" (a user takes pool_mode, pool_size, "
+		  "max_user_connections and max_user_client_connections)%s", pr->key,
+		  did_you_mean(hint, sizeof(hint), guessed(&g)));
+}
+
+static void add_user(struct parser *p, const char *name, const char *value)
+{
+	struct config *c = p->cfg;
+	const struct user_config *dup = config_find_user(c, name);
+	struct conn_param pr;
+	int r;
+
+	if (dup) {
+		key_error(p, p->lineno, "users", name, "duplicate user \"%s\" (first defined at line %d)", name, dup->line);
+		return;
+	}
+	c->users = xrealloc(c->users, (c->user_count + 1) * sizeof(*c->users));
+	struct user_config *u = &c->users[c->user_count++];
+	*u = (struct user_config){ .name = xstrdup(name), .pool_mode = -1, .pool_size = -1, .max_user_connections = -1,
+				   .max_user_client_connections = -1, .line = p->lineno };
+	while ((r = next_conn_param(&value, &pr)) > 0) {
+		user_key(p, u, &pr);
+		free(pr.key);
+		free(pr.value);
+	}
+	if (r < 0)
+		key_error(p, p->lineno, "users", name, "syntax error at \"%s\": expected key=value settings separated "
+			  "by blanks", pr.begin);
+}
+
+static const char *const sections[] = { "pglease", "databases", "users", NULL };
 
 static bool known_section(struct parser *p, const char *section)
 {
 	char hint[MAX_GUESS_LEN + 32];
 	const char *guess = nearest_of(section, sections);
 
-	if (strcmp(section, "pglease") == 0 || strcmp(section, "databases") == 0)
+	if (strcmp(section, "pglease") == 0 || strcmp(section, "databases") == 0 || strcmp(section, "users") == 0)
 		return true;
 	if (strcmp(section, "pgbouncer") == 0) {
 		key_error(p, p->section_line, section, "", "unknown section; rename [pgbouncer] to [pglease]: "
@@ -949,7 +1016,7 @@ static bool known_section(struct parser *p, const char *section)
 	}
 	key_error(p, p->section_line, section, "", "unknown section%s",
 		  guess ? did_you_mean(hint, sizeof(hint), guess)
-			: "; expected [pglease] or [databases]");
+			: "; expected [pglease], [databases] or [users]");
 	return false;
 }
 
@@ -982,6 +1049,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		key_error(p, p->lineno, section, "", "missing name before \"=\"");
 	else if (strcmp(section, "pglease") == 0)
 		set_global(p, name, value);
+	else if (strcmp(section, "users") == 0)
+		add_user(p, name, value);
 	else
 		add_database(p, name, value);
 	return 1;  /* errors are collected here; inih's return then means syntax only */
@@ -1122,6 +1191,9 @@ void config_free(struct config *cfg)
 		free(cfg->dbs[i].auth_user);
 	}
 	free(cfg->dbs);
+	for (int i = 0; i < cfg->user_count; i++)
+		free(cfg->users[i].name);
+	free(cfg->users);
 	free(cfg->path);
 	free(cfg);
 }
@@ -1131,6 +1203,14 @@ const struct db_config *config_find_db(const struct config *cfg, const char *nam
 	const struct db_config *db = find_exact(cfg, name);
 
 	return db ? db : find_exact(cfg, "*");
+}
+
+const struct user_config *config_find_user(const struct config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->user_count; i++)
+		if (strcmp(cfg->users[i].name, name) == 0)
+			return &cfg->users[i];
+	return NULL;
 }
 
 const char *pool_mode_name(enum pool_mode mode)

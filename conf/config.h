@@ -5,6 +5,7 @@
  *   config_load()     parse and validate a file; NULL plus error text on failure
  *   config_free()     release a loaded config
  *   config_find_db()  the [databases] entry for a client-visible name ("*" fallback)
+ *   config_find_user() the [users] entry for a user name
  *   pool_mode_name()  "transaction" or "session", as written in the file
  *   config_key_count() / config_key_show()  the [pglease] keys with value and default
  *   config_user_listed()   is a user in a comma-separated user list
@@ -38,7 +39,20 @@ struct db_config {
 	int pool_size;       /* from pool_size= in the conninfo; -1: default_pool_size */
 	int pool_mode;       /* enum pool_mode from pool_mode=; -1: the global pool_mode */
 	char *auth_user;     /* from auth_user= in the conninfo; NULL: the global auth_user */
+	int max_db_connections;        /* from max_db_connections=; -1: the global one (0: no cap) */
+	int max_db_client_connections; /* from max_db_client_connections=; -1: the global one */
+	int reserve_pool_size;         /* from reserve_pool= / reserve_pool_size=; -1: the global one */
 	int line;            /* where it was defined */
+};
+
+/* One [users] entry: PgBouncer's per-user settings, each -1 when not given. */
+struct user_config {
+	char *name;
+	int pool_mode;                   /* enum pool_mode: overrides the database's and the global one */
+	int pool_size;                   /* overrides the database's pool_size and default_pool_size */
+	int max_user_connections;        /* overrides the global max_user_connections (0: no cap) */
+	int max_user_client_connections; /* overrides the global max_user_client_connections */
+	int line;
 };
 
 struct config {
@@ -86,8 +100,17 @@ struct config {
 	char *auth_query;            /* AUTHQ_DEFAULT_QUERY: $1 is the user; returns usename, passwd[, valuntil] */
 	char *auth_dbname;           /* "": the client's database; else the [databases] entry it runs in */
 	double auth_query_cache_ttl; /* 10: seconds a found user's secret is reused; 0: not kept */
+	/* Limits across pools (pool/limits.c); 0: none. */
+	int max_db_connections;      /* backends of one database, all its pools */
+	int max_user_connections;    /* backends of one user, all its pools */
+	int max_db_client_connections;   /* clients of one database */
+	int max_user_client_connections; /* clients of one user */
+	int reserve_pool_size;       /* 0: extra backends a pool whose clients waited reserve_pool_timeout may open */
+	double reserve_pool_timeout; /* 5 */
 	struct db_config *dbs;
 	int db_count;
+	struct user_config *users;   /* [users] */
+	int user_count;
 };
 
 /*
@@ -100,6 +123,8 @@ struct config {
 struct config *config_load(const char *path, char **errors);
 void config_free(struct config *cfg);
 const struct db_config *config_find_db(const struct config *cfg, const char *name);
+/* The [users] entry for a user name, or NULL. */
+const struct user_config *config_find_user(const struct config *cfg, const char *name);
 const char *pool_mode_name(enum pool_mode mode);
 
 int config_key_count(void);

@@ -17,7 +17,7 @@
 enum admin_verb {
 	ADMIN_EMPTY,            /* nothing but blanks and ';' */
 	ADMIN_SHOW_POOLS, ADMIN_SHOW_CLIENTS, ADMIN_SHOW_SERVERS, ADMIN_SHOW_STATS,
-	ADMIN_SHOW_DATABASES, ADMIN_SHOW_CONFIG, ADMIN_SHOW_VERSION,
+	ADMIN_SHOW_DATABASES, ADMIN_SHOW_CONFIG, ADMIN_SHOW_USERS, ADMIN_SHOW_VERSION,
 	ADMIN_PAUSE, ADMIN_RESUME, ADMIN_RELOAD, ADMIN_RECONNECT, ADMIN_KILL, ADMIN_SHUTDOWN,
 	ADMIN_SET,              /* SET name ...: drivers send session settings at connect (arg: the name) */
 };
@@ -29,7 +29,7 @@ struct admin_cmd {
 	char arg[ADMIN_NAME_MAX];   /* the database, or "" for all; SET: the setting's name */
 };
 
-#define ADMIN_HINT "Commands: SHOW POOLS | CLIENTS | SERVERS | STATS | DATABASES | CONFIG | VERSION; " \
+#define ADMIN_HINT "Commands: SHOW POOLS | CLIENTS | SERVERS | STATS | DATABASES | CONFIG | USERS | VERSION; " \
 	"PAUSE [db]; RESUME [db]; RECONNECT [db]; KILL db; RELOAD; SHUTDOWN."
 
 /* true when text is a command; else false with a message (SQLSTATE 42601) in err. */

@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "admin_show.h"
+#include "caps.h"
 #include "client.h"
 #include "daemon.h"
 #include "lease.h"
@@ -30,6 +31,9 @@ static const struct col pools_cols[] = {
 	{ "cl_leased", OID_INT8 }, { "cl_idle", OID_INT8 }, { "cl_login_wait", OID_INT8 },
 	{ "sv_cleaning", OID_INT8 }, { "pool_size", OID_INT8 }, { "paused", OID_INT8 },
 	{ "oldest_lease", OID_FLOAT8 }, { "cl_pinned", OID_INT8 },
+	/* the limits across pools (pool/caps.c): 0 is no cap */
+	{ "reserve_pool", OID_INT8 }, { "sv_reserve", OID_INT8 }, { "max_db_connections", OID_INT8 },
+	{ "db_connections", OID_INT8 }, { "max_user_connections", OID_INT8 }, { "user_connections", OID_INT8 },
 };
 
 static const struct col clients_cols[] = {
@@ -75,17 +79,27 @@ static const struct col databases_cols[] = {
 	{ "force_user", OID_TEXT }, { "pool_size", OID_INT8 }, { "min_pool_size", OID_INT8 },
 	{ "pool_mode", OID_TEXT }, { "current_connections", OID_INT8 }, { "paused", OID_INT8 },
 	{ "disabled", OID_INT8 },
+	/* PgBouncer's limit columns, after pglease's existing ones */
+	{ "reserve_pool", OID_INT8 }, { "max_connections", OID_INT8 }, { "max_client_connections", OID_INT8 },
+	{ "current_client_connections", OID_INT8 },
 };
 
 static const struct col config_cols[] = {
 	{ "key", OID_TEXT }, { "value", OID_TEXT }, { "default", OID_TEXT }, { "changeable", OID_TEXT },
 };
 
+/* PgBouncer's SHOW USERS, with the caps: a [users] entry's own settings (NULL when not set), the caps in force and their use. */
+static const struct col users_cols[] = {
+	{ "name", OID_TEXT }, { "pool_size", OID_INT8 }, { "pool_mode", OID_TEXT },
+	{ "max_user_connections", OID_INT8 }, { "current_connections", OID_INT8 },
+	{ "max_user_client_connections", OID_INT8 }, { "current_client_connections", OID_INT8 },
+};
+
 static const struct col version_cols[] = { { "version", OID_TEXT } };
 
 static const struct table t_pools = TABLE(pools_cols), t_clients = TABLE(clients_cols),
 	t_servers = TABLE(servers_cols), t_stats = TABLE(stats_cols), t_databases = TABLE(databases_cols),
-	t_config = TABLE(config_cols), t_version = TABLE(version_cols);
+	t_config = TABLE(config_cols), t_users = TABLE(users_cols), t_version = TABLE(version_cols);
 
 const struct table *admin_show_table(enum admin_verb verb)
 {
@@ -96,9 +110,24 @@ const struct table *admin_show_table(enum admin_verb verb)
 	case ADMIN_SHOW_STATS: return &t_stats;
 	case ADMIN_SHOW_DATABASES: return &t_databases;
 	case ADMIN_SHOW_CONFIG: return &t_config;
+	case ADMIN_SHOW_USERS: return &t_users;
 	case ADMIN_SHOW_VERSION: return &t_version;
 	default: return NULL;
 	}
+}
+
+/* SHOW POOLS' limit columns: the reserve and its use, each cap and its use across the pools it spans. */
+static void limit_cells(struct reply *r, const struct pool *p)
+{
+	struct stats_sample s;
+
+	metrics_sample(p, &s);
+	reply_cell_int(r, s.reserve_pool);
+	reply_cell_int(r, s.sv_reserve);
+	reply_cell_int(r, s.max_db_connections);
+	reply_cell_int(r, caps_db_servers(p->dbname));
+	reply_cell_int(r, s.max_user_connections);
+	reply_cell_int(r, caps_user_servers(p->user));
 }
 
 static int show_pools(struct reply *r)
@@ -129,6 +158,7 @@ static int show_pools(struct reply *r)
 		reply_cell_int(r, s.paused);
 		reply_cell_float(r, s.oldest_lease);
 		reply_cell_int(r, s.cl_pinned);
+		limit_cells(r, list_entry(pos, struct pool, node));
 		reply_end(r, m);
 		rows++;
 	}
@@ -364,6 +394,11 @@ static int show_databases(struct reply *r)
 		reply_cell_int(r, servers);
 		reply_cell_int(r, paused);
 		reply_cell_int(r, 0);
+		reply_cell_int(r, db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size);
+		reply_cell_int(r, db->max_db_connections >= 0 ? db->max_db_connections : cfg->max_db_connections);
+		reply_cell_int(r, db->max_db_client_connections >= 0 ? db->max_db_client_connections
+								    : cfg->max_db_client_connections);
+		reply_cell_int(r, caps_db_clients(db->name));
 		reply_end(r, m);
 		PQconninfoFree(o);
 	}
@@ -387,6 +422,62 @@ static int show_config(struct reply *r)
 	return config_key_count();
 }
 
+static void user_row(struct reply *r, const char *name)
+{
+	const struct user_config *u = config_find_user(cfg, name);
+	int cap = u && u->max_user_connections >= 0 ? u->max_user_connections : cfg->max_user_connections;
+	int client_cap = u && u->max_user_client_connections >= 0 ? u->max_user_client_connections
+								  : cfg->max_user_client_connections;
+	size_t m = reply_row_begin(r, &t_users);
+
+	reply_cell(r, name);
+	if (u && u->pool_size > 0)
+		reply_cell_int(r, u->pool_size);
+	else
+		reply_cell(r, NULL);
+	reply_cell(r, u && u->pool_mode >= 0 ? pool_mode_name((enum pool_mode)u->pool_mode) : NULL);
+	reply_cell_int(r, cap);
+	reply_cell_int(r, caps_user_servers(name));
+	reply_cell_int(r, client_cap);
+	reply_cell_int(r, caps_user_clients(name));
+	reply_end(r, m);
+}
+
+/* Is p the first pool of its user, and the user has no [users] entry (listed with the entries)? */
+static bool first_unlisted(const struct pool *p)
+{
+	struct list_node *pos, *tmp;
+
+	if (config_find_user(cfg, p->user))
+		return false;
+	list_for_each_safe(pos, tmp, &all_pools) {
+		const struct pool *q = list_entry(pos, struct pool, node);
+		if (q == p)
+			return true;
+		if (strcmp(q->user, p->user) == 0)
+			return false;
+	}
+	return false;
+}
+
+/* Every [users] entry, then every other user with a pool. */
+static int show_users(struct reply *r)
+{
+	struct list_node *pos, *tmp;
+	int rows = cfg->user_count;
+
+	for (int i = 0; i < cfg->user_count; i++)
+		user_row(r, cfg->users[i].name);
+	list_for_each_safe(pos, tmp, &all_pools) {
+		const struct pool *p = list_entry(pos, struct pool, node);
+		if (first_unlisted(p)) {
+			user_row(r, p->user);
+			rows++;
+		}
+	}
+	return rows;
+}
+
 static int show_version(struct reply *r)
 {
 	size_t m = reply_row_begin(r, &t_version);
@@ -404,6 +495,7 @@ int admin_show(struct reply *r, enum admin_verb verb)
 	case ADMIN_SHOW_STATS: return show_stats(r);
 	case ADMIN_SHOW_DATABASES: return show_databases(r);
 	case ADMIN_SHOW_CONFIG: return show_config(r);
+	case ADMIN_SHOW_USERS: return show_users(r);
 	case ADMIN_SHOW_VERSION: return show_version(r);
 	default: return 0;
 	}

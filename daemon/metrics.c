@@ -20,6 +20,7 @@
 #include <sys/un.h>
 
 #include "admin.h"
+#include "caps.h"
 #include "client.h"
 #include "daemon.h"
 #include "log.h"
@@ -81,6 +82,9 @@ void metrics_sample(const struct pool *p, struct stats_sample *s)
 		.sv_cleaning = p->cleaning.count, .pool_size = p->size, .paused = pool_paused(p),
 		.maxwait = oldest_since(&p->waiting, now), .oldest_lease = oldest_lease(p, now),
 		.cl_pinned = pinned_clients(p),
+		.reserve_pool = caps_reserve_size(p),
+		.sv_reserve = pool_server_count(p) > p->size ? pool_server_count(p) - p->size : 0,
+		.max_db_connections = caps_db_cap(p), .max_user_connections = caps_user_cap(p),
 	};
 }
 

@@ -21,8 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "authq.h"
 #include "auth.h"
+#include "authq.h"
+#include "caps.h"
 #include "daemon.h"
 #include "drain.h"
 #include "log.h"
@@ -96,7 +97,9 @@ static bool entry_changed(const struct db_config *a, const struct db_config *b)
 				 (a->auth_user && strcmp(a->auth_user, b->auth_user) != 0);
 
 	return strcmp(a->conninfo, b->conninfo) != 0 || a->pool_size != b->pool_size || a->pool_mode != b->pool_mode ||
-	       auth_user_changed;
+	       a->max_db_connections != b->max_db_connections ||
+	       a->max_db_client_connections != b->max_db_client_connections ||
+	       a->reserve_pool_size != b->reserve_pool_size || auth_user_changed;
 }
 
 static struct changes count_changes(const struct config *prev, const struct config *next)
@@ -123,9 +126,9 @@ static void apply_to_pool(struct pool *p)
 		drain_pool(p, POOL_CLOSE_AT_TX_END, "database removed by a reload");
 		return;
 	}
-	if (pool_effective_mode(db, cfg) != p->mode) {
+	if (pool_mode_for(db, p->user, cfg) != p->mode) {
 		log_info("pool %s/%s: pool_mode changed to %s; current clients keep %s mode, new clients get a new pool",
-			 p->dbname, p->user, pool_mode_name(pool_effective_mode(db, cfg)), pool_mode_name(p->mode));
+			 p->dbname, p->user, pool_mode_name(pool_mode_for(db, p->user, cfg)), pool_mode_name(p->mode));
 		pool_retire(p);
 		return;
 	}
@@ -145,6 +148,9 @@ static void apply_to_pools(void)
 		if (!p->retired)
 			apply_to_pool(p);
 	}
+	/* Retired pools too: idle backends above a lowered cap close, whichever pool holds them. */
+	list_for_each_safe(pos, tmp, &all_pools)
+		caps_trim_idle(list_entry(pos, struct pool, node));
 }
 
 static int keep_old(struct config *prev)
@@ -190,6 +196,8 @@ int reload_apply(void)
 	tls_reload();
 	/* auth_query's answers may depend on what changed (auth_user, auth_query, auth_dbname, conninfo). */
 	authq_reload();
+	/* Caps apply from now on: backends opened before may sit above a lowered one until they come free. */
+	caps_reloaded();
 	apply_to_pools();
 	pool_prewarm();
 	reload_collect();

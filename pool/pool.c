@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "authq.h"
+#include "caps.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
@@ -163,8 +164,8 @@ static struct pool *pool_create(const struct db_config *db, const char *dbname, 
 	p->db = db;
 	p->dbname = strdup(dbname);
 	p->user = strdup(user);
-	p->size = pool_effective_size(db, cfg);
-	p->mode = pool_effective_mode(db, cfg);
+	p->size = pool_size_for(db, user, cfg);
+	p->mode = pool_mode_for(db, user, cfg);
 	pool_init_lists(p);
 	if (!p->dbname || !p->user || build_connect_params(p) < 0) {
 		free_connect_params(p);
@@ -241,8 +242,16 @@ void pool_server_free(struct server *s)
 	/* Logins waiting on a lookup come first: a lookup is one short query. */
 	if (!pool_paused(p) && authq_take_server(s))
 		return;
+	/* A cap may need it elsewhere more than this pool's own next client does (caps.c). */
+	if (!pool_paused(p) && caps_shed(s))
+		return;
 	if (first) {
 		lease_grant(list_entry(first, struct client, node), s);
+		return;
+	}
+	/* A reserve backend is given back as soon as no client waits for it. */
+	if (pool_server_count(p) > p->size) {
+		server_close(s, "a reserve backend (reserve_pool_size) no client waits for");
 		return;
 	}
 	server_set_state(s, SERVER_IDLE);
@@ -429,22 +438,44 @@ static int pool_min_size(const struct pool *p)
 	return p->retired ? 0 : cfg->min_pool_size;
 }
 
+int pool_demand(const struct pool *p)
+{
+	return (pool_paused(p) ? 0 : p->waiting.count + p->authq_waiting) +
+	       (!p->have_base && p->login_wait.count ? 1 : 0);
+}
+
+/* Open backends up to what clients wait for (or min_pool_size), within the pool's size, its reserve and the caps. */
 void pool_want_servers(struct pool *p)
 {
 	int total = pool_server_count(p);
-	int want = (pool_paused(p) ? 0 : p->waiting.count + p->authq_waiting) +
-		   (!p->have_base && p->login_wait.count ? 1 : 0);
+	int demand = pool_demand(p), want = demand;
+	int size = p->size + caps_reserve(p);
 
+	/* Room kept for a pool that will not use it would block its siblings. */
+	if (demand == 0 || p->closing)
+		p->promised = 0;
 	if (!retry_due(p) || p->closing)
 		return;
 	want -= p->connecting.count;
 	if (pool_min_size(p) - total > want)
 		want = pool_min_size(p) - total;
-	if (want <= 0 || total >= p->size || awaiting_dns(p))
+	if (want <= 0 || total >= size || awaiting_dns(p))
 		return;
-	for (; want > 0 && total < p->size; want--, total++)
+	int room = caps_room(p);
+	if (room <= 0) {
+		/* Spares for min_pool_size never push a sibling's backend out. */
+		if (demand > p->connecting.count)
+			caps_make_room(p);
+		return;
+	}
+	if (caps_settling(p))
+		return;
+	for (; want > 0 && total < size && room > 0; want--, total++, room--) {
 		if (!server_connect(p))
 			return;
+		if (p->promised > 0)
+			p->promised--;
+	}
 }
 
 /* ---- maintenance ---- */
@@ -741,13 +772,14 @@ int pool_reconfigure(struct pool *p, const struct db_config *db)
 	if (conninfo_changed && replace_connect_params(p, db) < 0)
 		return -1;
 	p->db = db;
-	p->size = pool_effective_size(db, cfg);
+	p->size = pool_size_for(db, p->user, cfg);
 	p->retry_after = 0;
 	/* New settings may fix what failed: the next connect is not held back by the old failures. */
 	p->connect_failures = 0;
 	if (conninfo_changed)
 		pool_reconnect(p, "conninfo changed by a reload");
 	close_excess_idle(p);
+	caps_trim_idle(p);
 	pool_want_servers(p);
 	return 0;
 }

@@ -80,6 +80,7 @@ struct pool {
 	unsigned resolve_generation;  /* the generation a DNS lookup under way was started for */
 	bool retired;                 /* a reload replaced or removed its entry: no new clients join */
 	enum pool_closing closing;
+	int promised;                 /* backends a cap made room for, for this pool only (caps.c) */
 };
 
 /* Seconds between the snapshots the avg_* statistics are computed from. */
@@ -91,6 +92,8 @@ int pool_effective_size(const struct db_config *db, const struct config *c);
 enum pool_mode pool_effective_mode(const struct db_config *db, const struct config *c);
 MUST_CHECK struct pool *pool_find_or_create(const struct db_config *db, const char *dbname, const char *user);
 int pool_server_count(const struct pool *p);
+/* Backends its clients are waiting for now (0 while paused). */
+int pool_demand(const struct pool *p);
 void pool_server_free(struct server *s);
 void pool_server_connected(struct server *s);
 void pool_server_failed(struct server *s, const char *sqlstate, const char *error);

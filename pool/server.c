@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 
 #include "authq.h"
+#include "caps.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
@@ -619,6 +620,7 @@ static struct server *server_new(struct pool *pool)
 		return NULL;
 	s->pool = pool;
 	s->generation = s->pool->generation;
+	s->cap_epoch = caps_epoch();
 	s->id = next_server_id++;
 	s->fd = -1;
 	s->state = SERVER_CONNECTING;
@@ -693,8 +695,10 @@ void server_close(struct server *s, const char *reason_fmt, ...)
 	/* libpq owns the TLS session and frees it with the connection. */
 	s->tls = NULL;
 	tls_forget_waits(s);
-	if (s->conn)
+	if (s->conn) {
 		PQfinish(s->conn);
+		caps_server_closed(pool);
+	}
 	s->conn = NULL;
 	s->fd = -1;
 	pool_server_gone(pool);

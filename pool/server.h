@@ -93,6 +93,7 @@ struct server {
 	bool settings_unknown;       /* a client sent RESET or DISCARD: applied may be wrong */
 	ev_tstamp connected_at;
 	unsigned generation;         /* the pool's generation when it was opened */
+	unsigned cap_epoch;          /* caps_epoch() when it was opened: the config whose caps it was opened under */
 	ev_tstamp idle_since;        /* last freed by a lease: health checks and idle timeout count from here */
 	int cancels_pending;         /* cancel requests not yet delivered */
 	/* PHASE_IDLE: an error libpq read while idle (the backend announced its end: FATAL 57P01 on a

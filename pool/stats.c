@@ -106,6 +106,10 @@ G(g_paused, s->paused)
 G(g_maxwait, s->maxwait)
 G(g_oldest, s->oldest_lease)
 G(g_pinned, s->cl_pinned)
+G(g_reserve, s->reserve_pool)
+G(g_sv_reserve, s->sv_reserve)
+G(g_max_db, s->max_db_connections)
+G(g_max_user, s->max_user_connections)
 #undef G
 
 static const struct family families[] = {
@@ -132,6 +136,10 @@ static const struct family families[] = {
 	{ "pglease_max_wait_seconds", "gauge", "How long the oldest waiting client has waited.", g_maxwait },
 	{ "pglease_oldest_lease_seconds", "gauge", "Age of the oldest current lease.", g_oldest },
 	{ "pglease_pinned_clients", "gauge", "Clients pinned to their backend by session state.", g_pinned },
+	{ "pglease_reserve_pool_size", "gauge", "Backends the pool may open beyond its size after reserve_pool_timeout.", g_reserve },
+	{ "pglease_reserve_servers", "gauge", "Backends open beyond the pool's size (its reserve in use).", g_sv_reserve },
+	{ "pglease_max_db_connections", "gauge", "Backends all pools of the database may have together (0: no cap).", g_max_db },
+	{ "pglease_max_user_connections", "gauge", "Backends all pools of the user may have together (0: no cap).", g_max_user },
 };
 
 static void labels(const struct stats_sample *s, char *out, size_t cap)

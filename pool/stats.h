@@ -56,6 +56,8 @@ struct stats_sample {
 	int pool_size;
 	int paused;
 	int cl_pinned;                 /* leased clients pinned by session state (session.c) */
+	int reserve_pool, sv_reserve;  /* reserve_pool_size, and the backends above pool_size (caps.c) */
+	int max_db_connections, max_user_connections;  /* the caps the pool is under (0: none) */
 	double maxwait;                /* seconds the oldest waiting client has waited */
 	double oldest_lease;           /* seconds the oldest current lease has lasted */
 };

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "authq.h"
+#include "caps.h"
 #include "client.h"
 #include "log.h"
 #include "pool.h"
@@ -295,6 +296,12 @@ const char *pool_verify_find(void)
 	for_each_node(pos, &all_pools)
 		if (!check_pool(list_entry(pos, struct pool, node)))
 			return violation;
+	char why[256];
+	const char *cap = caps_verify(why, sizeof(why));
+	if (cap) {
+		fail("no database or user has more backends than its cap", "%s", cap);
+		return violation;
+	}
 	if (!check_front_list(&login_clients, CLIENT_LOGIN, "login_clients") ||
 	    !check_front_list(&admin_clients, CLIENT_ADMIN, "admin_clients") || !check_closed_servers())
 		return violation;

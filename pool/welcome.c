@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caps.h"
 #include "client.h"
 #include "env.h"
 #include "lease.h"
@@ -56,6 +57,21 @@ static int login_reply(struct client *c, const struct vet_answer *answer)
 	return c->state == CLIENT_CLOSED ? -1 : 0;
 }
 
+/* After authentication, as PostgreSQL checks its connection limits: AuthenticationOk, then FATAL 53300. */
+static void refuse_over_cap(struct client *c, const char *message)
+{
+	uint8_t buf[512];
+	struct wbuf w;
+
+	wbuf_init(&w, buf, sizeof(buf));
+	proto_auth_ok(&w);
+	proto_error(&w, "FATAL", "53300", message, NULL, NULL);
+	if (!w.overflow)
+		client_send(c, buf, w.len);
+	client_close(c, "login refused: %s (a client cap: max_db_client_connections or max_user_client_connections)",
+		     message);
+}
+
 /*
  * An authenticated client joins the pool of (db, user). It takes over
  * *params, its startup settings; sequence is the order they were given in.
@@ -63,6 +79,11 @@ static int login_reply(struct client *c, const struct vet_answer *answer)
 void client_join(struct client *c, const struct db_config *db, const char *dbname, const char *user,
 		 struct param_set *params, const struct param_set *sequence)
 {
+	char refusal[160];
+	const char *over = db ? caps_client_refusal(db, dbname, user, refusal, sizeof(refusal)) : NULL;
+
+	if (over)
+		return refuse_over_cap(c, over);
 	struct pool *p = db ? pool_find_or_create(db, dbname, user) : NULL;
 
 	if (!p)

@@ -438,8 +438,8 @@ Test(config, unknown_section_with_suggestion)
 
 Test(config, unknown_section_without_suggestion)
 {
-	expect_errors("[users]\nbob = x\n[databses]\napp = host=x\n",
-		      "1: [users]: unknown section; expected [pglease] or [databases]\n"
+	expect_errors("[servers]\nbob = x\n[databses]\napp = host=x\n",
+		      "1: [servers]: unknown section; expected [pglease], [databases] or [users]\n"
 		      "3: [databses]: unknown section; did you mean \"databases\"?\n");
 }
 
@@ -892,4 +892,78 @@ Test(config, pgbouncer_settings_we_do_not_have_say_what_replaces_them)
 	expect_errors("[pgbouncer]\nlisten_port = 6432\n",
 		      "1: [pgbouncer]: unknown section; rename [pgbouncer] to [pglease]: its keys have PgBouncer's "
 		      "names and meanings\n");
+}
+
+/* ---- limits: caps in [pglease] and [databases], the [users] section */
+
+Test(config, limit_keys_in_databases_are_taken_out)
+{
+	struct config *c = load_ok(
+		"[pglease]\nmax_db_connections = 4\nreserve_pool_size = 2\nreserve_pool_timeout = 0.5\n"
+		"[databases]\n"
+		"a = host=db1 max_db_connections=3 max_db_client_connections=7 reserve_pool=1\n"
+		"b = reserve_pool_size=5 dbname=x\n"
+		"c = host=db1\n");
+
+	cr_assert_eq(c->max_db_connections, 4);
+	cr_assert_eq(c->reserve_pool_size, 2);
+	cr_assert_float_eq(c->reserve_pool_timeout, 0.5, 1e-9);
+	cr_assert_str_eq(c->dbs[0].conninfo, "host=db1");
+	cr_assert_eq(c->dbs[0].max_db_connections, 3);
+	cr_assert_eq(c->dbs[0].max_db_client_connections, 7);
+	cr_assert_eq(c->dbs[0].reserve_pool_size, 1);
+	cr_assert_str_eq(c->dbs[1].conninfo, "dbname=x");
+	cr_assert_eq(c->dbs[1].reserve_pool_size, 5);
+	cr_assert_eq(c->dbs[2].max_db_connections, -1);
+	cr_assert_eq(c->dbs[2].max_db_client_connections, -1);
+	cr_assert_eq(c->dbs[2].reserve_pool_size, -1);
+	config_free(c);
+}
+
+Test(config, users_section)
+{
+	struct config *c = load_ok(
+		"[users]\n"
+		"alice = pool_mode=session pool_size=5 max_user_connections=10\n"
+		"bob = max_user_client_connections=2\n"
+		"carol =\n");
+
+	cr_assert_eq(c->user_count, 3);
+	const struct user_config *a = config_find_user(c, "alice"), *b = config_find_user(c, "bob");
+	cr_assert_not_null(a);
+	cr_assert_eq(a->pool_mode, POOL_MODE_SESSION);
+	cr_assert_eq(a->pool_size, 5);
+	cr_assert_eq(a->max_user_connections, 10);
+	cr_assert_eq(a->max_user_client_connections, -1);
+	cr_assert_eq(a->line, 2);
+	cr_assert_eq(b->pool_mode, -1);
+	cr_assert_eq(b->pool_size, -1);
+	cr_assert_eq(b->max_user_connections, -1);
+	cr_assert_eq(b->max_user_client_connections, 2);
+	cr_assert_not_null(config_find_user(c, "carol"));
+	cr_assert_null(config_find_user(c, "dave"));
+	config_free(c);
+}
+
+Test(config, users_errors_name_file_line_and_key)
+{
+	expect_errors("[users]\n"
+		      "alice = pool_mode=sesion\n"
+		      "bob = pool_sise=3\n"
+		      "carol = pool_size=0 max_user_connections=x\n"
+		      "alice = pool_size=2\n"
+		      "dave = pool_size\n",
+		      "2: [users] alice: invalid pool_mode \"sesion\": expected transaction or session; did you mean \"session\"?\n"
+		      "3: [users] bob: unknown setting \"pool_sise\" (a user takes pool_mode, pool_size, "
+		      "max_user_connections and max_user_client_connections); did you mean \"pool_size\"?\n"
+		      "4: [users] carol: invalid pool_size \"0\": expected an integer from 1 to 10000\n"
+		      "4: [users] carol: invalid max_user_connections \"x\": expected an integer from 0 to 1000000\n"
+		      "5: [users] alice: duplicate user \"alice\" (first defined at line 2)\n"
+		      "6: [users] dave: syntax error at \"pool_size\": expected key=value settings separated by blanks\n");
+}
+
+Test(config, database_limit_errors)
+{
+	expect_errors("[databases]\napp = host=x max_db_connections=-1\n",
+		      "2: [databases] app: invalid max_db_connections \"-1\": expected an integer from 0 to 1000000\n");
 }

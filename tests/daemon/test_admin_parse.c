@@ -33,6 +33,8 @@ Test(admin_parse, show_commands_case_insensitive_with_semicolon)
 	cr_assert_eq(ok("show stats").verb, ADMIN_SHOW_STATS);
 	cr_assert_eq(ok("show databases").verb, ADMIN_SHOW_DATABASES);
 	cr_assert_eq(ok("show config").verb, ADMIN_SHOW_CONFIG);
+	cr_assert_eq(ok("show users").verb, ADMIN_SHOW_USERS);
+	cr_assert(admin_cmd_is_show(ADMIN_SHOW_USERS));
 	cr_assert_eq(ok("show version").verb, ADMIN_SHOW_VERSION);
 	cr_assert_eq(ok("show\tversion\n").verb, ADMIN_SHOW_VERSION);
 }

@@ -271,6 +271,7 @@ class Daemon:
         if databases is None:
             databases = {"app": cluster.conninfo("app")}
         self.databases = databases
+        self.users = {}      # [users] entries: name -> "key=value ..." (PgBouncer's per-user settings)
         self.proc = None
         self.logf = None
         self.final_log = None
@@ -294,6 +295,11 @@ class Daemon:
         lines.append("[databases]")
         for k, v in self.databases.items():
             lines.append("%s = %s" % (k, v))
+        if self.users:
+            lines.append("")
+            lines.append("[users]")
+            for k, v in self.users.items():
+                lines.append("%s = %s" % (k, v))
         return "\n".join(lines) + "\n"
 
     def write_config(self, text=None):
