@@ -56,6 +56,12 @@ struct config {
 	int max_client_conn;         /* 100 */
 	/* Durations in seconds; 0 disables where the reference says so. */
 	double query_wait_timeout;   /* 120 */
+	/* The timeouts that bound a lease or an idle client (pool/timeout.c); 0: off. */
+	double query_timeout;        /* 0: a request in flight longer is cancelled (57014), the client stays */
+	double idle_transaction_timeout; /* 0: idle inside a transaction longer: FATAL 25P03, rolled back */
+	double transaction_timeout;  /* 0: a transaction open longer: FATAL 25P04, rolled back */
+	double client_idle_timeout;  /* 0: a client without a lease idle longer: FATAL 57P05 */
+	double client_stall_timeout; /* 30: a lease holder silent this long mid-message: FATAL 08P01 */
 	double server_connect_timeout; /* 15 */
 	double client_login_timeout; /* 60 */
 	double server_check_delay;   /* 30 */
