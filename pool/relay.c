@@ -359,16 +359,18 @@ void client_relay_to_server(struct server *s)
 
 	assert(c && c->lease == s->lease && s->phase == PHASE_RAW);
 	struct iobuf *in = c->in;
+	bool was_idle = s->stream.owed_z == 0;
 
 	if (!in && s->reset.followup_due && send_followup(c, s) < 0)
 		return client_fatal(c, "53200", "out of memory restoring the startup settings after DISCARD ALL", NULL);
+	if (!in && was_idle && s->stream.owed_z)
+		request_started(c->lease, &s->stream);
 	if (!in) {
 		/* Rewritten bytes may still be waiting for the backend to take them. */
 		if (prep_tx_pending(&c->lease->prep))
 			send_to_server(c, s);
 		return;
 	}
-	bool was_idle = s->stream.owed_z == 0;
 	ssize_t n = scan_client(c, s, in);
 	if (n == -2)
 		return client_fatal(c, "54000", "could not relay a prepared statement message or a rewritten Query "

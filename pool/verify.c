@@ -143,6 +143,9 @@ static bool check_leased_server(const struct server *s, const struct pool *p, co
 	CHECK_SERVER(ctx, s, s->phase == PHASE_QUERY || s->phase == PHASE_RAW);
 	CHECK_SERVER(ctx, s, s->phase != PHASE_QUERY || l->query_done);
 	CHECK_SERVER(ctx, s, s->phase != PHASE_RAW || (l->relayed && s->on_readable == client_relay_from_server));
+	/* The timeouts' clocks (timeout.c): a request in flight has a start; query_timeout's cancel is for one in flight. */
+	CHECK_SERVER(ctx, s, !l->relayed || s->stream.owed_z == 0 || l->request_since > 0);
+	CHECK_SERVER(ctx, s, l->query_cancelled_at == 0 || s->stream.owed_z > 0);
 	return true;
 }
 
