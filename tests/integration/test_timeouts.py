@@ -65,6 +65,17 @@ def test_query_timeout_cancels_and_the_connection_stays_on_its_backend(pglease):
     assert (st["query_timeouts"], st["exits_timeout_query"]) == (1, 0), st
 
 
+def test_query_timeout_in_session_mode_keeps_the_session(pglease):
+    d = pool_of(pglease, 1, query_timeout=1, pool_mode="session")
+    with d.connect() as c:
+        c.execute("set application_name = 'kept'")
+        before = pid(c)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("select pg_sleep(10)")
+        assert pid(c) == before
+        assert c.execute("show application_name").fetchone()[0] == "kept"
+
+
 def test_query_timeout_in_a_transaction_block_leaves_it_failed_until_rollback(pglease, direct):
     d = pool_of(pglease, 1, query_timeout=1)
     tag = "qt-" + uuid.uuid4().hex
