@@ -65,6 +65,18 @@ def test_query_timeout_cancels_and_the_connection_stays_on_its_backend(pglease):
     assert (st["query_timeouts"], st["exits_timeout_query"]) == (1, 0), st
 
 
+def test_query_timeout_counts_each_request_of_a_pipeline_on_its_own(pglease):
+    """Three queries sent in one write run 2.1 s in all, each 0.7 s: none is past query_timeout."""
+    d = pool_of(pglease, 1, query_timeout=1)
+    w = wire_client(d)
+    w.send(pgwire.query_msg("select pg_sleep(0.7)") * 3)
+    for _ in range(3):
+        r = w.collect_until_ready()
+        assert r["error"] is None, r["error"]
+    w.terminate()
+    assert stats(d)["query_timeouts"] == 0
+
+
 def test_query_timeout_in_session_mode_keeps_the_session(pglease):
     d = pool_of(pglease, 1, query_timeout=1, pool_mode="session")
     with d.connect() as c:
