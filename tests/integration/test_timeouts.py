@@ -143,10 +143,14 @@ def test_query_timeout_when_the_cancel_cannot_take_ends_the_lease(pglease):
     the exit door (timeout/query) and the pool's one backend serves the next client."""
     d = pool_of(pglease, 1, query_timeout=1, server_drain_timeout=1)
     w = wire_client(d)
-    w.send(pgwire.query_msg("select repeat('x', 1000) from generate_series(1, 10000000)"))
+    # small series (a function scan materializes its whole series first, and would be cancelled then):
+    # rows flow at once, and fill pglease's buffer and the sockets within milliseconds
+    w.send(pgwire.query_msg("select repeat('x', 1000) from generate_series(1, 10000) a, generate_series(1, 10000) b"))
     t0 = time.monotonic()
     # the client reads nothing meanwhile (reading would let the backend go on, and see the cancel)
-    wait_for(lambda: stats(d)["exits_timeout_query"] == 1, timeout=8, what="exits_timeout_query")
+    wait_for(lambda: stats(d)["exits_timeout_query"] == 1, timeout=8,
+             what=lambda: "exits_timeout_query; log: %s" % [l for l in d.log_text().splitlines()
+                                                           if "admin" not in l and "(-/-)" not in l])
     assert time.monotonic() - t0 < 5
     assert w.wait_closed(timeout=10)
     assert "timeout/query" in d.log_text()
@@ -163,6 +167,9 @@ def test_idle_transaction_timeout_rolls_back_and_reuses_the_backend(pglease, dir
     c.execute("begin")
     c.execute("insert into items (val) values (%s)", (tag,))
     held = pid(c)
+    # the premise: the backend is idle in a transaction that holds the row
+    assert direct.execute("select state from pg_stat_activity where pid = %s", (held,)).fetchone()[0] == \
+        "idle in transaction"
     seen = closed_with(d, c, "25P03")
     assert "terminating connection due to idle-in-transaction timeout" in seen, seen
     c.close()
@@ -258,12 +265,36 @@ def test_a_stalled_client_frees_the_backend_while_another_is_served(pglease):
     t0 = time.monotonic()
     with d.connect() as other:   # waits for the one backend the staller holds
         assert other.execute("select 7").fetchone()[0] == 7
-        assert time.monotonic() - t0 < 3
+        took = time.monotonic() - t0
+        assert 0.4 < took < 3, took   # the premise: it did wait for the staller's backend
     err = read_fatal(w)
     assert err["C"] == "08P01", err
     assert "client_stall_timeout" in err["M"], err
     w.close()
     assert stats(d)["exits_timeout_stall"] == 1
+
+
+def test_more_stalled_clients_than_backends_cannot_starve_the_pool(pglease, direct):
+    """Four clients stall on a pool of two, then a well-behaved one comes: the stalled ones are
+    ended two by two (a waiter's clock starts with its lease) and it is served after them."""
+    d = pool_of(pglease, 2, client_stall_timeout=1)
+    stalled = []
+    for _ in range(4):
+        w = wire_client(d)
+        w.send(b"Q" + struct.pack("!I", 64) + b"select")
+        stalled.append(w)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    with d.connect() as good:
+        assert good.execute("select 8").fetchone()[0] == 8
+    took = time.monotonic() - t0
+    assert 1.0 < took < 5.0, took
+    for w in stalled:
+        assert read_fatal(w)["C"] == "08P01"
+        w.close()
+    assert stats(d)["exits_timeout_stall"] == 4
+    assert len(direct.execute("select pid from pg_stat_activity where datname = 'app' and pid <> "
+                              "pg_backend_pid()").fetchall()) <= 2
 
 
 def test_a_client_stalled_inside_copy_is_rolled_back_and_its_backend_reused(pglease, direct):
