@@ -178,6 +178,12 @@ static void request_started(struct lease *l, struct stream *st)
 		l->tx_since = now;
 }
 
+/* The client ended its COPY data: the backend runs the rest of the statement from now (query_timeout's clock). */
+static void copy_ended(struct lease *l)
+{
+	l->request_since = ev_now(loop);
+}
+
 /* Replies were framed: a ReadyForQuery ends a request (the next one owed starts running now). */
 static void replies_came(struct lease *l, const struct stream *st, uint32_t owed_before, bool copy_before)
 {
@@ -371,12 +377,15 @@ void client_relay_to_server(struct server *s)
 			send_to_server(c, s);
 		return;
 	}
+	bool copy_before = s->stream.copy_in;
 	ssize_t n = scan_client(c, s, in);
 	if (n == -2)
 		return client_fatal(c, "54000", "could not relay a prepared statement message or a rewritten Query "
 				    "(out of memory, or statement names longer than 16 KB)", NULL);
 	if (was_idle && s->stream.owed_z)
 		request_started(c->lease, &s->stream);
+	else if (copy_before && !s->stream.copy_in)
+		copy_ended(c->lease);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;

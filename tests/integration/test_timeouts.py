@@ -77,6 +77,28 @@ def test_query_timeout_counts_each_request_of_a_pipeline_on_its_own(pglease):
     assert stats(d)["query_timeouts"] == 0
 
 
+def test_query_timeout_does_not_count_the_time_a_copy_waits_for_its_data(pglease, direct):
+    """A COPY fed for 1.5 s, then 0.5 s of work after its CopyDone (a deferred trigger at commit):
+    past query_timeout from its start, not from its end of data."""
+    direct.execute("create table if not exists slowcopy (v text)")
+    direct.execute("create or replace function slowcopy_trigger() returns trigger language plpgsql as "
+                   "$$ begin perform pg_sleep(0.5); return null; end $$")
+    direct.execute("drop trigger if exists slowcopy_slow on slowcopy")
+    direct.execute("create constraint trigger slowcopy_slow after insert on slowcopy deferrable initially "
+                   "deferred for each row execute function slowcopy_trigger()")
+    d = pool_of(pglease, 1, query_timeout=1, client_stall_timeout=5)
+    w = wire_client(d)
+    w.send(pgwire.query_msg("copy slowcopy (v) from stdin"))
+    assert w.read_until((b"G",))[-1][0] == b"G"
+    w.send(pgwire.copy_data_msg(b"one\n"))
+    time.sleep(1.5)
+    w.send(pgwire.message(b"c"))
+    r = w.collect_until_ready()
+    assert r["error"] is None, r["error"]
+    w.terminate()
+    assert stats(d)["query_timeouts"] == 0
+
+
 def test_query_timeout_in_session_mode_keeps_the_session(pglease):
     d = pool_of(pglease, 1, query_timeout=1, pool_mode="session")
     with d.connect() as c:
