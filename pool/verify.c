@@ -218,12 +218,19 @@ static bool check_clients_on(const struct pool *p, const struct list *l, enum cl
 	char ctx[256];
 	const struct list_node *pos;
 
+	ev_tstamp since = 0;
+
 	snprintf(ctx, sizeof(ctx), "%s of pool %s/%s", name, p->dbname, p->user);
 	if (!check_list(l, ctx))
 		return false;
-	for_each_node(pos, l)
-		if (!check_pool_client(list_entry(pos, struct client, node), p, state, ctx))
+	for_each_node(pos, l) {
+		const struct client *c = list_entry(pos, struct client, node);
+		if (!check_pool_client(c, p, state, ctx))
 			return false;
+		/* In state order (client_set_state() appends): the timeouts' and waiters' walks stop at the first young one. */
+		CHECK_CLIENT(ctx, c, c->state_since >= since);
+		since = c->state_since;
+	}
 	return true;
 }
 
