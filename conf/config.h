@@ -70,6 +70,12 @@ struct config {
 	int max_client_conn;         /* 100 */
 	/* Durations in seconds; 0 disables where the reference says so. */
 	double query_wait_timeout;   /* 120 */
+	/* The timeouts that bound a lease or an idle client (pool/timeout.c); 0: off. */
+	double query_timeout;        /* 0: a request in flight longer is cancelled (57014), the client stays */
+	double idle_transaction_timeout; /* 0: idle inside a transaction longer: FATAL 25P03, rolled back */
+	double transaction_timeout;  /* 0: a transaction open longer: FATAL 25P04, rolled back */
+	double client_idle_timeout;  /* 0: a client without a lease idle longer: FATAL 57P05 */
+	double client_stall_timeout; /* 30: a lease holder silent this long mid-message: FATAL 08P01 */
 	double server_connect_timeout; /* 15 */
 	double server_login_retry;   /* 15: longest pause between connect attempts after failures (pool.c backs off up to it) */
 	int server_down_fail_fast;   /* 0: clients wait out an outage; 1: refused at once while the pool cannot connect */

@@ -67,6 +67,7 @@ static const struct col stats_cols[] = {
 	{ "servers_opened", OID_INT8 }, { "servers_closed", OID_INT8 }, { "servers_lost", OID_INT8 },
 	{ "server_connect_failures", OID_INT8 }, { "servers_discarded", OID_INT8 },
 	{ "exit_rollbacks", OID_INT8 }, { "lease_warnings", OID_INT8 }, { "pins", OID_INT8 }, { "unpins", OID_INT8 },
+	{ "query_timeouts", OID_INT8 }, { "client_idle_timeouts", OID_INT8 },
 #define EXIT_COLUMN(id, name, label) { "exits_" label, OID_INT8 },
 	LEASE_EXIT_REASONS(EXIT_COLUMN)
 #undef EXIT_COLUMN
@@ -338,6 +339,8 @@ static void stats_row(struct reply *r, const struct pool *p)
 	reply_cell_int(r, (long long)st->lease_warnings);
 	reply_cell_int(r, (long long)st->pins);
 	reply_cell_int(r, (long long)st->unpins);
+	reply_cell_int(r, (long long)st->query_timeouts);
+	reply_cell_int(r, (long long)st->client_idle_timeouts);
 	for (int i = 0; i < STATS_EXIT_REASONS; i++)
 		reply_cell_int(r, (long long)st->exits[i]);
 	reply_end(r, m);

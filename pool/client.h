@@ -99,6 +99,7 @@ struct client {
 	uint32_t id, cancel_key;   /* our BackendKeyData */
 	ev_tstamp state_since;
 	ev_tstamp connected_at;    /* accepted; SHOW CLIENTS */
+	ev_tstamp last_read;       /* its socket last had bytes (logged in): client_stall_timeout */
 	bool terminating;          /* sent Terminate: close once what precedes it is sent */
 	bool mid_message;          /* part of a backend message has gone to the client */
 	uint8_t jobs_pending;      /* worker jobs that point here: not freed until done */

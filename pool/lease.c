@@ -153,6 +153,7 @@ static void lease_open(struct client *c, struct server *s)
 	l->server = s;
 	l->started = ev_now(loop);
 	l->close_why = EXIT_CLIENT_GONE;
+	l->quiet_since = l->started;
 	c->lease = s->lease = l;
 }
 

@@ -44,7 +44,15 @@ struct server;
 	/* KILL on the admin console */ \
 	X(KILLED, "killed", "killed") \
 	/* pglease is stopping */ \
-	X(SHUTDOWN, "shutdown", "shutdown")
+	X(SHUTDOWN, "shutdown", "shutdown") \
+	/* query_timeout: the cancel it sent did not stop the query within server_drain_timeout */ \
+	X(TIMEOUT_QUERY, "timeout/query", "timeout_query") \
+	/* idle_transaction_timeout: idle inside a transaction */ \
+	X(TIMEOUT_IDLE_TX, "timeout/idle_transaction", "timeout_idle_transaction") \
+	/* transaction_timeout: a transaction open too long */ \
+	X(TIMEOUT_TX, "timeout/transaction", "timeout_transaction") \
+	/* client_stall_timeout: the client stopped in the middle of a message */ \
+	X(TIMEOUT_STALL, "timeout/stall", "timeout_stall")
 
 #define LEASE_EXIT_ENUM(id, name, label) EXIT_##id,
 enum lease_exit_reason { LEASE_EXIT_REASONS(LEASE_EXIT_ENUM) };
@@ -75,6 +83,12 @@ struct lease {
 	bool relayed;                /* the relay started: client bytes may have reached the backend */
 	bool warned;                 /* logged as older than lease_warn_after */
 	bool cancel_at_relay;        /* a cancel came while it was being set up */
+	/* Clocks the timeouts read (pool/timeout.c), kept by the relay. */
+	ev_tstamp request_since;     /* the oldest request in flight started running (owed_z > 0) */
+	ev_tstamp quiet_since;       /* the last reply owed came (owed_z reached 0) */
+	ev_tstamp tx_since;          /* the open transaction's first statement was sent */
+	ev_tstamp copy_since;        /* the backend asked for COPY data */
+	ev_tstamp query_cancelled_at;  /* query_timeout cancelled the request in flight (0: not) */
 	/* a libpq query for the holder is running (lease_query) */
 	void (*query_done)(struct server *s, const char *sqlstate, const char *error);
 	/* the exit door's progress */

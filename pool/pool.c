@@ -20,6 +20,7 @@
 #include "pool.h"
 #include "resolve.h"
 #include "server.h"
+#include "timeout.h"
 
 struct list all_pools = { { &all_pools.head, &all_pools.head }, 0 };
 
@@ -646,6 +647,7 @@ void pool_maintain(ev_tstamp now)
 	list_for_each_safe(pos, tmp, &all_pools) {
 		struct pool *p = list_entry(pos, struct pool, node);
 		expire_waiters(p, now);
+		timeout_check(p, now);
 		warn_old_leases(p, now);
 		rotate_stats(p, now);
 		expire_idle_servers(p, now);

@@ -166,6 +166,40 @@ void client_leased(struct client *c)
 	c->lease->cancel_at_relay = false;
 }
 
+/* ---- the timeouts' clocks (pool/timeout.c reads them) ---- */
+
+/* A request went out with nothing owed: a query starts, and a transaction if none was open. */
+static void request_started(struct lease *l, struct stream *st)
+{
+	ev_tstamp now = ev_now(loop);
+
+	st->busy_since = l->request_since = now;
+	if (st->txstatus == 'I')
+		l->tx_since = now;
+}
+
+/* The client ended its COPY data: the backend runs the rest of the statement from now (query_timeout's clock). */
+static void copy_ended(struct lease *l)
+{
+	l->request_since = ev_now(loop);
+}
+
+/* Replies were framed: a ReadyForQuery ends a request (the next one owed starts running now). */
+static void replies_came(struct lease *l, const struct stream *st, uint32_t owed_before, bool copy_before)
+{
+	ev_tstamp now = ev_now(loop);
+
+	if (st->copy_in && !copy_before)
+		l->copy_since = now;
+	if (st->owed_z == owed_before)
+		return;
+	l->query_cancelled_at = 0;
+	if (st->owed_z)
+		l->request_since = now;
+	else
+		l->quiet_since = now;
+}
+
 /* ---- the relay: client to backend ---- */
 
 static enum frame_verdict account_client_msg(struct client *c, const struct frame_msg *m)
@@ -331,22 +365,27 @@ void client_relay_to_server(struct server *s)
 
 	assert(c && c->lease == s->lease && s->phase == PHASE_RAW);
 	struct iobuf *in = c->in;
+	bool was_idle = s->stream.owed_z == 0;
 
 	if (!in && s->reset.followup_due && send_followup(c, s) < 0)
 		return client_fatal(c, "53200", "out of memory restoring the startup settings after DISCARD ALL", NULL);
+	if (!in && was_idle && s->stream.owed_z)
+		request_started(c->lease, &s->stream);
 	if (!in) {
 		/* Rewritten bytes may still be waiting for the backend to take them. */
 		if (prep_tx_pending(&c->lease->prep))
 			send_to_server(c, s);
 		return;
 	}
-	bool was_idle = s->stream.owed_z == 0;
+	bool copy_before = s->stream.copy_in;
 	ssize_t n = scan_client(c, s, in);
 	if (n == -2)
 		return client_fatal(c, "54000", "could not relay a prepared statement message or a rewritten Query "
 				    "(out of memory, or statement names longer than 16 KB)", NULL);
 	if (was_idle && s->stream.owed_z)
-		s->stream.busy_since = ev_now(loop);
+		request_started(c->lease, &s->stream);
+	else if (copy_before && !s->stream.copy_in)
+		copy_ended(c->lease);
 	/* What came before a bad message is valid and already accounted: send it. */
 	if (send_to_server(c, s) < 0)
 		return;
@@ -549,14 +588,16 @@ void client_relay_from_server(struct server *s)
 	if (read_from_server(c, s) <= 0)
 		return;
 	struct iobuf *out = c->out;
-	bool was_busy = s->stream.owed_z > 0;
+	uint32_t owed_before = s->stream.owed_z;
+	bool copy_before = s->stream.copy_in;
 	ssize_t n = c->prep_on ? prep_scan_from_server(c, s, out) : scan_server(s, out);
 	if (n < 0) {
 		server_close(s, "protocol violation from the backend");
 		return;
 	}
-	if (was_busy && !s->stream.owed_z)
+	if (owed_before && !s->stream.owed_z)
 		c->pool->stats.query_time_us += (uint64_t)((ev_now(loop) - s->stream.busy_since) * 1e6);
+	replies_came(c->lease, &s->stream, owed_before, copy_before);
 	out->scanned += (uint32_t)n;
 	c->mid_message = s->stream.from_server.body_left > 0;
 	if (c->violation && s->stream.owed_z == 0 && !c->mid_message) {
@@ -572,6 +613,7 @@ void client_relay_from_server(struct server *s)
 
 void client_on_data(struct client *c)
 {
+	c->last_read = ev_now(loop);
 	if (client_read_into(c, &c->in) <= 0) {
 		client_close(c, "client closed the connection");
 		return;

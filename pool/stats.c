@@ -101,6 +101,8 @@ G(g_rollbacks, s->st.exit_rollbacks)
 G(g_warnings, s->st.lease_warnings)
 G(g_pins, s->st.pins)
 G(g_unpins, s->st.unpins)
+G(g_query_timeouts, s->st.query_timeouts)
+G(g_idle_timeouts, s->st.client_idle_timeouts)
 G(g_pool_size, s->pool_size)
 G(g_paused, s->paused)
 G(g_maxwait, s->maxwait)
@@ -131,6 +133,9 @@ static const struct family families[] = {
 	{ "pglease_lease_warnings_total", "counter", "Leases held longer than lease_warn_after.", g_warnings },
 	{ "pglease_pins_total", "counter", "Clients pinned to their backend by session state.", g_pins },
 	{ "pglease_unpins_total", "counter", "Pins lifted: a probe found no session state left.", g_unpins },
+	{ "pglease_query_timeouts_total", "counter", "Queries cancelled by query_timeout.", g_query_timeouts },
+	{ "pglease_client_idle_timeouts_total", "counter", "Clients without a lease closed by client_idle_timeout.",
+	  g_idle_timeouts },
 	{ "pglease_pool_size", "gauge", "Backends the pool may open.", g_pool_size },
 	{ "pglease_paused", "gauge", "1 while the pool is paused by the admin console.", g_paused },
 	{ "pglease_max_wait_seconds", "gauge", "How long the oldest waiting client has waited.", g_maxwait },

@@ -45,6 +45,8 @@ struct pool_stats {
 	uint64_t lease_warnings;       /* leases older than lease_warn_after (logged once each) */
 	uint64_t pins;                 /* clients pinned to their backend by session state (session.c) */
 	uint64_t unpins;               /* pins lifted because a probe found no session state left */
+	uint64_t query_timeouts;       /* queries cancelled by query_timeout (the client stayed, unless exits_timeout_query) */
+	uint64_t client_idle_timeouts; /* clients without a lease closed by client_idle_timeout */
 };
 
 /* What SHOW STATS / SHOW POOLS and /metrics print for one pool. */

@@ -145,6 +145,9 @@ static bool check_leased_server(const struct server *s, const struct pool *p, co
 	CHECK_SERVER(ctx, s, s->phase == PHASE_QUERY || s->phase == PHASE_RAW);
 	CHECK_SERVER(ctx, s, s->phase != PHASE_QUERY || l->query_done);
 	CHECK_SERVER(ctx, s, s->phase != PHASE_RAW || (l->relayed && s->on_readable == client_relay_from_server));
+	/* The timeouts' clocks (timeout.c): a request in flight has a start; query_timeout's cancel is for one in flight. */
+	CHECK_SERVER(ctx, s, !l->relayed || s->stream.owed_z == 0 || l->request_since > 0);
+	CHECK_SERVER(ctx, s, l->query_cancelled_at == 0 || s->stream.owed_z > 0);
 	return true;
 }
 
@@ -220,12 +223,19 @@ static bool check_clients_on(const struct pool *p, const struct list *l, enum cl
 	char ctx[256];
 	const struct list_node *pos;
 
+	ev_tstamp since = 0;
+
 	snprintf(ctx, sizeof(ctx), "%s of pool %s/%s", name, p->dbname, p->user);
 	if (!check_list(l, ctx))
 		return false;
-	for_each_node(pos, l)
-		if (!check_pool_client(list_entry(pos, struct client, node), p, state, ctx))
+	for_each_node(pos, l) {
+		const struct client *c = list_entry(pos, struct client, node);
+		if (!check_pool_client(c, p, state, ctx))
 			return false;
+		/* In state order (client_set_state() appends): the timeouts' and waiters' walks stop at the first young one. */
+		CHECK_CLIENT(ctx, c, c->state_since >= since);
+		since = c->state_since;
+	}
 	return true;
 }
 

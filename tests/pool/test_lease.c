@@ -681,7 +681,8 @@ Test(exit_reason, names_are_the_documented_ones)
 {
 	static const char *const want[] = {
 		"transaction done", "client gone", "client protocol violation", "server lost",
-		"setup failed", "killed", "shutdown",
+		"setup failed", "killed", "shutdown", "timeout/query", "timeout/idle_transaction",
+		"timeout/transaction", "timeout/stall",
 	};
 
 	cr_assert_eq(LEASE_EXIT_REASON_COUNT, sizeof(want) / sizeof(*want));

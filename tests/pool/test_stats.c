@@ -106,7 +106,8 @@ Test(stats, exit_reason_labels)
 {
 	static const char *const want[] = {
 		"transaction_done", "client_gone", "client_protocol", "server_lost",
-		"setup_failed", "killed", "shutdown", "other",
+		"setup_failed", "killed", "shutdown", "timeout_query", "timeout_idle_transaction",
+		"timeout_transaction", "timeout_stall", "other",
 	};
 	struct stats_sample s = one();
 	char *text, *at, series[200];

@@ -33,6 +33,8 @@ class Action:
     timed: bool = True           # counts against the latency bound
     kill: bool = False           # close the socket without Terminate (data, if any, is sent first)
     on_error: bytes = None       # sent if an ErrorResponse comes before CopyInResponse (a Sync the copy owed)
+    query_timeout: bool = False  # pglease's query_timeout cancels it; PostgreSQL directly gets a CancelRequest
+    stall: bool = False          # data is half a message: pglease must end the client within client_stall_timeout
 
 
 @dataclass
@@ -416,6 +418,37 @@ class Gen:
     def op_cancel(self):
         return Op("cancel pg_sleep", [self.sleep_cancel_action()])
 
+    def query_timeout_action(self):
+        """A statement longer than the torture's query_timeout: pglease cancels it itself (the
+        mirror is cancelled by the driver at its NOTICE); both must answer 57014 alike."""
+        sql = "do $$ begin raise notice 'sleeping'; perform pg_sleep(60); end $$"
+        if self.rng.random() < 0.5:
+            return Action(Q(sql), query_timeout=True, timed=False)
+        return Action(P("", sql) + B() + E() + SYNC, query_timeout=True, timed=False)
+
+    def op_query_timeout(self):
+        if self.rng.random() < 0.5:
+            return Op("query_timeout", [self.query_timeout_action(), Action(Q(self.select_sql()))])
+        # inside a transaction block: failed (25P02) until the ROLLBACK, as PostgreSQL leaves it
+        return Op("query_timeout (in a transaction)",
+                  [Action(Q("begin")), Action(Q(self.insert_sql())), self.query_timeout_action(),
+                   Action(Q(self.select_sql())), Action(Q("rollback")), Action(Q(self.select_sql()))])
+
+    def op_stall(self):
+        """The last op: the client stops in the middle of a message while holding a backend."""
+        r = self.rng.random()
+        if r < 0.5:
+            q = Q(self.insert_sql())
+            return Op("stalled mid-message", [Action(q[:self.rng.randint(1, len(q) - 1)], stall=True)])
+        ids, payload = self.copy_rows("text")
+        acts = [Action(Q("begin")), Action(Q(self.insert_sql())),
+                Action(Q("copy %s(id, v, n, b) from stdin" % self.table), nz=0, until=b"G")]
+        if r < 0.75:
+            acts.append(Action(payload[:len(payload) // 2 + 1], stall=True))
+            return Op("stalled mid-copy", acts)
+        acts.append(Action(payload, stall=True))       # whole CopyData messages, no CopyDone
+        return Op("stalled inside copy", acts)
+
     def op_sleep(self):
         return Op("short sleep", [Action(Q("select pg_sleep(%.2f)" % self.rng.choice([0.01, 0.05, 0.1])), timed=False)])
 
@@ -604,7 +637,7 @@ class Gen:
     MENU = [
         ("simple", 10), ("multi", 6), ("unnamed", 8), ("named", 10), ("pipeline", 6), ("portal", 4),
         ("copy_in", 4), ("copy_out", 3), ("cancel", 2), ("sleep", 1), ("empty", 1), ("transaction", 12),
-        ("state", 6), ("settings", 6), ("discard", 1),
+        ("state", 6), ("settings", 6), ("discard", 1), ("query_timeout", 1),
     ]
 
     def startup(self, database):
@@ -642,7 +675,12 @@ class Gen:
             if k not in ("state", "discard"):
                 op.state = frozenset(self.state)
             s.ops.append(op)
-        if "kill" not in self.skip and self.rng.random() < 0.12:
+        if "stall" not in self.skip and self.rng.random() < 0.05:
+            op = self.op_stall()
+            op.state = frozenset(self.state)
+            s.ops.append(op)
+            s.killed = True
+        elif "kill" not in self.skip and self.rng.random() < 0.12:
             op = self.op_kill()
             op.state = frozenset(self.state)
             s.ops.append(op)

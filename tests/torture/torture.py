@@ -22,8 +22,15 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import REPO, Cluster, Daemon, clean_env, wait_for  # noqa: E402
 import programs  # noqa: E402
 from pgproto import Conn, LoginFailed, describe_frontend, normalize, normalize_login, parse_data_row  # noqa: E402
+from pgwire import parse_fields  # noqa: E402
 
 DIRECT_APPNAME = "pgtest_direct"     # harness's name for checking connections
+# pglease's query_timeout and client_stall_timeout in the run: no other statement of the workload runs
+# that long; a stalled client may first wait for a backend (up to query_wait_timeout), then its clock starts.
+QUERY_TIMEOUT = 4
+QUERY_TIMEOUT_SLACK = 3
+STALL_TIMEOUT = 2
+STALL_SLACK = 35
 VERIFY_ON = "pool_verify: invariants checked after every loop iteration"   # daemon/main.c says so at start
 
 
@@ -152,6 +159,7 @@ class Torture:
         self.stop_clients = False
         self.diverged = set()      # clients whose replies differed: their tables differ too
         self.op_counts = {}
+        self.stalls = self.query_timeouts = 0
 
     # -- failures
     def fail(self, kind, text, ci=None, j=None, opi=None, sig=None, quiet=False):
@@ -170,13 +178,53 @@ class Torture:
         return [dict(zip(cols, r)) for r in rows]
 
     # -- one action on both sides
-    async def run_action(self, conn, act):
+    async def run_action(self, conn, act, pooled):
         async def notice_cb(c):
             await c.cancel()
+        started = []
+
+        async def running_cb(c):
+            started.append(time.monotonic())
+        # query_timeout: pglease cancels its side itself; PostgreSQL's side is cancelled here
+        cancel = act.cancel or (act.query_timeout and not pooled)
+        on_notice = notice_cb if cancel else running_cb if act.query_timeout else None
         t0 = time.monotonic()
-        msgs = await conn.exchange(act.data, act.nz, copy=act.copy, on_notice=notice_cb if act.cancel else None,
+        msgs = await conn.exchange(act.data, act.nz, copy=act.copy, on_notice=on_notice,
                                    until=act.until, on_error=act.on_error)
+        if act.query_timeout and pooled and started:
+            # from the NOTICE (the statement surely runs on a backend: a wait for the lease is not counted)
+            t0 = started[0]
         return msgs, time.monotonic() - t0
+
+    async def stall(self, ci, j, opi, op, pooled, direct, act):
+        """Half a message, then silence: pglease must end the client with FATAL 08P01 within
+        client_stall_timeout (plus the maintenance tick and slack); PostgreSQL's side is just closed."""
+        pooled.write(act.data)
+        await pooled.drain()
+        direct.kill()
+        t0 = time.monotonic()
+        msgs = []
+        while True:
+            t, body = await pooled.read_msg(self.cfg["stall_timeout"] + STALL_SLACK)
+            msgs.append((t, body))
+            if t in (b"EOF", b"TIMEOUT") or t == b"E":
+                break
+        dt = time.monotonic() - t0
+        self.stalls += 1
+        err = parse_fields(msgs[-1][1]) if msgs[-1][0] == b"E" else {}
+        if err.get("C") != "08P01" or dt < self.cfg["stall_timeout"] - 0.5:
+            self.fail("stall", "%s: expected FATAL 08P01 after client_stall_timeout %g s; after %.1f s got %s"
+                      % (op.name, self.cfg["stall_timeout"], dt, [short(m, 100) for m in normalize(msgs)]),
+                      ci, j, opi, "stall: %s" % (err.get("C") or msgs[-1][0].decode()))
+        pooled.kill()
+
+    def check_query_timeout(self, ci, j, opi, op, dt):
+        """pglease's cancel came after query_timeout, not long after (the tick, the cancel's round trip)."""
+        self.query_timeouts += 1
+        qt = self.cfg["query_timeout"]
+        if not qt - 0.3 <= dt <= qt + QUERY_TIMEOUT_SLACK:
+            self.fail("query_timeout", "%s: 57014 through pglease after %.1f s (query_timeout %g s)" % (op.name, dt, qt),
+                      ci, j, opi, "query_timeout: cancelled after %.0f s" % dt)
 
     @staticmethod
     async def login(conn, startup):
@@ -223,6 +271,11 @@ class Torture:
             for ai, act in enumerate(op.actions):
                 self.where[ci] = "%s: op %d %s, action %d %s" % (label, opi, op.name, ai,
                                                                  describe_frontend(act.data)[:3])
+                if act.stall:
+                    await self.stall(ci, j, opi, op, pooled[act.conn], direct[act.conn], act)
+                    lp[act.conn].killed()
+                    ld[act.conn].killed()
+                    continue
                 if act.kill:
                     for c in (pooled[act.conn], direct[act.conn]):
                         await c.drain()
@@ -230,8 +283,10 @@ class Torture:
                     lp[act.conn].killed()
                     ld[act.conn].killed()
                     continue
-                (mp, dt), (md, _) = await asyncio.gather(self.run_action(pooled[act.conn], act),
-                                                         self.run_action(direct[act.conn], act))
+                (mp, dt), (md, _) = await asyncio.gather(self.run_action(pooled[act.conn], act, True),
+                                                         self.run_action(direct[act.conn], act, False))
+                if act.query_timeout and normalize(mp) == normalize(md):
+                    self.check_query_timeout(ci, j, opi, op, dt)
                 self.actions += 1
                 got, exp = normalize(mp), normalize(md)
                 if ci in self.args.trace:
@@ -471,7 +526,7 @@ def config_from_seed(seed, args):
     kinds = ["grouped"] * n_grouped + ["session"] * n_session
     kinds += ["txn"] * (n - len(kinds))
     return dict(seed=seed, clients=n, backends=backends, session_pool=rng.randint(2, 3), kinds=kinds,
-                max_prepared=rng.choice([200, 200, 4]))
+                max_prepared=rng.choice([200, 200, 4]), query_timeout=QUERY_TIMEOUT, stall_timeout=STALL_TIMEOUT)
 
 
 def main():
@@ -522,7 +577,9 @@ def main():
             "sess": cluster.conninfo("pooled", pool_size=cfg["session_pool"], pool_mode="session"),
         }
         d = Daemon(args.bin, cluster, dict(query_wait_timeout=30, max_client_conn=400, default_pool_size=cfg["backends"],
-                                           max_prepared_statements=cfg["max_prepared"]), databases)
+                                           max_prepared_statements=cfg["max_prepared"],
+                                           query_timeout=cfg["query_timeout"],
+                                           client_stall_timeout=cfg["stall_timeout"]), databases)
         # pool_verify() after every loop iteration, whichever build (pool/verify.c).
         d.env["PGLEASE_VERIFY"] = "1"
         d.start(wait=False)
@@ -561,6 +618,8 @@ def main():
                  cfg["session_pool"], t.sessions, t.ops, t.actions, t.messages, t.rows_checked, t.pgbench_tx,
                  p99, worst[0], worst[1], worst[4], getattr(t, "wall", 0), time.monotonic() - t_start), flush=True)
         print("torture ops: %s" % ", ".join("%s %d" % kv for kv in sorted(t.op_counts.items())), flush=True)
+        print("torture timeouts: %d queries cancelled by query_timeout, %d stalled clients ended" %
+              (t.query_timeouts, t.stalls), flush=True)
         if t.pin_failures > 5:
             print("(%d pin-check failures in all, 5 shown)" % t.pin_failures)
     if failures:
