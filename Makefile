@@ -126,8 +126,9 @@ test:
 	@tests/lib/deps.sh test
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory integration
-	@$(MAKE) --no-print-directory integration-asan
+	@# The two builds' suites run side by side: each starts its own PostgreSQL and pglease on random
+	@# ports, and most of their time is spent waiting (timeouts, restarts), not on the CPU.
+	@$(MAKE) --no-print-directory -j2 --output-sync=target integration integration-asan
 	@$(MAKE) --no-print-directory torture
 	@$(MAKE) --no-print-directory torture-asan
 	@$(MAKE) --no-print-directory systemd-check
