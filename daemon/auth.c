@@ -28,7 +28,6 @@
  * reason only in the log.
  */
 #include <assert.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +44,7 @@
 #include "daemon.h"
 #include "hba.h"
 #include "list.h"
+#include "listener.h"
 #include "log.h"
 #include "login.h"
 #include "md5auth.h"
@@ -914,30 +914,6 @@ void auth_input(struct client *c)
 
 /* ---- which method */
 
-/* The peer's address for hba host lines; false for a Unix socket. */
-static bool peer_address(const struct client *c, struct sockaddr_storage *ss)
-{
-	const struct sockaddr *peer = client_peer(c);
-
-	if (!peer)
-		return false;
-	memset(ss, 0, sizeof(*ss));
-	memcpy(ss, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	return true;
-}
-
-/* PostgreSQL's "host \"...\", user \"...\", database \"...\", <encryption>" part. */
-static void describe_client(const struct client *c, const struct startup *st, const struct sockaddr_storage *ss,
-			    bool tcp, char *out, size_t cap)
-{
-	char host[NI_MAXHOST] = "[local]";
-
-	if (tcp && getnameinfo((const struct sockaddr *)ss, sizeof(*ss), host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
-		snprintf(host, sizeof(host), "???");
-	snprintf(out, cap, "host \"%s\", user \"%s\", database \"%s\", %s", host, st->user, st->database,
-		 client_on_tls(c) ? "SSL encryption" : "no encryption");
-}
-
 /* An hba refusal: the client is held like one whose password failed. */
 static void refuse_hba(struct client *c, struct startup *st, const char *message, const char *why)
 {
@@ -956,18 +932,16 @@ static void refuse_hba(struct client *c, struct startup *st, const char *message
 
 static void start_hba(struct client *c, struct startup *st)
 {
-	struct sockaddr_storage ss;
-	bool tcp = peer_address(c, &ss);
+	const struct sockaddr *peer = client_peer(c);
 	struct hba_client who = {
-		.local = !tcp, .ssl = client_on_tls(c),
-		.database = st->database, .user = st->user,
-		.addr = tcp ? (const struct sockaddr *)&ss : NULL,
+		.local = !peer, .ssl = client_on_tls(c),
+		.database = st->database, .user = st->user, .addr = peer,
 	};
 	const struct hba_rule *rule = running && running->hba ? hba_match(running->hba, &who) : NULL;
 	char what[600], msg[700], why[64];
 
 	if (!rule || rule->method == HBA_REJECT) {
-		describe_client(c, st, &ss, tcp, what, sizeof(what));
+		listener_login_words(c, st->user, st->database, what, sizeof(what));
 		snprintf(msg, sizeof(msg), rule ? "pg_hba.conf rejects connection for %s" : "no pg_hba.conf entry for %s", what);
 		snprintf(why, sizeof(why), rule ? "auth_hba_file line %d" : "no auth_hba_file line matches", rule ? rule->line : 0);
 		return refuse_hba(c, st, msg, why);
@@ -987,10 +961,9 @@ static void start_hba(struct client *c, struct startup *st)
  */
 static void start_peer(struct client *c, struct startup *st)
 {
-	struct sockaddr_storage ss;
 	char msg[200];
 
-	if (!peer_address(c, &ss))
+	if (!client_peer(c))
 		return login_peer(c, st);
 	log_info("client %u: auth_type peer is for Unix socket clients only", c->id);
 	snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", st->user);

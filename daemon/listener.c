@@ -185,6 +185,16 @@ void listener_peer_name(const struct client *c, char *host, size_t cap, int *por
 		*port = cfg->listen_port;
 }
 
+void listener_login_words(const struct client *c, const char *user, const char *database, char *out, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "[local]";
+
+	if (client_peer(c))
+		listener_peer_name(c, host, sizeof(host), NULL);
+	snprintf(out, cap, "host \"%s\", user \"%s\", database \"%s\", %s", host, user, database,
+		 client_on_tls(c) ? "SSL encryption" : "no encryption");
+}
+
 /* One TCP listener on host (numeric) or, for NULL, the wildcard of family. */
 static int bind_tcp(int family, const char *host)
 {

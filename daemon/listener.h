@@ -6,6 +6,8 @@
  *                     the TCP listeners (systemd's, else listen_addr's); -1 names what failed
  *   listener_stop()   stop accepting, remove the lock and the socket (unless systemd's)
  *   listener_peer_name()  a client's address as text ("127.0.0.1", "::1"; "unix") and port
+ *   listener_login_words()  PostgreSQL's 'host "...", user "...", database "...", <encryption>'
+ *                       for a refused login ("[local]" for the Unix socket)
  *
  * The socket is <unix_socket_dir>/.s.PGSQL.<listen_port>, PostgreSQL's own
  * naming, so `psql -h DIR -p PORT` finds it. The lock file beside it
@@ -25,5 +27,6 @@ struct client;
 MUST_CHECK int listener_start(void);
 void listener_stop(void);
 void listener_peer_name(const struct client *c, char *host, size_t cap, int *port);
+void listener_login_words(const struct client *c, const char *user, const char *database, char *out, size_t cap);
 
 #endif

@@ -238,15 +238,14 @@ static bool peer_common_name(const struct client *c, char *cn, size_t cap)
 bool tls_login_allowed(struct client *c, const char *user, const char *database)
 {
 	enum tls_mode mode = cfg->client_tls_sslmode;
-	char msg[512], host[64], cn[256];
+	char msg[700], what[600], cn[256];
 
 	if (!c->tcp || mode < TLS_REQUIRE)
 		return true;
 	if (!client_on_tls(c)) {
 		/* PostgreSQL's words when only hostssl lines would match. */
-		listener_peer_name(c, host, sizeof(host), NULL);
-		snprintf(msg, sizeof(msg), "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", no encryption",
-			 host, user, database);
+		listener_login_words(c, user, database, what, sizeof(what));
+		snprintf(msg, sizeof(msg), "no pg_hba.conf entry for %s", what);
 		client_fatal(c, "28000", msg, NULL);
 		return false;
 	}
