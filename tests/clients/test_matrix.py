@@ -364,13 +364,9 @@ def tls_cluster():
     """PostgreSQL taking TCP only through `hostssl all all 127.0.0.1/32 scram-sha-256`, role
     postgres with PASSWORD as a SCRAM verifier, each connection's TLS and method logged.
     Its CA and server certificate (SAN DNS:localhost, IP:127.0.0.1) serve the tls mode's pglease too."""
-    c = harness.TlsCluster(hostssl_method="scram-sha-256", password=PASSWORD, log_connections=True)
-    try:
-        c.start()
-        c.create_app()
+    with harness.app_cluster(harness.TlsCluster, hostssl_method="scram-sha-256", password=PASSWORD,
+                             log_connections=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def check_tls_scram(tls_cluster, log_offset, output):

@@ -14,7 +14,7 @@ import warnings
 import pytest
 
 import harness
-from harness import Cluster, Daemon
+from harness import Daemon
 
 DEFAULT_TIME_LIMIT = 60
 
@@ -48,13 +48,8 @@ def pglease_bin():
 
 @pytest.fixture(scope="session")
 def cluster():
-    c = Cluster()
-    try:
-        c.start()
-        c.create_app()
+    with harness.app_cluster() as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Helpers shared by the integration tests: the private cluster, the pglease
 daemon under test, polling, and checks made directly against PostgreSQL."""
+import contextlib
 import os
 import random
 import re
@@ -136,6 +137,18 @@ class Cluster:
                "-h", self.dir, "-p", str(self.port), "-U", "postgres"] + list(args) + [dbname]
         return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
                               env=clean_env(PGAPPNAME=DIRECT_APPNAME))
+
+
+@contextlib.contextmanager
+def app_cluster(cls=None, **kw):
+    """A private cluster (Cluster, or cls with kw) started with the app database; stopped on leaving."""
+    c = (cls or Cluster)(**kw)
+    try:
+        c.start()
+        c.create_app()
+        yield c
+    finally:
+        c.stop()
 
 
 # ---------------------------------------------------------------- TLS material and a TLS-only cluster

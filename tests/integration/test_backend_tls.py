@@ -11,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from harness import (TlsCluster, app_backends, clean_env, kill9, read_lines_until, spawn_client,
+from harness import (TlsCluster, app_backends, app_cluster, clean_env, kill9, read_lines_until, spawn_client,
                      wait_backend_state, wait_for, wait_pool_size)
 import pgwire
 from pgwire import Wire
@@ -22,13 +22,8 @@ POOL = 2
 
 @pytest.fixture(scope="module")
 def tls_cluster():
-    c = TlsCluster()
-    try:
-        c.start()
-        c.create_app()
+    with app_cluster(TlsCluster) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

@@ -47,13 +47,8 @@ def start(cluster):
 @pytest.fixture
 def pg():
     """A private primary with the app database."""
-    c = Cluster()
-    try:
-        c.start()
-        c.create_app()
+    with harness.app_cluster() as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture
@@ -189,17 +184,22 @@ def test_a_query_during_an_outage_waits_for_postgresql(pglease, pg):
             c.close()
 
 
+def refused_after_stop(conn, pg):
+    """conn works, PostgreSQL stops, conn's next query fails: (seconds it took, the error's ExceptionInfo)."""
+    conn.execute("select 1")
+    stop(pg)
+    t0 = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as e:
+        conn.execute("select 1")
+    return time.monotonic() - t0, e
+
+
 @pytest.mark.timeout(90)
 def test_server_down_fail_fast_refuses_at_once(pglease, pg):
     d = pglease(databases={"app": pg.conninfo("app", pool_size=POOL)}, server_down_fail_fast=1)
     conn = d.connect()
     try:
-        conn.execute("select 1")
-        stop(pg)
-        t0 = time.monotonic()
-        with pytest.raises(psycopg.OperationalError) as e:
-            conn.execute("select 1")
-        took = time.monotonic() - t0
+        took, e = refused_after_stop(conn, pg)
         print("\nfail-fast: refused after %.3f s: %s" % (took, e.value))
         assert took < 1.0
         # The connect error itself (it names PostgreSQL's socket, not pglease's); psycopg may lose the
@@ -263,12 +263,7 @@ def test_an_outage_longer_than_query_wait_timeout_ends_with_the_connect_error(pg
     d = pglease(databases={"app": pg.conninfo("app", pool_size=POOL)}, query_wait_timeout=2)
     conn = d.connect()
     try:
-        conn.execute("select 1")
-        stop(pg)
-        t0 = time.monotonic()
-        with pytest.raises(psycopg.OperationalError) as e:
-            conn.execute("select 1")
-        took = time.monotonic() - t0
+        took, e = refused_after_stop(conn, pg)
         assert 1.8 < took < 4, took
         assert "query_wait_timeout: the server could not be reached within 2 s" in str(e.value), str(e.value)
         assert pg.dir in str(e.value), "the connect error itself is given"
